@@ -1,7 +1,8 @@
 // Gathers third-party protos from node_modules (never committed) next to our
 // own `proto/` and runs `buf generate` over both. Output is a build product in
 // proto/gen/, ignored by git.
-import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { delimiter, dirname, join } from "node:path";
 import { execFileSync } from "node:child_process";
@@ -34,6 +35,20 @@ function gatherWithImports(files, searchRoots) {
     writeFileSync(join(thirdParty, file), text);
     for (const match of text.matchAll(/^import\s+(?:public\s+|weak\s+)?"([^"]+)";/gm)) pending.push(match[1]);
   }
+}
+
+function hashInputs(paths) {
+  const hash = createHash("sha256");
+  const visit = (path) => {
+    if (!existsSync(path)) return;
+    if (statSync(path).isDirectory()) {
+      for (const entry of readdirSync(path).sort()) visit(join(path, entry));
+    } else {
+      hash.update(path.slice(root.length)).update(readFileSync(path));
+    }
+  };
+  paths.forEach(visit);
+  return hash.digest("hex");
 }
 
 function packageDir(name) {
@@ -89,9 +104,19 @@ for (const [file, target] of Object.entries(etcdLayout)) {
   writeFileSync(join(thirdParty, target), text);
 }
 
-rmSync(join(root, "proto", "gen"), { recursive: true, force: true });
+// Generation takes a while; skip it when nothing that feeds it changed.
+const genDir = join(root, "proto", "gen");
+const stampFile = join(genDir, ".inputs-sha256");
+const inputsHash = hashInputs([thirdParty, join(root, "proto", "wharf"), join(root, "buf.gen.yaml"), join(root, "buf.yaml"), join(packageDir("@bufbuild/protoc-gen-es"), "package.json")]);
+if (existsSync(stampFile) && readFileSync(stampFile, "utf8") === inputsHash) {
+  console.log("gen: proto/gen is up to date");
+  process.exit(0);
+}
+
+rmSync(genDir, { recursive: true, force: true });
 const bin = join(root, "node_modules", ".bin");
 if (!existsSync(join(bin, "buf"))) throw new Error("buf is missing: run `npm install` first");
 // buf finds protoc-gen-es on PATH.
 const env = { ...process.env, PATH: `${bin}${delimiter}${process.env.PATH}` };
 execFileSync(join(bin, "buf"), ["generate"], { cwd: root, stdio: "inherit", env });
+writeFileSync(stampFile, inputsHash);

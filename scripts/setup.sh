@@ -79,13 +79,13 @@ install_envoy() {
 }
 
 # Builds the `tool` directives of a Go module in tools/ into a cache folder
-# keyed by the module's go.mod/go.sum and the Go version.
+# keyed by the module's go.mod/go.sum, the Go version and the link flags.
 build_go_tools() {
-  local module=$1
-  shift
+  local module=$1 ldflags="-s -w $2"
+  shift 2
   need go "kube-apiserver, kubectl, etcd and etcdctl are built from their Go modules" "install Go 1.26 or newer (https://go.dev/dl, or apt-get install golang)"
   local key
-  key=$( (cat "$root/tools/$module/go.mod" "$root/tools/$module/go.sum"; go version) | sha256sum | cut -c1-16)
+  key=$( (cat "$root/tools/$module/go.mod" "$root/tools/$module/go.sum"; go version; echo "$ldflags") | sha256sum | cut -c1-16)
   local dir="$cache/$module-$key"
   if [[ ! -f "$dir/.complete" ]]; then
     say "building $* from tools/$module (Go; several minutes on a cold cache)"
@@ -95,7 +95,7 @@ build_go_tools() {
     for pair in "$@"; do
       name=${pair%%=*}
       package=${pair#*=}
-      (cd "$root/tools/$module" && go build -trimpath -ldflags "-s -w" -o "$dir/$name" "$package") \
+      (cd "$root/tools/$module" && go build -trimpath -ldflags "$ldflags" -o "$dir/$name" "$package") \
         || fail "go build $package failed" "the Go module proxy (proxy.golang.org) must be reachable; see the output above"
     done
     touch "$dir/.complete"
@@ -125,12 +125,26 @@ etcd_fits() {
   link "$etcdctl" etcdctl
 }
 
+# Built from a module rather than Kubernetes' own make, the binaries would
+# report v0.0.0-master; stamp the version the way hack/lib/version.sh does.
+kube_version_ldflags() {
+  local version major minor flags=""
+  need go "kube-apiserver and kubectl are built from the k8s.io/kubernetes Go module" "install Go 1.26 or newer"
+  version=$(cd "$root/tools/kube" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+  major=$(cut -d. -f1 <<<"${version#v}")
+  minor=$(cut -d. -f2 <<<"$version")
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $package.gitVersion=$version -X $package.gitMajor=$major -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
+  done
+  echo "$flags"
+}
+
 install_npm_dependencies
 install_envoy
-kube_fits || build_go_tools kube \
+kube_fits || build_go_tools kube "$(kube_version_ldflags)" \
   kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
   kubectl=k8s.io/kubernetes/cmd/kubectl
-etcd_fits || build_go_tools etcd \
+etcd_fits || build_go_tools etcd "" \
   etcd=go.etcd.io/etcd/server/v3 \
   etcdctl=go.etcd.io/etcd/etcdctl/v3
 

@@ -1,0 +1,13 @@
+// One place that starts a real part for tests (and for `npm start`).
+export { repoRoot, toolPath, type Tool } from "./tools.js";
+export { freePort } from "./ports.js";
+export { startProcess, waitUntilReady, type RunningProcess } from "./process.js";
+export { makeWorkDir, removeWorkDir } from "./workdir.js";
+export { createCertificateAuthority, issueCertificate, createSigningKey, type KeyPair } from "./pki.js";
+export { createClusterPki, frontProxyClientName, type ClusterPki } from "./cluster-pki.js";
+export { writeKubeconfig } from "./kubeconfig.js";
+export { httpsGet, type HttpResponse } from "./https.js";
+export { renderTemplate } from "./template.js";
+export { startReferenceEtcd, type ReferenceEtcd } from "./etcd.js";
+export { startKubeApiserver, type KubeApiserver } from "./kube-apiserver.js";
+export { startEnvoy, type Envoy } from "./envoy.js";

@@ -1,0 +1,88 @@
+import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+/** A PEM certificate and its private key on disk. */
+export interface KeyPair {
+  certFile: string;
+  keyFile: string;
+}
+
+export interface CertificateRequest {
+  /** File stem inside the PKI directory. */
+  name: string;
+  commonName: string;
+  /** Subject O values; Kubernetes reads them as the user's groups. */
+  organizations?: string[];
+  /** DNS names and IP addresses for a serving certificate. */
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  usage: "server" | "client" | "server+client";
+}
+
+async function openssl(args: string[]): Promise<void> {
+  try {
+    await run("openssl", args);
+  } catch (error) {
+    const detail = error instanceof Error ? error.message : String(error);
+    throw new Error(`openssl ${args[0]} failed (the test PKI needs the openssl CLI): ${detail}`, { cause: error });
+  }
+}
+
+function subject(commonName: string, organizations: string[] = []): string {
+  const escape = (value: string) => value.replace(/[/\\]/g, (c) => `\\${c}`);
+  return organizations.map((o) => `/O=${escape(o)}`).join("") + `/CN=${escape(commonName)}`;
+}
+
+/** A throwaway CA, valid for two days; its key never leaves `dir`. */
+export async function createCertificateAuthority(dir: string, name: string): Promise<KeyPair> {
+  const pair = { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
+  await openssl([
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", pair.keyFile, "-out", pair.certFile, "-days", "2", "-subj", subject(name),
+    "-addext", "basicConstraints=critical,CA:TRUE",
+    "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  ]);
+  return pair;
+}
+
+export async function issueCertificate(dir: string, ca: KeyPair, request: CertificateRequest): Promise<KeyPair> {
+  const pair = { certFile: join(dir, `${request.name}.crt`), keyFile: join(dir, `${request.name}.key`) };
+  const csr = join(dir, `${request.name}.csr`);
+  const extensions = join(dir, `${request.name}.ext`);
+  const usages = { server: "serverAuth", client: "clientAuth", "server+client": "serverAuth,clientAuth" };
+  const altNames = [
+    ...(request.dnsNames ?? []).map((d) => `DNS:${d}`),
+    ...(request.ipAddresses ?? []).map((ip) => `IP:${ip}`),
+  ];
+  await writeFile(
+    extensions,
+    [
+      "basicConstraints=CA:FALSE",
+      "keyUsage=critical,digitalSignature,keyEncipherment",
+      `extendedKeyUsage=${usages[request.usage]}`,
+      ...(altNames.length > 0 ? [`subjectAltName=${altNames.join(",")}`] : []),
+    ].join("\n") + "\n",
+  );
+  await openssl([
+    "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", pair.keyFile, "-out", csr, "-subj", subject(request.commonName, request.organizations),
+  ]);
+  await openssl([
+    "x509", "-req", "-in", csr, "-CA", ca.certFile, "-CAkey", ca.keyFile, "-CAcreateserial",
+    "-days", "2", "-extfile", extensions, "-out", pair.certFile,
+  ]);
+  return pair;
+}
+
+/** An EC key pair for signing, e.g. kube-apiserver's service-account tokens. */
+export async function createSigningKey(dir: string, name: string): Promise<{ privateKeyFile: string; publicKeyFile: string }> {
+  const privateKeyFile = join(dir, `${name}.key`);
+  const publicKeyFile = join(dir, `${name}.pub`);
+  await openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-out", privateKeyFile]);
+  await openssl(["pkey", "-in", privateKeyFile, "-pubout", "-out", publicKeyFile]);
+  return { privateKeyFile, publicKeyFile };
+}
