@@ -1,0 +1,161 @@
+// Maintenance and Cluster RPCs: status, hashes, snapshot, membership.
+import { createHash } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { ServerWritableStream } from "@grpc/grpc-js";
+import {
+  AlarmResponseSchema,
+  DefragmentResponseSchema,
+  HashKVResponseSchema,
+  HashResponseSchema,
+  MemberListResponseSchema,
+  MemberSchema,
+  SnapshotResponseSchema,
+  StatusResponseSchema,
+  type AlarmResponse,
+  type DefragmentResponse,
+  type HashKVRequest,
+  type HashKVResponse,
+  type HashResponse,
+  type MemberListResponse,
+  type ResponseHeader,
+  type SnapshotRequest,
+  type SnapshotResponse,
+  type StatusResponse,
+} from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
+import { errors } from "../errors.js";
+import type { MvccStore } from "../mvcc/store.js";
+import { Crc32c } from "../storage/crc32c.js";
+import { parseHistoryKey, Table } from "../storage/keys.js";
+
+/** The etcd API version brain implements; kube-apiserver gates features on it. */
+export const etcdApiVersion = "3.6.0";
+/** A single member that has always been leader reports term 2, as etcd does. */
+export const raftTerm = 2;
+
+export class MaintenanceService {
+  constructor(
+    private readonly store: MvccStore,
+    private readonly header: (revision: number) => ResponseHeader,
+    private readonly member: { name: string; clientUrls: string[]; peerUrls: string[] },
+  ) {}
+
+  async status(): Promise<StatusResponse> {
+    const size = BigInt(await this.store.engine.approximateSize());
+    const revision = BigInt(this.store.revision);
+    return create(StatusResponseSchema, {
+      header: this.header(this.store.revision),
+      version: etcdApiVersion,
+      dbSize: size,
+      dbSizeInUse: size,
+      leader: this.store.memberId,
+      // No raft log: the revision is the index of the last applied write.
+      raftIndex: revision,
+      raftAppliedIndex: revision,
+      raftTerm: BigInt(raftTerm),
+    });
+  }
+
+  async alarm(): Promise<AlarmResponse> {
+    return create(AlarmResponseSchema, { header: this.header(this.store.revision), alarms: [] });
+  }
+
+  async defragment(): Promise<DefragmentResponse> {
+    await this.store.engine.defragment();
+    return create(DefragmentResponseSchema, { header: this.header(this.store.revision) });
+  }
+
+  /** Checksum of the whole keyspace (every table), at one snapshot. */
+  async hash(): Promise<HashResponse> {
+    const view = await this.store.view();
+    try {
+      const crc = new Crc32c();
+      for (const table of [Table.Current, Table.History, Table.Lease, Table.Log]) {
+        await view.scanTable(table, (key, value) => {
+          crc.update(key).update(value);
+          return true;
+        });
+      }
+      return create(HashResponseSchema, { header: this.header(view.revision), hash: crc.digest() });
+    } finally {
+      await view.close();
+    }
+  }
+
+  /** Checksum of every key version up to `revision` (0 = current), as HashKV. */
+  async hashKv(request: HashKVRequest): Promise<HashKVResponse> {
+    const view = await this.store.view();
+    try {
+      const upTo = request.revision > 0n ? Number(request.revision) : view.revision;
+      if (upTo > view.revision) throw errors.futureRevision();
+      if (upTo < this.store.compactRevision) throw errors.compacted();
+      const crc = new Crc32c();
+      await view.scanTable(Table.History, (key, value) => {
+        if (parseHistoryKey(key).revision.main <= upTo) crc.update(key).update(value);
+        return true;
+      });
+      return create(HashKVResponseSchema, {
+        header: this.header(view.revision),
+        hash: crc.digest(),
+        compactRevision: BigInt(this.store.compactRevision),
+      });
+    } finally {
+      await view.close();
+    }
+  }
+
+  /**
+   * A consistent backup: every entry of one engine snapshot, framed as
+   * (u32 key length, key, u32 value length, value), followed by the SHA-256
+   * of all of it, as etcd appends to its snapshots.
+   */
+  snapshotStream(): (call: ServerWritableStream<SnapshotRequest, SnapshotResponse>) => void {
+    return (call) => {
+      void (async () => {
+        const chunks: Buffer[] = [];
+        const view = await this.store.view();
+        try {
+          for (const table of [Table.Current, Table.History, Table.Lease, Table.Log, Table.Meta]) {
+            await view.scanTable(table, (key, value) => {
+              const frame = Buffer.allocUnsafe(8 + key.length + value.length);
+              frame.writeUInt32BE(key.length, 0);
+              frame.set(key, 4);
+              frame.writeUInt32BE(value.length, 4 + key.length);
+              frame.set(value, 8 + key.length);
+              chunks.push(frame);
+              return true;
+            });
+          }
+        } finally {
+          await view.close();
+        }
+        const body = Buffer.concat([...chunks, createHash("sha256").update(Buffer.concat(chunks)).digest()]);
+        const chunkSize = 32 * 1024;
+        for (let offset = 0; offset < body.length; offset += chunkSize) {
+          const blob = body.subarray(offset, offset + chunkSize);
+          call.write(
+            create(SnapshotResponseSchema, {
+              header: this.header(this.store.revision),
+              remainingBytes: BigInt(body.length - offset - blob.length),
+              blob,
+            }),
+          );
+        }
+        call.end();
+      })().catch((error: unknown) => call.destroy(error instanceof Error ? error : new Error(String(error))));
+    };
+  }
+
+  async memberList(): Promise<MemberListResponse> {
+    return create(MemberListResponseSchema, {
+      header: this.header(this.store.revision),
+      members: [
+        create(MemberSchema, {
+          ID: this.store.memberId,
+          name: this.member.name,
+          peerURLs: this.member.peerUrls,
+          clientURLs: this.member.clientUrls,
+        }),
+      ],
+    });
+  }
+}

@@ -1,0 +1,115 @@
+// Prometheus metrics under etcd's names where one applies, so existing
+// dashboards and alerts for etcd read brain too.
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { status } from "@grpc/grpc-js";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import type { Lessor } from "../lease/lessor.js";
+import type { MvccStore } from "../mvcc/store.js";
+import { Table } from "../storage/keys.js";
+import type { WatchHub } from "../watch/watch-hub.js";
+
+const statusNames = Object.fromEntries(Object.entries(grpcStatus).map(([name, code]) => [code, name])) as Record<number, string>;
+
+export class BrainMetrics {
+  readonly registry = new Registry();
+  private keys = 0;
+  private readonly handled: Counter<"grpc_type" | "grpc_service" | "grpc_method" | "grpc_code">;
+  private readonly latency: Histogram<"grpc_type" | "grpc_service" | "grpc_method">;
+
+  private constructor(store: MvccStore, lessor: Lessor, hub: WatchHub) {
+    const registers = [this.registry];
+    this.handled = new Counter({
+      name: "grpc_server_handled_total",
+      help: "Total number of RPCs completed on the server, regardless of success or failure.",
+      labelNames: ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+      registers,
+    });
+    this.latency = new Histogram({
+      name: "grpc_server_handling_seconds",
+      help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+      labelNames: ["grpc_type", "grpc_service", "grpc_method"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    new Gauge({
+      name: "etcd_mvcc_db_total_size_in_bytes",
+      help: "Total size of the underlying database physically allocated in bytes.",
+      registers,
+      collect: async function () {
+        this.set(await store.engine.approximateSize());
+      },
+    });
+    const keys = () => this.keys;
+    new Gauge({
+      name: "etcd_debugging_mvcc_keys_total",
+      help: "Total number of keys.",
+      registers,
+      collect() {
+        this.set(keys());
+      },
+    });
+    new Gauge({
+      name: "etcd_debugging_mvcc_current_revision",
+      help: "The current revision of store.",
+      registers,
+      collect() {
+        this.set(store.revision);
+      },
+    });
+    new Gauge({
+      name: "etcd_debugging_mvcc_compact_revision",
+      help: "The revision of the last compaction in store.",
+      registers,
+      collect() {
+        this.set(store.compactRevision);
+      },
+    });
+    new Gauge({
+      name: "etcd_debugging_mvcc_watcher_total",
+      help: "Total number of watchers.",
+      registers,
+      collect() {
+        this.set(hub.size);
+      },
+    });
+    new Gauge({
+      name: "etcd_debugging_lease_total",
+      help: "The number of active leases.",
+      registers,
+      collect() {
+        this.set(lessor.size);
+      },
+    });
+    new Gauge({ name: "etcd_server_has_leader", help: "Whether or not a leader exists. 1 is existence, 0 is not.", registers }).set(1);
+    new Gauge({ name: "etcd_server_is_leader", help: "Whether or not this member is a leader. 1 if is, 0 otherwise.", registers }).set(1);
+    store.onCommit((commit) => {
+      for (const { events } of commit.revisions) {
+        for (const event of events) {
+          if (event.type === "put" && !event.prevKv) this.keys++;
+          else if (event.type === "delete") this.keys--;
+        }
+      }
+    });
+  }
+
+  static async create(store: MvccStore, lessor: Lessor, hub: WatchHub): Promise<BrainMetrics> {
+    const metrics = new BrainMetrics(store, lessor, hub);
+    const view = await store.view();
+    try {
+      await view.scanTable(Table.Current, () => {
+        metrics.keys++;
+        return true;
+      });
+    } finally {
+      await view.close();
+    }
+    return metrics;
+  }
+
+  /** Records one finished RPC; `method` is "Service/Method". */
+  observe(method: string, code: status, seconds: number, type = "unary"): void {
+    const [service = "", name = ""] = method.split("/");
+    this.handled.inc({ grpc_type: type, grpc_service: service, grpc_method: name, grpc_code: statusNames[code] ?? String(code) });
+    this.latency.observe({ grpc_type: type, grpc_service: service, grpc_method: name }, seconds);
+  }
+}

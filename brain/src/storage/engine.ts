@@ -1,0 +1,38 @@
+// The storage engine brain's MVCC store is written against. Small on purpose:
+// ordered byte keys, atomic batches, and snapshot-consistent reads. RocksDB is
+// the embedded engine; a shared engine for multi-replica brains implements
+// the same interface.
+
+export type WriteOp =
+  | { type: "put"; key: Uint8Array; value: Uint8Array }
+  | { type: "del"; key: Uint8Array };
+
+/**
+ * A consistent point-in-time view. Every read through one view sees the same
+ * state, however many batches commit meanwhile. Release it with close().
+ */
+export interface ReadView {
+  get(key: Uint8Array): Promise<Uint8Array | undefined>;
+  /**
+   * Entries with `from <= key < to` in key order. The callback returns false
+   * to stop early; `seekTo` inside the callback is honoured by returning a
+   * key to jump to (which must be greater than the current one).
+   */
+  scan(
+    from: Uint8Array,
+    to: Uint8Array,
+    visit: (key: Uint8Array, value: Uint8Array) => boolean | Uint8Array,
+  ): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StorageEngine {
+  /** Applies every op or none; resolves once durable when `sync` is true. */
+  write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
+  view(): ReadView;
+  /** Bytes on disk, for Status and metrics. */
+  approximateSize(): Promise<number>;
+  /** Reclaims space (RocksDB: full compaction of the key range). */
+  defragment(): Promise<void>;
+  close(): Promise<void>;
+}
