@@ -10,6 +10,7 @@ import {
   RangeRequest_SortOrder,
   RangeRequest_SortTarget,
   RangeResponseSchema,
+  ResponseHeaderSchema,
   ResponseOpSchema,
   TxnResponseSchema,
   type Compare,
@@ -285,9 +286,10 @@ function sortKvs(kvs: KeyValue[], target: RangeRequest_SortTarget, order: RangeR
     [RangeRequest_SortTarget.Value]: (a, b) => compareBytes(a.value, b.value),
   };
   const compare = byTarget[target];
-  // Stable sort on an already key-ordered list, as etcd's sort.Stable.
-  const sorted = [...kvs].sort(compare);
-  return order === RangeRequest_SortOrder.Descend ? sorted.reverse() : sorted;
+  // The list is in key order and the sort is stable, so ties stay in key
+  // order in both directions, as etcd returns them.
+  const direction = order === RangeRequest_SortOrder.Descend ? -1 : 1;
+  return [...kvs].sort((a, b) => direction * compare(a, b));
 }
 
 async function executePut(context: WriteContext, request: PutRequest): Promise<PutResponse> {
@@ -376,6 +378,11 @@ async function executeTxn(
   return create(TxnResponseSchema, { succeeded, responses });
 }
 
+/** Sub-responses of a txn carry only a revision; a nested txn's carries none. */
+function subHeader(revision: number): ResponseHeader {
+  return create(ResponseHeaderSchema, { revision: BigInt(revision) });
+}
+
 async function executeOp(context: WriteContext, compactRevision: number, op: RequestOp): Promise<ResponseOp> {
   switch (op.request.case) {
     case "requestRange": {
@@ -390,24 +397,24 @@ async function executeOp(context: WriteContext, compactRevision: number, op: Req
         },
       };
       const response = await executeRange(source, op.request.value);
-      response.header = { $typeName: "etcdserverpb.ResponseHeader", clusterId: 0n, memberId: 0n, revision: BigInt(context.revision), raftTerm: 0n };
+      response.header = subHeader(context.revision);
       return create(ResponseOpSchema, { response: { case: "responseRange", value: response } });
     }
     case "requestPut": {
       const response = await executePut(context, op.request.value);
-      response.header = { $typeName: "etcdserverpb.ResponseHeader", clusterId: 0n, memberId: 0n, revision: BigInt(context.revision), raftTerm: 0n };
+      response.header = subHeader(context.revision);
       return create(ResponseOpSchema, { response: { case: "responsePut", value: response } });
     }
     case "requestDeleteRange": {
       const response = await executeDelete(context, op.request.value);
-      response.header = { $typeName: "etcdserverpb.ResponseHeader", clusterId: 0n, memberId: 0n, revision: BigInt(context.revision), raftTerm: 0n };
+      response.header = subHeader(context.revision);
       return create(ResponseOpSchema, { response: { case: "responseDeleteRange", value: response } });
     }
     case "requestTxn": {
       const nested = op.request.value;
       const branch = (await evaluateCompares(context, nested.compare)) ? nested.success : nested.failure;
       const response = await executeTxn(context, compactRevision, nested, branch);
-      response.header = { $typeName: "etcdserverpb.ResponseHeader", clusterId: 0n, memberId: 0n, revision: BigInt(context.revision), raftTerm: 0n };
+      response.header = subHeader(0);
       return create(ResponseOpSchema, { response: { case: "responseTxn", value: response } });
     }
     default:

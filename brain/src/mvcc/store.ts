@@ -191,7 +191,7 @@ export class MvccStore {
     while (this.compactedThrough < revision && !this.closed) {
       const view = await StoreView.open(this.engine.view());
       const ops: WriteOp[] = [];
-      let next = this.compactedThrough;
+      let next: number;
       try {
         const entries: Array<{ main: number; sub: number; key: Uint8Array }> = [];
         await view.scanTable(Table.Log, (storageKey, value) => {

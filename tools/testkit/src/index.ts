@@ -11,3 +11,5 @@ export { renderTemplate } from "./template.js";
 export { startReferenceEtcd, type ReferenceEtcd } from "./etcd.js";
 export { startKubeApiserver, type KubeApiserver } from "./kube-apiserver.js";
 export { startEnvoy, type Envoy } from "./envoy.js";
+export { startBrainProcess, type Brain } from "./brain.js";
+export { rawEtcdClient, etcdServices, type RawEtcdClient } from "./etcd-client.js";
