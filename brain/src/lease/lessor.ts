@@ -127,7 +127,8 @@ export class Lessor {
   lookup(id: bigint): LeaseInfo | undefined {
     const lease = this.leases.get(id);
     if (!lease) return undefined;
-    const remaining = Math.max(0, Math.ceil((lease.expiresAt - this.now()) / 1000));
+    // Whole seconds left, truncated as etcd reports them.
+    const remaining = Math.max(0, Math.floor((lease.expiresAt - this.now()) / 1000));
     return { id, ttl: lease.ttl, remaining, keys: [...lease.keys.values()] };
   }
 

@@ -147,7 +147,8 @@ export class MaintenanceService {
 
   async memberList(): Promise<MemberListResponse> {
     return create(MemberListResponseSchema, {
-      header: this.header(this.store.revision),
+      // Membership is not part of the keyspace; etcd sends revision 0 here.
+      header: this.header(0),
       members: [
         create(MemberSchema, {
           ID: this.store.memberId,

@@ -15,7 +15,7 @@ import { keyRange, type WatchEvent } from "../mvcc/kv.js";
 import type { MvccStore } from "../mvcc/store.js";
 import type { Watcher, WatchHub } from "../watch/watch-hub.js";
 
-/** clientv3.InvalidWatchID: the id of a stream-wide progress notification. */
+/** clientv3.InvalidWatchID: stream-wide progress, or a create that failed. */
 const streamProgressId = -1n;
 
 export interface WatchServiceOptions {
@@ -99,7 +99,7 @@ class WatchStream {
       this.send(
         create(WatchResponseSchema, {
           header: this.header(current),
-          watchId: id,
+          watchId: streamProgressId,
           created: true,
           canceled: true,
           cancelReason: "mvcc: duplicate watch ID provided on the WatchStream",
@@ -137,7 +137,8 @@ class WatchStream {
           this.watchers.delete(id);
           this.send(
             create(WatchResponseSchema, {
-              header: this.header(this.store.revision),
+              // etcd leaves the revision of this response unset.
+              header: this.header(0),
               watchId: id,
               canceled: true,
               compactRevision: BigInt(compactRevision),
