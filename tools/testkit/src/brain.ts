@@ -20,6 +20,8 @@ export interface BrainOptions {
   /** Reuse ports (a restart at the same address). */
   port?: number;
   extraArgs?: string[];
+  /** Serve https:// with this certificate, requiring client certificates from `caFile`. */
+  tls?: { certFile: string; keyFile: string; caFile: string };
 }
 
 /** Starts the built brain (`brain/dist/main.js`) as its own process. */
@@ -28,7 +30,10 @@ export async function startBrainProcess(options: BrainOptions = {}): Promise<Bra
   const dataDir = options.dataDir ?? join(workDir, "data");
   const port = options.port ?? (await freePort());
   const metricsPort = await freePort();
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
+  const tlsArgs = options.tls
+    ? ["--cert-file", options.tls.certFile, "--key-file", options.tls.keyFile, "--trusted-ca-file", options.tls.caFile, "--client-cert-auth"]
+    : [];
   const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   const main = join(repoRoot, "brain", "dist", "main.js");
   const process = startProcess({
@@ -39,6 +44,7 @@ export async function startBrainProcess(options: BrainOptions = {}): Promise<Bra
       "--data-dir", dataDir,
       "--listen-client-urls", endpoint,
       "--listen-metrics-urls", metricsUrl,
+      ...tlsArgs,
       ...(options.extraArgs ?? []),
     ],
     logFile: join(workDir, "brain.log"),
