@@ -75,13 +75,16 @@ export class StoreView {
       return { kvs: kv && limit > 0 ? [kv] : [], count: kv ? 1 : 0 };
     }
     const kvs: KeyValue[] = [];
-    let count = 0;
+    const from = currentKey(range.start);
     const to = range.end === undefined ? tableEnd(Table.Current) : currentKey(range.end);
-    await this.view.scan(currentKey(range.start), to, (storageKey, value) => {
-      count++;
-      if (kvs.length < limit) kvs.push({ key: userKeyOfCurrent(storageKey).slice(), ...decodeRecord(value.slice()) });
-      return countAll || kvs.length < limit;
-    });
+    if (limit > 0) {
+      await this.view.scan(from, to, (storageKey, value) => {
+        kvs.push({ key: userKeyOfCurrent(storageKey).slice(), ...decodeRecord(value.slice()) });
+        return kvs.length < limit;
+      });
+    }
+    // Past the limit only the number of keys matters: count without values.
+    const count = countAll && kvs.length >= limit ? await this.view.count(from, to) : kvs.length;
     return { kvs, count };
   }
 

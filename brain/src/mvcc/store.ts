@@ -107,16 +107,22 @@ export class MvccStore {
     if (this.closed) return Promise.reject(errors.stopped());
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve: resolve as (value: unknown) => void, reject });
-      if (!this.pumping) void this.pump();
+      if (!this.pumping) {
+        this.pumping = true;
+        // Start the group after this turn's I/O callbacks: every request that
+        // arrived with this one joins its fsync instead of waiting for the next.
+        setImmediate(() => void this.pump());
+      }
     });
   }
 
   private async pump(): Promise<void> {
-    this.pumping = true;
     try {
       while (this.queue.length > 0) {
         const jobs = this.queue.splice(0, this.options.maxGroup ?? 512);
         await this.commitGroup(jobs);
+        // Let the requests that arrived during the fsync be read first.
+        await new Promise((resolve) => setImmediate(resolve));
       }
     } finally {
       this.pumping = false;

@@ -23,6 +23,8 @@ export interface ReadView {
     to: Uint8Array,
     visit: (key: Uint8Array, value: Uint8Array) => boolean | Uint8Array,
   ): Promise<void>;
+  /** Number of keys with `from <= key < to`, without reading values. */
+  count(from: Uint8Array, to: Uint8Array): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -7,7 +7,8 @@ const bufferEncoding = { keyEncoding: "buffer", valueEncoding: "buffer" } as con
 // The binding's types are abstract-level's; this is the part we use.
 interface RocksIterator {
   seek(target: Uint8Array): void;
-  nextv(size: number): Promise<Array<[Buffer, Buffer]>>;
+  /** Reads up to `size` entries on the calling thread: [key, value, key, value, …]. */
+  _nextvSync(size: number, options: object): { rows: Buffer[]; finished: boolean };
   close(): Promise<void>;
 }
 interface RocksDb {
@@ -44,7 +45,9 @@ class RocksEngine implements StorageEngine {
   }
 
   view(): ReadView {
-    return new RocksView(this.db.iterator({ ...bufferEncoding }));
+    // The binding writes batches synchronously on this thread, so two
+    // iterators created in one synchronous block see the same state.
+    return new RocksView(this.db.iterator({ ...bufferEncoding }), this.db.iterator({ ...bufferEncoding, values: false }));
   }
 
   async approximateSize(): Promise<number> {
@@ -68,14 +71,36 @@ class RocksEngine implements StorageEngine {
  * One RocksDB iterator serves every read of a view: RocksDB pins the
  * iterator's snapshot at creation, so gets (seek + compare) and scans through
  * it are mutually consistent.
+ *
+ * Reads run on the calling thread. A metadata store's working set sits in
+ * RocksDB's memtables and block cache, where a read takes microseconds; a hop
+ * through libuv's thread pool per read cost more than the read itself.
  */
 class RocksView implements ReadView {
-  constructor(private readonly iterator: RocksIterator) {}
+  constructor(
+    private readonly iterator: RocksIterator,
+    /** Same snapshot, keys only: counting a long range copies no values. */
+    private readonly keysIterator: RocksIterator,
+  ) {}
+
+  async count(from: Uint8Array, to: Uint8Array): Promise<number> {
+    this.keysIterator.seek(from);
+    let count = 0;
+    for (;;) {
+      const { rows } = this.keysIterator._nextvSync(1024, {});
+      if (rows.length === 0) return count;
+      for (let i = 0; i < rows.length; i += 2) {
+        if (Buffer.compare(rows[i]!, to) >= 0) return count;
+        count++;
+      }
+    }
+  }
 
   async get(key: Uint8Array): Promise<Uint8Array | undefined> {
     this.iterator.seek(key);
-    const [entry] = await this.iterator.nextv(1);
-    return entry !== undefined && Buffer.compare(entry[0], key) === 0 ? entry[1] : undefined;
+    const { rows } = this.iterator._nextvSync(1, {});
+    const [found, value] = rows;
+    return found !== undefined && Buffer.compare(found, key) === 0 ? value : undefined;
   }
 
   async scan(
@@ -87,23 +112,25 @@ class RocksView implements ReadView {
     // Start with small reads (point-like scans are common), grow for long ones.
     let batch = 8;
     for (;;) {
-      const entries = await this.iterator.nextv(batch);
-      if (entries.length === 0) return;
-      for (const [key, value] of entries) {
+      const { rows } = this.iterator._nextvSync(batch, {});
+      if (rows.length === 0) return;
+      let sought = false;
+      for (let i = 0; i < rows.length; i += 2) {
+        const key = rows[i]!;
         if (Buffer.compare(key, to) >= 0) return;
-        const next = visit(key, value);
+        const next = visit(key, rows[i + 1]!);
         if (next === false) return;
         if (next !== true) {
           this.iterator.seek(next);
-          batch = 4; // grows back to 16 below
+          sought = true;
           break;
         }
       }
-      batch = Math.min(batch * 4, 1024);
+      batch = sought ? 8 : Math.min(batch * 4, 1024);
     }
   }
 
-  close(): Promise<void> {
-    return this.iterator.close();
+  async close(): Promise<void> {
+    await Promise.all([this.iterator.close(), this.keysIterator.close()]);
   }
 }
