@@ -12,7 +12,12 @@ let kube: KubeApiserver;
 
 beforeAll(async () => {
   brain = await startBrainProcess();
-  kube = await startKubeApiserver({ etcdServers: [brain.endpoint] });
+  kube = await startKubeApiserver({
+    etcdServers: [brain.endpoint],
+    // Short enough to watch happen within a test: the apiserver's own
+    // compaction Txn on compact_rev_key, and events expiring by lease.
+    extraArgs: ["--etcd-compaction-interval=2s", "--event-ttl=2s"],
+  });
 });
 afterAll(async () => {
   await kube?.stop();
@@ -47,6 +52,23 @@ async function session(kubeconfig: string): Promise<Record<string, unknown>> {
   return seen;
 }
 
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function apply(kubeconfig: string, manifest: object): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "apply", "-f", "-"], (error, stdout, stderr) =>
+      error ? reject(new Error(stderr || error.message)) : resolve(stdout),
+    );
+    child.stdin?.end(JSON.stringify(manifest));
+  });
+}
+
 describe("kube-apiserver on brain", () => {
   it("is ready", async () => {
     expect((await kubectlOn(kube.kubeconfig)("get", "--raw", "/readyz")).trim()).toBe("ok");
@@ -57,6 +79,94 @@ describe("kube-apiserver on brain", () => {
     const [onEtcd, onBrain] = [await session(reference.kubeconfig), await session(kube.kubeconfig)];
     expect(onBrain).toEqual(onEtcd);
     expect((onBrain.list as unknown[]).length).toBe(20);
+  });
+
+  it("answers an update with a stale resourceVersion with 409 Conflict", async () => {
+    const kubectl = kubectlOn(kube.kubeconfig);
+    await kubectl("create", "configmap", "conflicted", "--from-literal=v=1");
+    const stale = JSON.parse(await kubectl("get", "configmap", "conflicted", "-o", "json")) as { data: Record<string, string> };
+    await kubectl("patch", "configmap", "conflicted", "--type=merge", "-p", '{"data":{"v":"2"}}');
+    stale.data.v = "3";
+    const failure = await new Promise<string>((resolve) => {
+      const child = execFile(toolPath("kubectl"), ["--kubeconfig", kube.kubeconfig, "replace", "-f", "-"], (_error, _stdout, stderr) => resolve(stderr));
+      child.stdin?.end(JSON.stringify(stale));
+    });
+    expect(failure).toMatch(/Operation cannot be fulfilled on configmaps "conflicted": the object has been modified/);
+    expect(await kubectl("get", "configmap", "conflicted", "-o", "jsonpath={.data.v}")).toBe("2");
+  });
+
+  it("serves a CRD and its custom resources", async () => {
+    const kubectl = kubectlOn(kube.kubeconfig);
+    await apply(kube.kubeconfig, {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "harbors.wharf.dev" },
+      spec: {
+        group: "wharf.dev",
+        names: { kind: "Harbor", plural: "harbors", singular: "harbor" },
+        scope: "Namespaced",
+        versions: [
+          {
+            name: "v1",
+            served: true,
+            storage: true,
+            schema: { openAPIV3Schema: { type: "object", properties: { spec: { type: "object", properties: { berths: { type: "integer" } } } } } },
+          },
+        ],
+      },
+    });
+    await kubectl("wait", "--for=condition=Established", "crd/harbors.wharf.dev", "--timeout=30s");
+    await waitFor(async () => (await kubectl("api-resources", "--api-group=wharf.dev").catch(() => "")).includes("harbors"), 30_000, "harbors API");
+    for (const name of ["north", "south"]) {
+      await apply(kube.kubeconfig, { apiVersion: "wharf.dev/v1", kind: "Harbor", metadata: { name, namespace: "default" }, spec: { berths: name.length } });
+    }
+    expect(await kubectl("get", "harbors", "-o", "jsonpath={.items[*].spec.berths}")).toBe("5 5");
+    await kubectl("delete", "harbor", "north");
+    expect(await kubectl("get", "harbors", "-o", "jsonpath={.items[*].metadata.name}")).toBe("south");
+  });
+
+  it("expires events through leases, and the apiserver compacts", async () => {
+    const kubectl = kubectlOn(kube.kubeconfig);
+    await apply(kube.kubeconfig, {
+      apiVersion: "v1",
+      kind: "Event",
+      metadata: { name: "short-lived", namespace: "default" },
+      involvedObject: { kind: "ConfigMap", name: "conflicted", namespace: "default" },
+      reason: "Testing",
+      message: "expires with its lease",
+      type: "Normal",
+    });
+    expect(await kubectl("get", "event", "short-lived", "-o", "name")).toContain("short-lived");
+    await waitFor(
+      async () => (await kubectl("get", "events", "--field-selector=metadata.name=short-lived", "-o", "name")).trim() === "",
+      20_000,
+      "the event's lease to expire",
+    );
+    const metrics = await (await fetch(`${brain.metricsUrl}/metrics`)).text();
+    expect(Number(/^etcd_debugging_mvcc_compact_revision (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+  });
+
+  it("resumes a kubectl watch across a brain restart without losing updates", async () => {
+    const kubectl = kubectlOn(kube.kubeconfig);
+    await kubectl("create", "namespace", "restarted");
+    const watcher = spawn(toolPath("kubectl"), ["--kubeconfig", kube.kubeconfig, "-n", "restarted", "get", "configmaps", "--watch", "-o", "name"]);
+    let output = "";
+    watcher.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await kubectl("-n", "restarted", "create", "configmap", "before-restart");
+      await waitFor(async () => output.includes("before-restart"), 10_000, "the first event");
+      const { dataDir, endpoint } = brain;
+      await brain.stop({ keepData: true });
+      brain = await startBrainProcess({ dataDir, port: Number(new URL(endpoint).port) });
+      await waitFor(async () => (await kubectl("get", "--raw", "/readyz").catch(() => "")).trim() === "ok", 30_000, "readyz after restart");
+      for (const name of ["after-restart-1", "after-restart-2"]) await kubectl("-n", "restarted", "create", "configmap", name);
+      await waitFor(async () => output.includes("after-restart-2"), 20_000, "events after the restart");
+      expect(output).toContain("configmap/after-restart-1");
+      expect(watcher.exitCode).toBeNull();
+    } finally {
+      watcher.kill();
+    }
   });
 
   it("delivers watch events through kubectl get --watch", async () => {
