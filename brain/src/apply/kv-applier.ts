@@ -31,6 +31,7 @@ import { errors } from "../errors.js";
 import { compareBytes, inRange, isEmptyRange, keyRange, type KeyRange, type KeyValue } from "../mvcc/kv.js";
 import type { MvccStore } from "../mvcc/store.js";
 import type { WriteContext } from "../mvcc/write-context.js";
+import { encodeRangeResponse, type EncodedMessage } from "../server/wire.js";
 
 export interface KvLimits {
   /** etcd's --max-txn-ops. */
@@ -59,10 +60,12 @@ export class KvApplier {
   constructor(
     private readonly store: MvccStore,
     private readonly header: (revision: number) => ResponseHeader,
+    private readonly headerBytes: (revision: number) => Uint8Array,
     private readonly limits: KvLimits,
   ) {}
 
-  async range(request: RangeRequest): Promise<RangeResponse> {
+  /** Range answers in wire format: lists are the hottest and largest responses. */
+  async range(request: RangeRequest): Promise<EncodedMessage> {
     checkRange(request);
     const view = await this.store.view();
     try {
@@ -71,9 +74,8 @@ export class KvApplier {
         compactRevision: this.store.compactRevision,
         read: (range, revision, limit, countAll) => view.range(range, revision, limit, countAll),
       };
-      const response = await executeRange(source, request);
-      response.header = this.header(view.revision);
-      return response;
+      const outcome = await executeRange(source, request);
+      return encodeRangeResponse(this.headerBytes(view.revision), outcome.kvs, outcome.more, outcome.count, request.keysOnly);
     } finally {
       await view.close();
     }
@@ -232,7 +234,21 @@ async function checkPutPreconditions(context: WriteContext, request: PutRequest)
 
 // --- execution ---
 
-async function executeRange(source: RangeSource, request: RangeRequest): Promise<RangeResponse> {
+interface RangeOutcome {
+  kvs: KeyValue[];
+  more: boolean;
+  count: number;
+}
+
+function toRangeResponse(outcome: RangeOutcome, keysOnly: boolean): RangeResponse {
+  return create(RangeResponseSchema, {
+    kvs: outcome.kvs.map((kv) => toKeyValueMessage(kv, keysOnly)),
+    more: outcome.more,
+    count: BigInt(outcome.count),
+  });
+}
+
+async function executeRange(source: RangeSource, request: RangeRequest): Promise<RangeOutcome> {
   const requested = Number(request.revision);
   if (requested > source.revision) throw errors.futureRevision();
   if (requested > 0 && requested < source.compactRevision) throw errors.compacted();
@@ -270,11 +286,7 @@ async function executeRange(source: RangeSource, request: RangeRequest): Promise
     kvs = kvs.slice(0, limit);
     more = true;
   }
-  return create(RangeResponseSchema, {
-    kvs: request.countOnly ? [] : kvs.map((kv) => toKeyValueMessage(kv, request.keysOnly)),
-    more,
-    count: BigInt(result.count),
-  });
+  return { kvs: request.countOnly ? [] : kvs, more, count: result.count };
 }
 
 function sortKvs(kvs: KeyValue[], target: RangeRequest_SortTarget, order: RangeRequest_SortOrder): KeyValue[] {
@@ -396,7 +408,7 @@ async function executeOp(context: WriteContext, compactRevision: number, op: Req
           return { kvs: kvs.slice(0, limit), count: kvs.length };
         },
       };
-      const response = await executeRange(source, op.request.value);
+      const response = toRangeResponse(await executeRange(source, op.request.value), op.request.value.keysOnly);
       response.header = subHeader(context.revision);
       return create(ResponseOpSchema, { response: { case: "responseRange", value: response } });
     }

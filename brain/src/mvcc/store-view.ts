@@ -38,15 +38,22 @@ const noLimit = Number.POSITIVE_INFINITY;
  * the same engine snapshot as everything else, so a response's header
  * revision always matches the data in it.
  */
+/**
+ * Counts live keys in [start, end) from memory when the store is still at
+ * `revision`; undefined when it has moved on (then the view counts itself).
+ */
+export type LiveKeyCounter = (revision: number, start: Uint8Array, end: Uint8Array | undefined) => number | undefined;
+
 export class StoreView {
   private constructor(
     private readonly view: ReadView,
     readonly revision: number,
+    private readonly countLive: LiveKeyCounter | undefined,
   ) {}
 
-  static async open(view: ReadView): Promise<StoreView> {
+  static async open(view: ReadView, countLive?: LiveKeyCounter): Promise<StoreView> {
     const raw = await view.get(metaKey(metaNames.revision));
-    return new StoreView(view, raw === undefined ? 1 : decodeUint64(raw));
+    return new StoreView(view, raw === undefined ? 1 : decodeUint64(raw), countLive);
   }
 
   close(): Promise<void> {
@@ -84,7 +91,10 @@ export class StoreView {
       });
     }
     // Past the limit only the number of keys matters: count without values.
-    const count = countAll && kvs.length >= limit ? await this.view.count(from, to) : kvs.length;
+    let count = kvs.length;
+    if (countAll && kvs.length >= limit) {
+      count = this.countLive?.(this.revision, range.start, range.end) ?? (await this.view.count(from, to));
+    }
     return { kvs, count };
   }
 

@@ -4,7 +4,9 @@ import { decodeUint64, encodeUint64, historyKey, logKey, metaKey, parseLogKey, T
 import { errors } from "../errors.js";
 import { log } from "../log.js";
 import { decodeLogEntry } from "./record.js";
-import { metaNames, StoreView } from "./store-view.js";
+import { keyId } from "./kv.js";
+import { SortedKeySet } from "./key-set.js";
+import { metaNames, StoreView, type LiveKeyCounter } from "./store-view.js";
 import { WriteContext, type CommittedRevision, type LeaseChange } from "./write-context.js";
 
 export interface Commit {
@@ -37,6 +39,10 @@ export class MvccStore {
   private readonly listeners = new Set<(commit: Commit) => void>();
   private compaction: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Live keys at `revision`, updated with each commit. */
+  readonly liveKeys = new SortedKeySet();
+  private readonly countLive: LiveKeyCounter = (revision, start, end) =>
+    revision === this.revision ? this.liveKeys.count(keyId(start), end === undefined ? undefined : keyId(end)) : undefined;
 
   private constructor(
     readonly engine: StorageEngine,
@@ -84,6 +90,10 @@ export class MvccStore {
         positive(clusterId),
         positive(memberId),
       );
+      await view.scanTable(Table.Current, (key) => {
+        store.liveKeys.add(keyId(key.subarray(1)));
+        return true;
+      });
       if (store.compactedThrough < store.compactRevision) store.startCompaction(store.compactRevision);
       return store;
     } finally {
@@ -94,7 +104,7 @@ export class MvccStore {
   /** A consistent read view; close it when done. */
   async view(): Promise<StoreView> {
     if (this.closed) throw errors.stopped();
-    return StoreView.open(this.engine.view());
+    return StoreView.open(this.engine.view(), this.countLive);
   }
 
   onCommit(listener: (commit: Commit) => void): () => void {
@@ -156,6 +166,12 @@ export class MvccStore {
       const failure = isNoSpace(error) ? errors.noSpace() : error;
       for (const job of jobs) job.reject(failure);
       return;
+    }
+    for (const { events } of result.revisions) {
+      for (const event of events) {
+        if (event.type === "put") this.liveKeys.add(keyId(event.kv.key));
+        else this.liveKeys.delete(keyId(event.kv.key));
+      }
     }
     this.revision = result.revision;
     const commit: Commit = { revisions: result.revisions, leases: result.leases, revision: result.revision };

@@ -4,6 +4,7 @@ import { fromBinary, toBinary, type DescMessage, type DescService, type MessageS
 import { status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { EtcdError, errors } from "../errors.js";
 import { log } from "../log.js";
+import { EncodedMessage } from "./wire.js";
 
 const encodedSize = Symbol("encodedSize");
 
@@ -28,7 +29,10 @@ export function serviceDefinition(service: DescService): ServiceDefinition {
         Object.defineProperty(message, encodedSize, { value: bytes.length, enumerable: false });
         return message;
       },
-      responseSerialize: (message: MessageShape<DescMessage>) => Buffer.from(toBinary(output, message)),
+      responseSerialize: (message: MessageShape<DescMessage> | EncodedMessage) =>
+        message instanceof EncodedMessage
+          ? Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength)
+          : Buffer.from(toBinary(output, message)),
       responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
     };
   }

@@ -5,14 +5,12 @@ import type { status } from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
 import type { Lessor } from "../lease/lessor.js";
 import type { MvccStore } from "../mvcc/store.js";
-import { Table } from "../storage/keys.js";
 import type { WatchHub } from "../watch/watch-hub.js";
 
 const statusNames = Object.fromEntries(Object.entries(grpcStatus).map(([name, code]) => [code, name])) as Record<number, string>;
 
 export class BrainMetrics {
   readonly registry = new Registry();
-  private keys = 0;
   private readonly handled: Counter<"grpc_type" | "grpc_service" | "grpc_method" | "grpc_code">;
   private readonly latency: Histogram<"grpc_type" | "grpc_service" | "grpc_method">;
 
@@ -39,13 +37,12 @@ export class BrainMetrics {
         this.set(await store.engine.approximateSize());
       },
     });
-    const keys = () => this.keys;
     new Gauge({
       name: "etcd_debugging_mvcc_keys_total",
       help: "Total number of keys.",
       registers,
       collect() {
-        this.set(keys());
+        this.set(store.liveKeys.size);
       },
     });
     new Gauge({
@@ -82,28 +79,10 @@ export class BrainMetrics {
     });
     new Gauge({ name: "etcd_server_has_leader", help: "Whether or not a leader exists. 1 is existence, 0 is not.", registers }).set(1);
     new Gauge({ name: "etcd_server_is_leader", help: "Whether or not this member is a leader. 1 if is, 0 otherwise.", registers }).set(1);
-    store.onCommit((commit) => {
-      for (const { events } of commit.revisions) {
-        for (const event of events) {
-          if (event.type === "put" && !event.prevKv) this.keys++;
-          else if (event.type === "delete") this.keys--;
-        }
-      }
-    });
   }
 
-  static async create(store: MvccStore, lessor: Lessor, hub: WatchHub): Promise<BrainMetrics> {
-    const metrics = new BrainMetrics(store, lessor, hub);
-    const view = await store.view();
-    try {
-      await view.scanTable(Table.Current, () => {
-        metrics.keys++;
-        return true;
-      });
-    } finally {
-      await view.close();
-    }
-    return metrics;
+  static create(store: MvccStore, lessor: Lessor, hub: WatchHub): BrainMetrics {
+    return new BrainMetrics(store, lessor, hub);
   }
 
   /** Records one finished RPC; `method` is "Service/Method". */

@@ -30,6 +30,7 @@ import { LeaseService } from "./lease-service.js";
 import { MaintenanceService, raftTerm } from "./maintenance-service.js";
 import { BrainMetrics } from "./metrics.js";
 import { watchStreamHandler } from "./watch-service.js";
+import { encodeHeader } from "./wire.js";
 
 /** gRPC framing on top of the largest request, as etcd allows. */
 const grpcOverheadBytes = 512 * 1024;
@@ -48,7 +49,7 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
   const lessor = await Lessor.open(store);
   lessor.startExpiry();
   const hub = new WatchHub(store);
-  const metrics = await BrainMetrics.create(store, lessor, hub);
+  const metrics = BrainMetrics.create(store, lessor, hub);
   const stopCompaction = startAutoCompaction(store, { mode: config.autoCompactionMode, retention: config.autoCompactionRetention });
 
   const header = (revision: number): ResponseHeader =>
@@ -58,11 +59,13 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
       revision: BigInt(revision),
       raftTerm: BigInt(raftTerm),
     });
+  const headerBytes = (revision: number): Uint8Array =>
+    encodeHeader({ clusterId: store.clusterId, memberId: store.memberId, revision, raftTerm });
   const observe = metrics.observe.bind(metrics);
   const handle = <Req extends object, Res>(service: string, method: string, fn: (request: Req) => Promise<Res>) =>
     unary<Req, Res>(`etcdserverpb.${service}/${method}`, fn, config.maxRequestBytes, observe);
 
-  const kv = new KvApplier(store, header, { maxTxnOps: config.maxTxnOps });
+  const kv = new KvApplier(store, header, headerBytes, { maxTxnOps: config.maxTxnOps });
   const leases = new LeaseService(lessor, store, header);
   const maintenance = new MaintenanceService(store, header, {
     name: config.name,
@@ -87,7 +90,7 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
     [
       serviceDefinition(Watch),
       {
-        watch: watchStreamHandler(store, hub, header, {
+        watch: watchStreamHandler(store, hub, header, headerBytes, {
           progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
           maxResponseBytes: config.maxRequestBytes,
         }),

@@ -1,5 +1,5 @@
 // The Watch RPC: one bidi stream per client carrying many watchers.
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   WatchCreateRequest_FilterType,
@@ -9,11 +9,10 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
-import { Event_EventType, EventSchema, type Event } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
-import { toKeyValueMessage } from "../apply/kv-applier.js";
 import { keyRange, type WatchEvent } from "../mvcc/kv.js";
 import type { MvccStore } from "../mvcc/store.js";
 import type { Watcher, WatchHub } from "../watch/watch-hub.js";
+import { encodeEvent, encodeWatchResponse, type EncodedMessage } from "./wire.js";
 
 /** clientv3.InvalidWatchID: stream-wide progress, or a create that failed. */
 const streamProgressId = -1n;
@@ -29,9 +28,20 @@ export function watchStreamHandler(
   store: MvccStore,
   hub: WatchHub,
   header: (revision: number) => ResponseHeader,
+  headerBytes: (revision: number) => Uint8Array,
   options: WatchServiceOptions,
-): (call: ServerDuplexStream<WatchRequest, WatchResponse>) => void {
-  return (call) => new WatchStream(call, store, hub, header, options).start();
+): (call: ServerDuplexStream<WatchRequest, WatchResponse | EncodedMessage>) => void {
+  return (call) => new WatchStream(call, store, hub, header, headerBytes, options).start();
+}
+
+// An event goes to every watcher that matches it; encode it once per form.
+const encodedEvents = new WeakMap<WatchEvent, { plain?: Uint8Array; withPrevKv?: Uint8Array }>();
+
+function encodedEvent(event: WatchEvent, withPrevKv: boolean): Uint8Array {
+  let forms = encodedEvents.get(event);
+  if (!forms) encodedEvents.set(event, (forms = {}));
+  if (withPrevKv) return (forms.withPrevKv ??= encodeEvent(event.type, event.kv, event.prevKv));
+  return (forms.plain ??= encodeEvent(event.type, event.kv, undefined));
 }
 
 interface StreamWatcher {
@@ -50,10 +60,11 @@ class WatchStream {
   private closed = false;
 
   constructor(
-    private readonly call: ServerDuplexStream<WatchRequest, WatchResponse>,
+    private readonly call: ServerDuplexStream<WatchRequest, WatchResponse | EncodedMessage>,
     private readonly store: MvccStore,
     private readonly hub: WatchHub,
     private readonly header: (revision: number) => ResponseHeader,
+    private readonly headerBytes: (revision: number) => Uint8Array,
     private readonly options: WatchServiceOptions,
   ) {}
 
@@ -75,7 +86,7 @@ class WatchStream {
     if (endStream) this.call.end();
   }
 
-  private send(response: WatchResponse): void {
+  private send(response: WatchResponse | EncodedMessage): void {
     if (!this.closed) this.call.write(response);
   }
 
@@ -185,35 +196,28 @@ class WatchStream {
   }
 
   private sendEvents(entry: StreamWatcher, events: WatchEvent[], revision: number): void {
-    const messages = events.map((event) => toEventMessage(event, entry.prevKv));
-    const response = create(WatchResponseSchema, { header: this.header(revision), watchId: entry.id, events: messages });
-    if (!entry.fragment || messages.length <= 1 || toBinary(WatchResponseSchema, response).length <= this.options.maxResponseBytes) {
-      this.send(response);
+    const header = this.headerBytes(revision);
+    const encoded = events.map((event) => encodedEvent(event, entry.prevKv));
+    const size = encoded.reduce((total, event) => total + event.length, 0);
+    if (!entry.fragment || encoded.length <= 1 || size <= this.options.maxResponseBytes) {
+      this.send(encodeWatchResponse({ header, watchId: entry.id, events: encoded }));
       return;
     }
     // Split into fragments no larger than the limit (at least one event each);
     // every fragment but the last is flagged.
-    let batch: Event[] = [];
-    let size = 0;
+    let batch: Uint8Array[] = [];
+    let batchSize = 0;
     const flush = (last: boolean) => {
-      this.send(create(WatchResponseSchema, { header: this.header(revision), watchId: entry.id, events: batch, fragment: !last }));
+      this.send(encodeWatchResponse({ header, watchId: entry.id, events: batch, fragment: !last }));
       batch = [];
-      size = 0;
+      batchSize = 0;
     };
-    for (const message of messages) {
-      const eventSize = toBinary(EventSchema, message).length;
-      if (batch.length > 0 && size + eventSize > this.options.maxResponseBytes) flush(false);
-      batch.push(message);
-      size += eventSize;
+    for (const event of encoded) {
+      if (batch.length > 0 && batchSize + event.length > this.options.maxResponseBytes) flush(false);
+      batch.push(event);
+      batchSize += event.length;
     }
     flush(true);
   }
 }
 
-function toEventMessage(event: WatchEvent, withPrevKv: boolean): Event {
-  return create(EventSchema, {
-    type: event.type === "put" ? Event_EventType.Put : Event_EventType.Delete,
-    kv: toKeyValueMessage(event.kv),
-    prevKv: withPrevKv && event.prevKv ? toKeyValueMessage(event.prevKv) : undefined,
-  });
-}
