@@ -31,15 +31,23 @@ export function encodeRecord(record: KeyRecord, tombstone = false): Uint8Array {
   return out;
 }
 
+// Revisions and versions stay below 2^53, so two 32-bit reads make a number
+// without BigInt; this runs for every key a range returns.
+function readUint53(view: DataView, offset: number): number {
+  return view.getUint32(offset) * 0x1_0000_0000 + view.getUint32(offset + 4);
+}
+
 export function decodeRecord(bytes: Uint8Array): StoredRecord {
   if (bytes.length < headerBytes) throw new Error(`corrupt record: ${bytes.length} bytes, want at least ${headerBytes}`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const leaseHigh = view.getUint32(25);
+  const leaseLow = view.getUint32(29);
   return {
     tombstone: (view.getUint8(0) & 1) === 1,
-    createRevision: Number(view.getBigUint64(1)),
-    modRevision: Number(view.getBigUint64(9)),
-    version: Number(view.getBigUint64(17)),
-    lease: view.getBigInt64(25),
+    createRevision: readUint53(view, 1),
+    modRevision: readUint53(view, 9),
+    version: readUint53(view, 17),
+    lease: leaseHigh === 0 && leaseLow === 0 ? 0n : view.getBigInt64(25),
     value: bytes.subarray(headerBytes),
   };
 }

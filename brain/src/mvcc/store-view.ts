@@ -86,7 +86,8 @@ export class StoreView {
     const to = range.end === undefined ? tableEnd(Table.Current) : currentKey(range.end);
     if (limit > 0) {
       await this.view.scan(from, to, (storageKey, value) => {
-        kvs.push({ key: userKeyOfCurrent(storageKey).slice(), ...decodeRecord(value.slice()) });
+        // Each row the engine returns is its own copy: keep it, no second copy.
+        kvs.push({ key: userKeyOfCurrent(storageKey), ...decodeRecord(value) });
         return kvs.length < limit;
       });
     }
