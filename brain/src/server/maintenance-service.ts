@@ -61,7 +61,8 @@ export class MaintenanceService {
 
   async defragment(): Promise<DefragmentResponse> {
     await this.store.engine.defragment();
-    return create(DefragmentResponseSchema, { header: this.header(this.store.revision) });
+    // etcd answers Defragment without a header.
+    return create(DefragmentResponseSchema, {});
   }
 
   /** Checksum of the whole keyspace (every table), at one snapshot. */
@@ -105,8 +106,10 @@ export class MaintenanceService {
 
   /**
    * A consistent backup: every entry of one engine snapshot, framed as
-   * (u32 key length, key, u32 value length, value), followed by the SHA-256
-   * of all of it, as etcd appends to its snapshots.
+   * (u32 key length, key, u32 value length, value), then an end mark
+   * (u32 0xFFFFFFFF) and zero padding to a multiple of 512 bytes, then the
+   * SHA-256 of all that. etcdctl recognises a snapshot's checksum by exactly
+   * this shape (size % 512 == 32), as etcd's bbolt pages give it.
    */
   snapshotStream(): (call: ServerWritableStream<SnapshotRequest, SnapshotResponse>) => void {
     return (call) => {
@@ -128,7 +131,9 @@ export class MaintenanceService {
         } finally {
           await view.close();
         }
-        const body = Buffer.concat([...chunks, createHash("sha256").update(Buffer.concat(chunks)).digest()]);
+        const framed = Buffer.concat([...chunks, Buffer.from([0xff, 0xff, 0xff, 0xff])]);
+        const padded = Buffer.concat([framed, Buffer.alloc((512 - (framed.length % 512)) % 512)]);
+        const body = Buffer.concat([padded, createHash("sha256").update(padded).digest()]);
         const chunkSize = 32 * 1024;
         for (let offset = 0; offset < body.length; offset += chunkSize) {
           const blob = body.subarray(offset, offset + chunkSize);
