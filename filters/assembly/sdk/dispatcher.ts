@@ -1,0 +1,78 @@
+// Owns context ids: the host names contexts by number; the dispatcher maps
+// them to RootContext/HttpContext objects and forwards each callback.
+import { HttpContext, RootContext } from "./context";
+
+let rootFactory: ((id: u32) => RootContext) | null = null;
+const roots = new Map<u32, RootContext>();
+const streams = new Map<u32, HttpContext>();
+
+/** Called once at module start by a filter: how to make its root context. */
+export function setRootContextFactory(factory: (id: u32) => RootContext): void {
+  rootFactory = factory;
+}
+
+export function rootContext(id: u32): RootContext {
+  return roots.get(id);
+}
+
+export function proxy_on_context_create(contextId: u32, parentContextId: u32): void {
+  if (parentContextId == 0) {
+    const factory = rootFactory;
+    roots.set(contextId, factory === null ? new RootContext(contextId) : factory(contextId));
+  } else if (roots.has(parentContextId)) {
+    streams.set(contextId, roots.get(parentContextId).createHttpContext(contextId));
+  }
+}
+
+export function proxy_on_vm_start(rootContextId: u32, configurationSize: u32): bool {
+  return roots.has(rootContextId) ? roots.get(rootContextId).onVmStart(configurationSize) : true;
+}
+
+export function proxy_on_configure(rootContextId: u32, configurationSize: u32): bool {
+  return roots.has(rootContextId) ? roots.get(rootContextId).onConfigure(configurationSize) : true;
+}
+
+export function proxy_on_tick(rootContextId: u32): void {
+  if (roots.has(rootContextId)) roots.get(rootContextId).onTick();
+}
+
+export function proxy_on_request_headers(contextId: u32, headerCount: u32, endOfStream: bool): u32 {
+  return streams.has(contextId) ? streams.get(contextId).onRequestHeaders(headerCount, endOfStream) : 0;
+}
+
+export function proxy_on_request_body(contextId: u32, bodySize: u32, endOfStream: bool): u32 {
+  return streams.has(contextId) ? streams.get(contextId).onRequestBody(bodySize, endOfStream) : 0;
+}
+
+export function proxy_on_response_headers(contextId: u32, headerCount: u32, endOfStream: bool): u32 {
+  return streams.has(contextId) ? streams.get(contextId).onResponseHeaders(headerCount, endOfStream) : 0;
+}
+
+export function proxy_on_response_body(contextId: u32, bodySize: u32, endOfStream: bool): u32 {
+  return streams.has(contextId) ? streams.get(contextId).onResponseBody(bodySize, endOfStream) : 0;
+}
+
+export function proxy_on_http_call_response(contextId: u32, calloutId: u32, headerCount: u32, bodySize: u32, trailerCount: u32): void {
+  if (streams.has(contextId)) streams.get(contextId).onHttpCallResponse(calloutId, headerCount, bodySize, trailerCount);
+  else if (roots.has(contextId)) roots.get(contextId).onHttpCallResponse(calloutId, headerCount, bodySize, trailerCount);
+}
+
+export function proxy_on_log(contextId: u32): void {
+  if (streams.has(contextId)) streams.get(contextId).onLog();
+}
+
+export function proxy_on_done(contextId: u32): bool {
+  if (streams.has(contextId)) return streams.get(contextId).onDone();
+  if (roots.has(contextId)) return roots.get(contextId).onDone();
+  return true;
+}
+
+export function proxy_on_delete(contextId: u32): void {
+  if (streams.has(contextId)) {
+    streams.get(contextId).onDelete();
+    streams.delete(contextId);
+  } else if (roots.has(contextId)) {
+    roots.get(contextId).onDelete();
+    roots.delete(contextId);
+  }
+}
