@@ -1,0 +1,198 @@
+// GatewayConfig (proto/wharf/gateway/v1/gateway.proto) decoded from the
+// plugin configuration bytes.
+import { ProtoReader } from "./protobuf";
+
+export class Rule {
+  verbs: string[] = [];
+  apiGroups: string[] = [];
+  resources: string[] = [];
+  resourceNames: string[] = [];
+  namespaces: string[] = [];
+  users: string[] = [];
+  userGroups: string[] = [];
+  serviceAccounts: string[] = [];
+  nonResourceUrls: string[] = [];
+}
+
+export class DispatchAction {
+  upstream: string = "";
+  deny: bool = false;
+  denyMessage: string = "";
+  flowControl: string = "";
+}
+
+export class DispatchPolicy {
+  name: string = "";
+  rules: Rule[] = [];
+  action: DispatchAction = new DispatchAction();
+}
+
+export class FlowControlSchema {
+  name: string = "";
+  exempt: bool = false;
+  qps: f64 = 0;
+  burst: u32 = 0;
+  maxInflight: u32 = 0;
+  maxWatches: u32 = 0;
+  perUser: bool = false;
+}
+
+export class GatewayConfig {
+  policies: DispatchPolicy[] = [];
+  schemas: FlowControlSchema[] = [];
+  defaultAction: DispatchAction | null = null;
+  routingHeader: string = "x-wharf-upstream";
+  impersonationGroups: string[] = [];
+  annotateRequests: bool = false;
+
+  schema(name: string): FlowControlSchema | null {
+    for (let i = 0; i < this.schemas.length; i++) if (this.schemas[i].name == name) return this.schemas[i];
+    return null;
+  }
+}
+
+/** The decoded config, or an error message naming what is wrong. */
+export class ConfigResult {
+  config: GatewayConfig | null = null;
+  error: string = "";
+}
+
+function decodeRule(bytes: Uint8Array, reader: ProtoReader): Rule {
+  const rule = new Rule();
+  const r = new ProtoReader(bytes);
+  let tag = r.tag();
+  while (tag != 0) {
+    const field = tag >> 3;
+    if ((tag & 7) != 2 || field < 1 || field > 9) {
+      r.skip(tag & 7);
+    } else {
+      const value = r.string();
+      if (field == 1) rule.verbs.push(value);
+      else if (field == 2) rule.apiGroups.push(value);
+      else if (field == 3) rule.resources.push(value);
+      else if (field == 4) rule.resourceNames.push(value);
+      else if (field == 5) rule.namespaces.push(value);
+      else if (field == 6) rule.users.push(value);
+      else if (field == 7) rule.userGroups.push(value);
+      else if (field == 8) rule.serviceAccounts.push(value);
+      else rule.nonResourceUrls.push(value);
+    }
+    tag = r.tag();
+  }
+  if (r.failed) reader.failed = true;
+  return rule;
+}
+
+function decodeAction(bytes: Uint8Array, reader: ProtoReader): DispatchAction {
+  const action = new DispatchAction();
+  const r = new ProtoReader(bytes);
+  let tag = r.tag();
+  while (tag != 0) {
+    const field = tag >> 3;
+    if (field == 1 && (tag & 7) == 2) action.upstream = r.string();
+    else if (field == 2 && (tag & 7) == 2) {
+      action.deny = true;
+      const deny = new ProtoReader(r.bytes());
+      let inner = deny.tag();
+      while (inner != 0) {
+        if (inner >> 3 == 1 && (inner & 7) == 2) action.denyMessage = deny.string();
+        else deny.skip(inner & 7);
+        inner = deny.tag();
+      }
+      if (deny.failed) reader.failed = true;
+    } else if (field == 3 && (tag & 7) == 2) action.flowControl = r.string();
+    else r.skip(tag & 7);
+    tag = r.tag();
+  }
+  if (r.failed) reader.failed = true;
+  return action;
+}
+
+function decodePolicy(bytes: Uint8Array, reader: ProtoReader): DispatchPolicy {
+  const policy = new DispatchPolicy();
+  const r = new ProtoReader(bytes);
+  let tag = r.tag();
+  while (tag != 0) {
+    const field = tag >> 3;
+    if (field == 1 && (tag & 7) == 2) policy.name = r.string();
+    else if (field == 2 && (tag & 7) == 2) policy.rules.push(decodeRule(r.bytes(), reader));
+    else if (field == 3 && (tag & 7) == 2) policy.action = decodeAction(r.bytes(), reader);
+    else r.skip(tag & 7);
+    tag = r.tag();
+  }
+  if (r.failed) reader.failed = true;
+  return policy;
+}
+
+function decodeSchema(bytes: Uint8Array, reader: ProtoReader): FlowControlSchema {
+  const schema = new FlowControlSchema();
+  const r = new ProtoReader(bytes);
+  let tag = r.tag();
+  while (tag != 0) {
+    const field = tag >> 3;
+    const wire = tag & 7;
+    if (field == 1 && wire == 2) schema.name = r.string();
+    else if (field == 2 && wire == 0) schema.exempt = r.bool();
+    else if (field == 3 && wire == 1) schema.qps = r.double();
+    else if (field == 4 && wire == 0) schema.burst = <u32>r.varint();
+    else if (field == 5 && wire == 0) schema.maxInflight = <u32>r.varint();
+    else if (field == 6 && wire == 0) schema.maxWatches = <u32>r.varint();
+    else if (field == 7 && wire == 0) schema.perUser = r.bool();
+    else r.skip(wire);
+    tag = r.tag();
+  }
+  if (r.failed) reader.failed = true;
+  return schema;
+}
+
+export function decodeConfig(bytes: Uint8Array): ConfigResult {
+  const result = new ConfigResult();
+  const config = new GatewayConfig();
+  const r = new ProtoReader(bytes);
+  let tag = r.tag();
+  while (tag != 0) {
+    const field = tag >> 3;
+    const wire = tag & 7;
+    if (field == 1 && wire == 2) config.policies.push(decodePolicy(r.bytes(), r));
+    else if (field == 2 && wire == 2) config.schemas.push(decodeSchema(r.bytes(), r));
+    else if (field == 3 && wire == 2) config.defaultAction = decodeAction(r.bytes(), r);
+    else if (field == 4 && wire == 2) config.routingHeader = r.string().toLowerCase();
+    else if (field == 5 && wire == 2) config.impersonationGroups.push(r.string());
+    else if (field == 6 && wire == 0) config.annotateRequests = r.bool();
+    else r.skip(wire);
+    tag = r.tag();
+  }
+  if (r.failed) {
+    result.error = "configuration is not a wharf.gateway.v1.GatewayConfig (malformed protobuf)";
+    return result;
+  }
+  if (config.routingHeader.length == 0) config.routingHeader = "x-wharf-upstream";
+  // Every flow_control name must exist; a policy needs a name.
+  for (let i = 0; i < config.policies.length; i++) {
+    const policy = config.policies[i];
+    if (policy.name.length == 0) {
+      result.error = "policies[" + i.toString() + "].name: required";
+      return result;
+    }
+    const schema = policy.action.flowControl;
+    if (schema.length > 0 && config.schema(schema) === null) {
+      result.error = "policies[" + i.toString() + "].action.flow_control: no schema named \"" + schema + "\"";
+      return result;
+    }
+  }
+  const fallback = config.defaultAction;
+  if (fallback !== null && fallback.flowControl.length > 0 && config.schema(fallback.flowControl) === null) {
+    result.error = "default_action.flow_control: no schema named \"" + fallback.flowControl + "\"";
+    return result;
+  }
+  for (let i = 0; i < config.schemas.length; i++) {
+    const schema = config.schemas[i];
+    if (schema.qps < 0 || isNaN(schema.qps)) {
+      result.error = "flow_control_schemas[" + i.toString() + "].qps: must be >= 0";
+      return result;
+    }
+    if (schema.qps > 0 && schema.burst == 0) schema.burst = <u32>Math.max(1, Math.ceil(schema.qps));
+  }
+  result.config = config;
+  return result;
+}

@@ -1,0 +1,174 @@
+// The gateway filter: classifies each kube-apiserver request, establishes
+// the caller's identity, and routes, limits or denies it by the configured
+// dispatch policies.
+import {
+  BufferType,
+  currentTimeNanoseconds,
+  FilterHeadersStatus,
+  getBufferBytes,
+  getHeader,
+  getHeaders,
+  getProperty,
+  HeaderPair,
+  HttpContext,
+  log,
+  LogLevel,
+  MapType,
+  removeHeader,
+  addHeader,
+  replaceHeader,
+  RootContext,
+  sendLocalResponse,
+  setRootContextFactory,
+} from "../sdk";
+import { decodeConfig, FlowControlSchema, GatewayConfig } from "./config";
+import { acquire, bucketKey, counters, release } from "./flow-control";
+import { Identity, identityFromSubject } from "./identity";
+import { countRejection, countRequest, countResponse, setInflight } from "./metrics";
+import { decide } from "./policy";
+import { classify } from "./request-info";
+import { statusBody } from "./status";
+
+export * from "../sdk/abi";
+
+class GatewayRoot extends RootContext {
+  config: GatewayConfig = new GatewayConfig();
+
+  onConfigure(configurationSize: u32): bool {
+    const bytes = getBufferBytes(BufferType.PluginConfiguration, 0, configurationSize);
+    const result = decodeConfig(bytes === null ? new Uint8Array(0) : Uint8Array.wrap(bytes));
+    if (result.config === null) {
+      log(LogLevel.Error, "wharf gateway: configuration refused: " + result.error);
+      return false;
+    }
+    this.config = result.config!;
+    log(LogLevel.Info, "wharf gateway: configured with " + this.config.policies.length.toString() + " policies");
+    return true;
+  }
+
+  createHttpContext(id: u32): HttpContext {
+    return new GatewayStream(id, this);
+  }
+}
+
+function reply(code: u32, reason: string, message: string, retryAfterSeconds: i32): void {
+  const headers = new Array<HeaderPair>();
+  headers.push(new HeaderPair("content-type", "application/json"));
+  if (retryAfterSeconds > 0) headers.push(new HeaderPair("retry-after", retryAfterSeconds.toString()));
+  sendLocalResponse(code, "wharf_gateway_" + reason.toLowerCase(), String.UTF8.encode(statusBody(<i32>code, reason, message, retryAfterSeconds)), headers);
+}
+
+function isIdentityHeader(name: string): bool {
+  return name.startsWith("impersonate-") || name.startsWith("x-remote-");
+}
+
+class GatewayStream extends HttpContext {
+  private admittedSchema: FlowControlSchema | null = null;
+  private admittedKey: string = "";
+  private admittedWatch: bool = false;
+
+  onRequestHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
+    const config = (this.root as GatewayRoot).config;
+    const method = getHeader(MapType.HttpRequestHeaders, ":method");
+    const path = getHeader(MapType.HttpRequestHeaders, ":path");
+    if (method === null || path === null || !path!.startsWith("/")) {
+      countRejection("bad_request");
+      reply(400, "BadRequest", "the request has no valid path", 0);
+      return FilterHeadersStatus.StopIteration;
+    }
+
+    const subject = getProperty(["connection", "subject_peer_certificate"]);
+    const identity = identityFromSubject(subject === null ? null : String.UTF8.decode(subject!));
+    this.forwardIdentity(config, identity);
+
+    // Only the gateway chooses the pool: a client's own routing header goes.
+    removeHeader(MapType.HttpRequestHeaders, config.routingHeader);
+
+    const info = classify(method!, path!);
+    const decision = decide(config, info, identity);
+    const resource = info.isResourceRequest ? info.resource + (info.subresource.length > 0 ? "/" + info.subresource : "") : "nonresource";
+    countRequest(decision.policy, info.verb, resource);
+    if (config.annotateRequests) {
+      replaceHeader(
+        MapType.HttpRequestHeaders,
+        "x-wharf-request-info",
+        "isResource=" + (info.isResourceRequest ? "true" : "false") +
+          ";verb=" + info.verb +
+          ";group=" + info.apiGroup +
+          ";version=" + info.apiVersion +
+          ";namespace=" + info.namespace +
+          ";resource=" + info.resource +
+          ";subresource=" + info.subresource +
+          ";name=" + info.name +
+          ";path=" + info.path +
+          ";policy=" + decision.policy +
+          ";user=" + identity.user,
+      );
+    }
+
+    const action = decision.action;
+    if (action === null) return FilterHeadersStatus.Continue;
+    if (action.deny) {
+      countRejection("denied");
+      const message = action.denyMessage.length > 0 ? action.denyMessage : "denied by gateway policy " + decision.policy;
+      reply(403, "Forbidden", message, 0);
+      return FilterHeadersStatus.StopIteration;
+    }
+    if (action.flowControl.length > 0) {
+      const schema = config.schema(action.flowControl)!;
+      if (!schema.exempt) {
+        const isWatch = info.verb == "watch";
+        const key = bucketKey(schema, identity.user);
+        const admission = acquire(schema, key, isWatch, currentTimeNanoseconds());
+        if (!admission.admitted) {
+          countRejection(admission.reason);
+          reply(429, "TooManyRequests", "too many requests for flow-control schema " + schema.name + " (" + admission.reason + "), please try again later", admission.retryAfterSeconds);
+          return FilterHeadersStatus.StopIteration;
+        }
+        this.admittedSchema = schema;
+        this.admittedKey = key;
+        this.admittedWatch = isWatch;
+        const state = counters(schema, key);
+        setInflight(schema.name, state >> 32, state & 0xffffffff);
+      }
+    }
+    if (action.upstream.length > 0) replaceHeader(MapType.HttpRequestHeaders, config.routingHeader, action.upstream);
+    return FilterHeadersStatus.Continue;
+  }
+
+  /**
+   * Strips identity headers a client may not send, then states the verified
+   * identity in the apiserver's front-proxy headers (Envoy presents the
+   * front-proxy client certificate upstream, which makes them trusted).
+   */
+  private forwardIdentity(config: GatewayConfig, identity: Identity): void {
+    const mayImpersonate = identity.authenticated && identity.inAnyGroup(config.impersonationGroups);
+    const headers = getHeaders(MapType.HttpRequestHeaders);
+    for (let i = 0; i < headers.length; i++) {
+      const name = headers[i].name;
+      if (name.startsWith("x-remote-") || (!mayImpersonate && isIdentityHeader(name))) removeHeader(MapType.HttpRequestHeaders, name);
+    }
+    if (!identity.authenticated) return;
+    replaceHeader(MapType.HttpRequestHeaders, "x-remote-user", identity.user);
+    for (let i = 0; i < identity.groups.length; i++) addHeader(MapType.HttpRequestHeaders, "x-remote-group", identity.groups[i]);
+  }
+
+  onResponseHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
+    const status = getHeader(MapType.HttpResponseHeaders, ":status");
+    countResponse(status === null ? "none" : status!);
+    return FilterHeadersStatus.Continue;
+  }
+
+  onDone(): bool {
+    const schema = this.admittedSchema;
+    if (schema !== null) {
+      release(schema, this.admittedKey, this.admittedWatch);
+      const state = counters(schema, this.admittedKey);
+      setInflight(schema.name, state >> 32, state & 0xffffffff);
+      this.admittedSchema = null;
+    }
+    return true;
+  }
+}
+
+setRootContextFactory((id: u32): RootContext => new GatewayRoot(id));
