@@ -1,0 +1,229 @@
+// The gateway filter's decisions, on the compiled module in the test host.
+import { describe, expect, it } from "vitest";
+import { LogLevel, ProxyWasmHost } from "../test-host/host.js";
+import { SharedData } from "../test-host/shared-data.js";
+import { wasmPath } from "../index.js";
+import { gatewayHost, request, type GatewayConfigInit } from "./harness.js";
+
+const aliceCert = { "connection.subject_peer_certificate": "CN=alice,O=devs,O=ops" };
+const botCert = { "connection.subject_peer_certificate": "CN=system:serviceaccount:ci:builder,O=system:serviceaccounts" };
+
+const routing: GatewayConfigInit = {
+  policies: [
+    { name: "no-secrets-for-devs", rules: [{ resources: ["secrets"], userGroups: ["devs"] }], action: { target: { case: "deny", value: { message: "devs may not read secrets here" } } } },
+    { name: "watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "watch-pool" } } },
+    { name: "ci-bots", rules: [{ serviceAccounts: ["ci/*"] }], action: { target: { case: "upstream", value: "batch-pool" } } },
+    { name: "logs", rules: [{ resources: ["*/log"] }], action: { target: { case: "upstream", value: "log-pool" } } },
+    { name: "not-kube-system", rules: [{ namespaces: ["-kube-system", "-kube-public"], verbs: ["list"] }], action: { target: { case: "upstream", value: "tenant-pool" } } },
+    { name: "admins", rules: [{ users: ["admin-*"] }], action: { target: { case: "upstream", value: "admin-pool" } } },
+    { name: "health", rules: [{ nonResourceUrls: ["/healthz", "/readyz*"] }], action: { target: { case: "upstream", value: "health-pool" } } },
+  ],
+  defaultAction: { target: { case: "upstream", value: "main" } },
+};
+
+describe("dispatch policies", () => {
+  it("routes by verb, resource, namespace, user, group, service account and URL; first match wins", async () => {
+    const host = await gatewayHost(routing, { properties: aliceCert });
+    const pool = (method: string, path: string) => {
+      const { stream } = request(host, method, path);
+      const chosen = stream.header("x-wharf-upstream");
+      stream.finish();
+      return chosen;
+    };
+    expect(pool("GET", "/api/v1/namespaces/a/pods?watch=true")).toBe("watch-pool");
+    expect(pool("GET", "/api/v1/namespaces/a/pods/p/log")).toBe("log-pool");
+    expect(pool("GET", "/api/v1/namespaces/a/pods")).toBe("tenant-pool");
+    expect(pool("GET", "/api/v1/namespaces/kube-system/pods")).toBe("main");
+    expect(pool("GET", "/readyz?verbose")).toBe("health-pool");
+    expect(pool("GET", "/healthz/etcd")).toBe("main");
+    expect(pool("POST", "/api/v1/namespaces/a/pods")).toBe("main");
+
+    const bot = await gatewayHost(routing, { properties: botCert });
+    const { stream } = request(bot, "POST", "/api/v1/namespaces/a/configmaps");
+    expect(stream.header("x-wharf-upstream")).toBe("batch-pool");
+    const admin = await gatewayHost(routing, { properties: { "connection.subject_peer_certificate": "CN=admin-root" } });
+    expect(request(admin, "POST", "/api/v1/namespaces/a/configmaps").stream.header("x-wharf-upstream")).toBe("admin-pool");
+  });
+
+  it("replaces a routing header the client sent", async () => {
+    const host = await gatewayHost(routing, { properties: aliceCert });
+    const { stream } = request(host, "POST", "/api/v1/namespaces/a/pods", [["x-wharf-upstream", "admin-pool"]]);
+    expect(stream.requestHeaders.filter(([name]) => name === "x-wharf-upstream")).toEqual([["x-wharf-upstream", "main"]]);
+  });
+
+  it("denies with 403 and a Kubernetes Status body", async () => {
+    const host = await gatewayHost(routing, { properties: aliceCert });
+    const { stream, status } = request(host, "GET", "/api/v1/namespaces/a/secrets/s");
+    expect(status).toBe(1);
+    expect(stream.localResponse?.status).toBe(403);
+    expect(stream.localResponse?.headers).toContainEqual(["content-type", "application/json"]);
+    expect(JSON.parse(stream.localResponse!.body)).toEqual({
+      kind: "Status",
+      apiVersion: "v1",
+      metadata: {},
+      status: "Failure",
+      message: "devs may not read secrets here",
+      reason: "Forbidden",
+      code: 403,
+    });
+  });
+
+  it("passes an unmatched request to the route table when there is no default", async () => {
+    const host = await gatewayHost({ policies: [{ name: "only-watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "w" } } }] });
+    const { stream, status } = request(host, "GET", "/api/v1/pods");
+    expect(status).toBe(0);
+    expect(stream.header("x-wharf-upstream")).toBeUndefined();
+    expect(stream.localResponse).toBeUndefined();
+  });
+});
+
+describe("identity", () => {
+  it("forwards the certificate's user and groups in front-proxy headers and strips client-sent ones", async () => {
+    const host = await gatewayHost(routing, { properties: aliceCert });
+    const { stream } = request(host, "GET", "/api/v1/pods", [
+      ["x-remote-user", "root"],
+      ["x-remote-group", "system:masters"],
+      ["impersonate-user", "root"],
+      ["impersonate-group", "system:masters"],
+    ]);
+    expect(stream.requestHeaders.filter(([name]) => name.startsWith("x-remote-") || name.startsWith("impersonate-"))).toEqual([
+      ["x-remote-user", "alice"],
+      ["x-remote-group", "devs"],
+      ["x-remote-group", "ops"],
+      ["x-remote-group", "system:authenticated"],
+    ]);
+  });
+
+  it("keeps Impersonate-* for callers in an impersonation group, never X-Remote-*", async () => {
+    const host = await gatewayHost({ ...routing, impersonationGroups: ["ops"] }, { properties: aliceCert });
+    const { stream } = request(host, "GET", "/api/v1/pods", [["impersonate-user", "bob"], ["x-remote-user", "root"]]);
+    expect(stream.header("impersonate-user")).toBe("bob");
+    expect(stream.header("x-remote-user")).toBe("alice");
+  });
+
+  it("sends no identity for a caller without a certificate", async () => {
+    const host = await gatewayHost({ ...routing, annotateRequests: true });
+    const { stream } = request(host, "GET", "/api/v1/pods", [["x-remote-user", "root"]]);
+    expect(stream.header("x-remote-user")).toBeUndefined();
+    expect(stream.header("x-wharf-request-info")).toContain("user=system:anonymous");
+  });
+});
+
+describe("flow control", () => {
+  const limited = (schema: NonNullable<GatewayConfigInit["flowControlSchemas"]>[number]): GatewayConfigInit => ({
+    flowControlSchemas: [schema],
+    defaultAction: { target: { case: "upstream", value: "main" }, flowControl: schema.name },
+  });
+
+  it("enforces QPS and burst with 429, Retry-After and a Status body, and refills over time", async () => {
+    let now = 1_000_000_000n;
+    const host = await gatewayHost(limited({ name: "slow", qps: 2, burst: 3 }), { properties: aliceCert, now: () => now });
+    const statuses = Array.from({ length: 5 }, () => {
+      const { stream } = request(host, "GET", "/api/v1/pods");
+      stream.finish();
+      return stream.localResponse?.status ?? 200;
+    });
+    expect(statuses).toEqual([200, 200, 200, 429, 429]);
+    const { stream } = request(host, "GET", "/api/v1/pods");
+    expect(stream.localResponse?.headers).toContainEqual(["retry-after", "1"]);
+    expect(JSON.parse(stream.localResponse!.body)).toMatchObject({ reason: "TooManyRequests", code: 429, details: { retryAfterSeconds: 1 } });
+    now += 1_000_000_000n; // one second: two tokens back
+    const after = [0, 1, 2].map(() => request(host, "GET", "/api/v1/pods").stream.localResponse?.status ?? 200);
+    expect(after).toEqual([200, 200, 429]);
+  });
+
+  it("limits in-flight requests and frees the slot when a request finishes", async () => {
+    const host = await gatewayHost(limited({ name: "narrow", maxInflight: 2 }), { properties: aliceCert });
+    const first = request(host, "GET", "/api/v1/pods").stream;
+    const second = request(host, "GET", "/api/v1/pods").stream;
+    expect(request(host, "GET", "/api/v1/pods").stream.localResponse?.status).toBe(429);
+    first.finish();
+    expect(request(host, "GET", "/api/v1/pods").stream.localResponse).toBeUndefined();
+    second.finish();
+  });
+
+  it("counts watches apart from in-flight requests", async () => {
+    const host = await gatewayHost(limited({ name: "watchy", maxInflight: 1, maxWatches: 2 }), { properties: aliceCert });
+    const watches = [1, 2].map(() => request(host, "GET", "/api/v1/pods?watch=true").stream);
+    expect(watches.map((w) => w.localResponse)).toEqual([undefined, undefined]);
+    expect(request(host, "GET", "/api/v1/pods?watch=true").stream.localResponse?.status).toBe(429);
+    // Long-running watches do not use up the in-flight limit.
+    expect(request(host, "GET", "/api/v1/pods").stream.localResponse).toBeUndefined();
+    expect(host.logs.filter((entry) => entry.level >= LogLevel.Error)).toEqual([]);
+  });
+
+  it("gives every user a bucket of their own in a per-user schema", async () => {
+    const shared = new SharedData();
+    const config = limited({ name: "per-user", qps: 0.001, burst: 1, perUser: true });
+    const alice = await gatewayHost(config, { properties: aliceCert, sharedData: shared });
+    const bob = await gatewayHost(config, { properties: { "connection.subject_peer_certificate": "CN=bob" }, sharedData: shared });
+    expect(request(alice, "GET", "/api/v1/pods").stream.localResponse).toBeUndefined();
+    expect(request(alice, "GET", "/api/v1/pods").stream.localResponse?.status).toBe(429);
+    expect(request(bob, "GET", "/api/v1/pods").stream.localResponse).toBeUndefined();
+  });
+
+  it("holds one limit across workers (VMs sharing shared data)", async () => {
+    const shared = new SharedData();
+    const config = limited({ name: "global", qps: 0.001, burst: 4 });
+    const workers = await Promise.all([1, 2].map(() => gatewayHost(config, { properties: aliceCert, sharedData: shared })));
+    const admitted = Array.from({ length: 8 }, (_, i) => request(workers[i % 2]!, "GET", "/api/v1/pods").stream.localResponse === undefined);
+    expect(admitted.filter(Boolean).length).toBe(4);
+  });
+
+  it("never limits an exempt schema", async () => {
+    const host = await gatewayHost(limited({ name: "exempt", exempt: true, qps: 0.001, burst: 1, maxInflight: 1 }));
+    const results = Array.from({ length: 5 }, () => request(host, "GET", "/api/v1/pods").stream.localResponse);
+    expect(results.every((r) => r === undefined)).toBe(true);
+  });
+});
+
+describe("metrics", () => {
+  it("counts requests by policy, verb and resource, responses by code and rejections by reason", async () => {
+    const host = await gatewayHost(routing, { properties: aliceCert });
+    request(host, "GET", "/api/v1/namespaces/a/pods/p/log").stream.sendResponseHeaders([[":status", "200"]]);
+    request(host, "GET", "/api/v1/namespaces/a/secrets/s");
+    expect(host.metric("wharf_gateway.requests.policy.logs.verb.get.resource.pods/log")).toBe(1n);
+    expect(host.metric("wharf_gateway.responses.code.200")).toBe(1n);
+    expect(host.metric("wharf_gateway.rejections.reason.denied")).toBe(1n);
+  });
+});
+
+describe("bad input", () => {
+  it("refuses malformed configuration bytes with a log line", async () => {
+    const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: Uint8Array.of(0x0a, 0xff, 0xff, 0xff) });
+    expect(host.start()).toBe(false);
+    expect(host.logs.some((entry) => entry.level === LogLevel.Error && entry.message.includes("configuration refused"))).toBe(true);
+  });
+
+  it("refuses a policy naming a flow-control schema that does not exist", async () => {
+    const host = await ProxyWasmHost.load(wasmPath("gateway"), {
+      pluginConfiguration: (await import("./harness.js")).encodeGatewayConfig({
+        policies: [{ name: "p", rules: [{}], action: { flowControl: "nope" } }],
+      }),
+    });
+    expect(host.start()).toBe(false);
+    expect(host.logs.map((entry) => entry.message).join("\n")).toContain('policies[0].action.flow_control: no schema named "nope"');
+  });
+
+  it("answers a request without a usable path with 400", async () => {
+    const host = await gatewayHost(routing);
+    expect(request(host, "OPTIONS", "*").stream.localResponse?.status).toBe(400);
+  });
+
+  it("survives random paths, methods and headers without trapping", async () => {
+    const host = await gatewayHost({ ...routing, annotateRequests: true, flowControlSchemas: [{ name: "f", maxInflight: 1000 }] }, { properties: aliceCert });
+    let seed = 7;
+    const random = () => (seed = (seed * 48271) % 0x7fffffff) / 0x7fffffff;
+    const alphabet = "/?=&%+:.-_aZ09\u00e9\u{1F600}\0,;* ";
+    const text = (max: number) => Array.from({ length: Math.floor(random() * max) }, () => alphabet[Math.floor(random() * alphabet.length)]).join("");
+    const methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "BREW", ""];
+    for (let i = 0; i < 2000; i++) {
+      const path = (random() < 0.8 ? "/" : "") + ["api/v1/", "apis/apps/v1/", "api/", "", "apis/"][Math.floor(random() * 5)] + text(80);
+      const headers: Array<[string, string]> = Array.from({ length: Math.floor(random() * 4) }, () => [`x-${text(10)}`.replace(/[^a-z0-9-]/g, "a"), text(200)]);
+      const { stream } = request(host, methods[Math.floor(random() * methods.length)]!, path, headers);
+      stream.sendResponseHeaders([[":status", "200"]]);
+      stream.finish();
+    }
+    expect(host.logs.filter((entry) => entry.level >= LogLevel.Critical)).toEqual([]);
+  });
+});
