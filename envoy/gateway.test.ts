@@ -1,0 +1,202 @@
+// The gateway filter in real Envoy (envoy/gateway.yaml) in front of real
+// kube-apiservers: pool-a has two, pool-b one, all on the reference etcd
+// under their own prefix and one PKI.
+import { execFile, spawn } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { encodeGatewayConfig, gatewayHost, request, type GatewayConfigInit } from "../filters/src/gateway/harness.js";
+import { wasmPath } from "@wharf/filters";
+import {
+  createClusterPki,
+  freePort,
+  httpsGet,
+  issueCertificate,
+  makeWorkDir,
+  removeWorkDir,
+  renderTemplate,
+  repoRoot,
+  startEnvoy,
+  startKubeApiserver,
+  toolPath,
+  writeKubeconfig,
+  type ClusterPki,
+  type Envoy,
+  type KeyPair,
+  type KubeApiserver,
+} from "@wharf/testkit";
+
+const run = promisify(execFile);
+
+let dir: string;
+let pki: ClusterPki;
+let apiservers: KubeApiserver[] = [];
+let envoy: Envoy;
+let gatewayUrl: string;
+let alice: KeyPair;
+let kubeconfig: string;
+
+const gatewayConfig: GatewayConfigInit = {
+  flowControlSchemas: [{ name: "tight", qps: 0.001, burst: 2 }],
+  policies: [
+    { name: "no-secrets", rules: [{ resources: ["secrets"], userGroups: ["devs"] }], action: { target: { case: "deny", value: { message: "devs may not touch secrets" } } } },
+    { name: "limited", rules: [{ namespaces: ["limited"] }], action: { target: { case: "upstream", value: "pool-a" }, flowControl: "tight" } },
+    { name: "services", rules: [{ resources: ["services"] }], action: { target: { case: "upstream", value: "pool-b" } } },
+  ],
+  defaultAction: { target: { case: "upstream", value: "pool-a" } },
+};
+
+const endpoints = (servers: KubeApiserver[]) =>
+  `[${servers.map((server) => `{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${new URL(server.url).port} } } } }`).join(", ")}]`;
+
+beforeAll(async () => {
+  dir = await makeWorkDir("gateway");
+  pki = await createClusterPki(dir);
+  const etcd = inject("referenceEtcd");
+  apiservers = await Promise.all(
+    [1, 2, 3].map(() => startKubeApiserver({ etcdServers: [etcd.endpoint], pki, extraArgs: ["--etcd-prefix=/gateway-test"] })),
+  );
+  const serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
+  alice = await issueCertificate(dir, pki.ca, { name: "alice", commonName: "alice", organizations: ["system:masters", "devs"], usage: "client" });
+  const config = encodeGatewayConfig(gatewayConfig);
+  const [adminPort, listenPort] = [await freePort(), await freePort()];
+  const bootstrap = await renderTemplate(join(repoRoot, "envoy", "gateway.yaml"), {
+    ADMIN_PORT: adminPort,
+    LISTEN_PORT: listenPort,
+    SERVING_CERT: serving.certFile,
+    SERVING_KEY: serving.keyFile,
+    CLIENT_CA: pki.ca.certFile,
+    UPSTREAM_CA: pki.ca.certFile,
+    FRONT_PROXY_CERT: pki.frontProxyClient.certFile,
+    FRONT_PROXY_KEY: pki.frontProxyClient.keyFile,
+    WASM_PATH: wasmPath("gateway"),
+    GATEWAY_CONFIG: Buffer.from(config).toString("base64"),
+    POOL_A_ENDPOINTS: endpoints(apiservers.slice(0, 2)),
+    POOL_B_ENDPOINTS: endpoints(apiservers.slice(2)),
+  });
+  envoy = await startEnvoy({ bootstrap, adminPort });
+  gatewayUrl = `https://127.0.0.1:${listenPort}`;
+  kubeconfig = await writeKubeconfig(join(dir, "alice.kubeconfig"), gatewayUrl, pki.ca.certFile, alice);
+  // Until the health checks have seen every apiserver ready.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const clusters = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
+    const healthy = clusters.split("\n").filter((line) => line.endsWith("::health_flags::healthy")).length;
+    if (healthy === 3) break;
+    if (Date.now() > deadline) throw new Error(`Envoy's health checks never saw 3 healthy apiservers:\n${clusters}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}, 180_000);
+
+afterAll(async () => {
+  await envoy?.stop();
+  await Promise.all(apiservers.map((server) => server.stop()));
+  if (dir) await removeWorkDir(dir);
+});
+
+const kubectl = async (...args: string[]) => (await run(toolPath("kubectl"), ["--kubeconfig", kubeconfig, ...args])).stdout;
+const get = (path: string) => httpsGet(`${gatewayUrl}${path}`, pki.ca.certFile, alice);
+
+async function servedCounts(): Promise<Map<string, number>> {
+  const clusters = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
+  const counts = new Map<string, number>();
+  for (const line of clusters.split("\n")) {
+    const match = /^(pool-[ab])::(127\.0\.0\.1:\d+)::rq_total::(\d+)$/.exec(line);
+    if (match) counts.set(`${match[1]} ${match[2]}`, Number(match[3]));
+  }
+  return counts;
+}
+
+describe("the gateway filter in Envoy in front of kube-apiservers", () => {
+  it("passes kubectl through: /readyz and a configmap round trip", async () => {
+    expect((await kubectl("get", "--raw", "/readyz")).trim()).toBe("ok");
+    await kubectl("create", "configmap", "through-envoy", "--from-literal=k=v");
+    expect(await kubectl("get", "configmap", "through-envoy", "-o", "jsonpath={.data.k}")).toBe("v");
+  });
+
+  it("forwards the client certificate's identity: auth whoami names the client", async () => {
+    const review = JSON.parse(await kubectl("auth", "whoami", "-o", "json")) as { status: { userInfo: { username: string; groups: string[] } } };
+    expect(review.status.userInfo.username).toBe("alice");
+    expect(review.status.userInfo.groups).toEqual(expect.arrayContaining(["system:masters", "devs", "system:authenticated"]));
+  });
+
+  it("routes by the filter's decision: Envoy picks the route after the filter ran", async () => {
+    const services = await get("/api/v1/namespaces/default/services");
+    expect(services.status).toBe(200);
+    expect(services.headers["x-wharf-served-by"]).toBe("pool-b");
+    const configmaps = await get("/api/v1/namespaces/default/configmaps");
+    expect(configmaps.headers["x-wharf-served-by"]).toBe("pool-a");
+  });
+
+  it("denies by policy with 403 and a Status body kubectl understands", async () => {
+    const denied = await get("/api/v1/namespaces/default/secrets");
+    expect(denied.status).toBe(403);
+    expect(JSON.parse(denied.body)).toMatchObject({ kind: "Status", reason: "Forbidden", code: 403, message: "devs may not touch secrets" });
+    const failure = await kubectl("get", "secrets").catch((error: { stderr: string }) => error.stderr);
+    expect(failure).toContain("devs may not touch secrets");
+  });
+
+  it("limits by flow-control schema with 429 and Retry-After", async () => {
+    const statuses: number[] = [];
+    let last;
+    for (let i = 0; i < 4; i++) {
+      last = await get("/api/v1/namespaces/limited/configmaps");
+      statuses.push(last.status);
+    }
+    expect(statuses.slice(0, 2).every((status) => status === 200)).toBe(true);
+    expect(statuses.slice(2)).toEqual([429, 429]);
+    expect(last!.headers["retry-after"]).toMatch(/^\d+$/);
+    expect(JSON.parse(last!.body)).toMatchObject({ reason: "TooManyRequests", code: 429 });
+  });
+
+  it("balances requests, not connections, across a pool", async () => {
+    const before = await servedCounts();
+    for (let i = 0; i < 60; i++) await get("/api/v1/namespaces/default/configmaps/through-envoy");
+    const after = await servedCounts();
+    const served = [...after.entries()].filter(([host]) => host.startsWith("pool-a")).map(([host, total]) => total - (before.get(host) ?? 0));
+    expect(served.length).toBe(2);
+    expect(served.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(60);
+    // One HTTP/2 connection from this client; both apiservers still get a fair share.
+    for (const count of served) expect(count).toBeGreaterThanOrEqual(15);
+  });
+
+  it("keeps a watch open past Envoy's default 15 s route timeout", async () => {
+    const watcher = spawn(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "get", "configmaps", "--watch", "-o", "name"]);
+    let output = "";
+    watcher.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 17_000));
+      await kubectl("create", "configmap", "after-seventeen-seconds");
+      const deadline = Date.now() + 10_000;
+      while (!output.includes("after-seventeen-seconds") && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(output).toContain("configmap/after-seventeen-seconds");
+      expect(watcher.exitCode).toBeNull();
+    } finally {
+      watcher.kill();
+    }
+  }, 40_000);
+
+  it("decides exactly as the test host does for the same requests", async () => {
+    const host = await gatewayHost(gatewayConfig, { properties: { "connection.subject_peer_certificate": "CN=alice,O=system:masters,O=devs" } });
+    const paths = ["/api/v1/namespaces/kube-system/services", "/api/v1/namespaces/default/secrets/x", "/api/v1/nodes", "/apis/apps/v1/deployments", "/version"];
+    for (const path of paths) {
+      const inEnvoy = await get(path);
+      const { stream } = request(host, "GET", path);
+      const inHost = stream.localResponse
+        ? { status: stream.localResponse.status, body: stream.localResponse.body }
+        : { pool: stream.header("x-wharf-upstream") };
+      // Envoy adds the route's response headers to local replies too, so the
+      // status tells an upstream answer from the filter's own.
+      const seen = inEnvoy.status === 200 ? { pool: inEnvoy.headers["x-wharf-served-by"] } : { status: inEnvoy.status, body: inEnvoy.body };
+      expect(seen, path).toEqual(inHost);
+      stream.finish();
+    }
+  });
+
+  it("shows the filter's metrics in Envoy's stats", async () => {
+    const stats = await (await fetch(`${envoy.adminUrl}/stats?filter=wharf_gateway`)).text();
+    expect(stats).toMatch(/wharf_gateway\.requests\.policy\.services\.verb\.list\.resource\.services: [1-9]/);
+    expect(stats).toMatch(/wharf_gateway\.rejections\.reason\.denied: [1-9]/);
+    expect(stats).toMatch(/wharf_gateway\.rejections\.reason\.rate: [1-9]/);
+  });
+});
