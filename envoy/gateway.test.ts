@@ -44,6 +44,7 @@ const gatewayConfig: GatewayConfigInit = {
     { name: "services", rules: [{ resources: ["services"] }], action: { target: { case: "upstream", value: "pool-b" } } },
   ],
   defaultAction: { target: { case: "upstream", value: "pool-a" } },
+  tokenReview: { cluster: "pool-a", authority: "localhost", reviewer: "wharf:gateway" },
 };
 
 const endpoints = (servers: KubeApiserver[]) =>
@@ -118,6 +119,22 @@ describe("the gateway filter in Envoy in front of kube-apiservers", () => {
     const review = JSON.parse(await kubectl("auth", "whoami", "-o", "json")) as { status: { userInfo: { username: string; groups: string[] } } };
     expect(review.status.userInfo.username).toBe("alice");
     expect(review.status.userInfo.groups).toEqual(expect.arrayContaining(["system:masters", "devs", "system:authenticated"]));
+  });
+
+  it("verifies a service account's bearer token with a TokenReview", async () => {
+    const admin = (...args: string[]) => run(toolPath("kubectl"), ["--kubeconfig", apiservers[0]!.kubeconfig, ...args]);
+    await admin("create", "clusterrolebinding", "wharf-gateway-token-reviews", "--clusterrole=system:auth-delegator", "--user=wharf:gateway");
+    await admin("create", "serviceaccount", "robot");
+    const token = (await admin("create", "token", "robot")).stdout.trim();
+    const asRobot = (...args: string[]) =>
+      run(toolPath("kubectl"), ["--kubeconfig", "/dev/null", `--server=${gatewayUrl}`, `--certificate-authority=${pki.ca.certFile}`, `--token=${token}`, ...args]);
+    const whoami = await asRobot("auth", "whoami", "-o", "json");
+    const review = JSON.parse(whoami.stdout) as { status: { userInfo: { username: string } } };
+    expect(review.status.userInfo.username).toBe("system:serviceaccount:default:robot");
+    const rejected = await run(toolPath("kubectl"), ["--kubeconfig", "/dev/null", `--server=${gatewayUrl}`, `--certificate-authority=${pki.ca.certFile}`, "--token=not-a-token", "get", "pods"]).catch(
+      (error: { stderr: string }) => error.stderr,
+    );
+    expect(rejected).toMatch(/Unauthorized/);
   });
 
   it("routes by the filter's decision: Envoy picks the route after the filter ran", async () => {

@@ -37,6 +37,40 @@ export class FlowControlSchema {
   perUser: bool = false;
 }
 
+export class TokenReviewConfig {
+  cluster: string = "";
+  authority: string = "kubernetes";
+  timeoutMs: u32 = 2000;
+  successTtlSeconds: u32 = 60;
+  failureTtlSeconds: u32 = 10;
+  reviewer: string = "wharf:gateway";
+}
+
+function decodeTokenReview(bytes: Uint8Array, reader: ProtoReader): TokenReviewConfig {
+  const review = new TokenReviewConfig();
+  const r = new ProtoReader(bytes);
+  let tag = r.tag();
+  while (tag != 0) {
+    const field = tag >> 3;
+    const wire = tag & 7;
+    if (field == 1 && wire == 2) review.cluster = r.string();
+    else if (field == 2 && wire == 2) review.authority = r.string();
+    else if (field == 3 && wire == 0) review.timeoutMs = <u32>r.varint();
+    else if (field == 4 && wire == 0) review.successTtlSeconds = <u32>r.varint();
+    else if (field == 5 && wire == 0) review.failureTtlSeconds = <u32>r.varint();
+    else if (field == 6 && wire == 2) review.reviewer = r.string();
+    else r.skip(wire);
+    tag = r.tag();
+  }
+  if (r.failed) reader.failed = true;
+  if (review.authority.length == 0) review.authority = "kubernetes";
+  if (review.timeoutMs == 0) review.timeoutMs = 2000;
+  if (review.successTtlSeconds == 0) review.successTtlSeconds = 60;
+  if (review.failureTtlSeconds == 0) review.failureTtlSeconds = 10;
+  if (review.reviewer.length == 0) review.reviewer = "wharf:gateway";
+  return review;
+}
+
 export class GatewayConfig {
   policies: DispatchPolicy[] = [];
   schemas: FlowControlSchema[] = [];
@@ -44,6 +78,7 @@ export class GatewayConfig {
   routingHeader: string = "x-wharf-upstream";
   impersonationGroups: string[] = [];
   annotateRequests: bool = false;
+  tokenReview: TokenReviewConfig | null = null;
 
   schema(name: string): FlowControlSchema | null {
     for (let i = 0; i < this.schemas.length; i++) if (this.schemas[i].name == name) return this.schemas[i];
@@ -159,6 +194,7 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
     else if (field == 4 && wire == 2) config.routingHeader = r.string().toLowerCase();
     else if (field == 5 && wire == 2) config.impersonationGroups.push(r.string());
     else if (field == 6 && wire == 0) config.annotateRequests = r.bool();
+    else if (field == 7 && wire == 2) config.tokenReview = decodeTokenReview(r.bytes(), r);
     else r.skip(wire);
     tag = r.tag();
   }
@@ -183,6 +219,11 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
   const fallback = config.defaultAction;
   if (fallback !== null && fallback.flowControl.length > 0 && config.schema(fallback.flowControl) === null) {
     result.error = "default_action.flow_control: no schema named \"" + fallback.flowControl + "\"";
+    return result;
+  }
+  const review = config.tokenReview;
+  if (review !== null && review.cluster.length == 0) {
+    result.error = "token_review.cluster: required";
     return result;
   }
   for (let i = 0; i < config.schemas.length; i++) {

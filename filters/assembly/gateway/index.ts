@@ -14,6 +14,8 @@ import {
   log,
   LogLevel,
   MapType,
+  continueStream,
+  StreamType,
   removeHeader,
   addHeader,
   replaceHeader,
@@ -28,6 +30,7 @@ import { countRejection, countRequest, countResponse, setInflight } from "./metr
 import { decide } from "./policy";
 import { classify } from "./request-info";
 import { statusBody } from "./status";
+import { cachedIdentity, cacheIdentity, identityFromReview, requestReview } from "./token-review";
 
 export * from "../sdk/abi";
 
@@ -58,6 +61,21 @@ function reply(code: u32, reason: string, message: string, retryAfterSeconds: i3
   sendLocalResponse(code, "wharf_gateway_" + reason.toLowerCase(), String.UTF8.encode(statusBody(<i32>code, reason, message, retryAfterSeconds)), headers);
 }
 
+function unauthorized(): FilterHeadersStatus {
+  countRejection("unauthorized");
+  reply(401, "Unauthorized", "Unauthorized", 0);
+  return FilterHeadersStatus.StopIteration;
+}
+
+function bearerToken(): string | null {
+  const authorization = getHeader(MapType.HttpRequestHeaders, "authorization");
+  if (authorization === null) return null;
+  const value = authorization!.trim();
+  if (value.length < 8 || value.substring(0, 7).toLowerCase() != "bearer ") return null;
+  const token = value.substring(7).trim();
+  return token.length == 0 ? null : token;
+}
+
 function isIdentityHeader(name: string): bool {
   return name.startsWith("impersonate-") || name.startsWith("x-remote-");
 }
@@ -66,9 +84,16 @@ class GatewayStream extends HttpContext {
   private admittedSchema: FlowControlSchema | null = null;
   private admittedKey: string = "";
   private admittedWatch: bool = false;
+  private reviewedToken: string = "";
+  private method: string = "";
+  private path: string = "";
+
+  private get config(): GatewayConfig {
+    return (this.root as GatewayRoot).config;
+  }
 
   onRequestHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
-    const config = (this.root as GatewayRoot).config;
+    const config = this.config;
     const method = getHeader(MapType.HttpRequestHeaders, ":method");
     const path = getHeader(MapType.HttpRequestHeaders, ":path");
     if (method === null || path === null || !path!.startsWith("/")) {
@@ -76,15 +101,63 @@ class GatewayStream extends HttpContext {
       reply(400, "BadRequest", "the request has no valid path", 0);
       return FilterHeadersStatus.StopIteration;
     }
+    this.method = method!;
+    this.path = path!;
 
     const subject = getProperty(["connection", "subject_peer_certificate"]);
-    const identity = identityFromSubject(subject === null ? null : String.UTF8.decode(subject!));
+    let identity = identityFromSubject(subject === null ? null : String.UTF8.decode(subject!));
+    const review = config.tokenReview;
+    if (!identity.authenticated && review !== null) {
+      const token = bearerToken();
+      if (token !== null) {
+        const cached = cachedIdentity(token!, currentTimeNanoseconds());
+        if (cached === null) {
+          // Ask the apiserver; the stream waits for onHttpCallResponse.
+          this.reviewedToken = token!;
+          if (requestReview(this, token!, review!) == 0) {
+            countRejection("token_review_unavailable");
+            reply(503, "ServiceUnavailable", "the gateway could not verify the bearer token", 1);
+          }
+          return FilterHeadersStatus.StopIteration;
+        }
+        if (!cached!.authenticated) return unauthorized();
+        identity = cached!;
+        removeHeader(MapType.HttpRequestHeaders, "authorization");
+      }
+    }
+    return this.dispatch(identity);
+  }
+
+  onHttpCallResponse(calloutId: u32, headerCount: u32, bodySize: u32, trailerCount: u32): void {
+    const review = this.config.tokenReview;
+    if (review === null || this.reviewedToken.length == 0) return;
+    const status = getHeader(MapType.HttpCallResponseHeaders, ":status");
+    const body = getBufferBytes(BufferType.HttpCallResponseBody, 0, bodySize);
+    const identity = identityFromReview(status, body === null ? "" : String.UTF8.decode(body!));
+    // A transport failure or an apiserver error is no verdict on the token: not cached.
+    if (status !== null && (status! == "200" || status! == "201")) cacheIdentity(this.reviewedToken, identity, review!, currentTimeNanoseconds());
+    if (status === null || (status! != "200" && status! != "201")) {
+      countRejection("token_review_unavailable");
+      reply(503, "ServiceUnavailable", "the gateway could not verify the bearer token", 1);
+      return;
+    }
+    if (!identity.authenticated) {
+      unauthorized();
+      return;
+    }
+    removeHeader(MapType.HttpRequestHeaders, "authorization");
+    if (this.dispatch(identity) == FilterHeadersStatus.Continue) continueStream(StreamType.HttpRequest);
+  }
+
+  /** Identity, classification, policy, flow control, routing. */
+  private dispatch(identity: Identity): FilterHeadersStatus {
+    const config = this.config;
     this.forwardIdentity(config, identity);
 
     // Only the gateway chooses the pool: a client's own routing header goes.
     removeHeader(MapType.HttpRequestHeaders, config.routingHeader);
 
-    const info = classify(method!, path!);
+    const info = classify(this.method, this.path);
     const decision = decide(config, info, identity);
     const resource = info.isResourceRequest ? info.resource + (info.subresource.length > 0 ? "/" + info.subresource : "") : "nonresource";
     countRequest(decision.policy, info.verb, resource);

@@ -1,6 +1,8 @@
 // Context classes with default behaviour; a filter extends them and
 // overrides what it needs (as the Rust SDK's traits with default methods).
 import { FilterDataStatus, FilterHeadersStatus } from "./enums";
+import { HeaderPair, httpCall } from "./hostcalls";
+import { registerCallout } from "./dispatcher";
 
 export class HttpContext {
   constructor(
@@ -21,6 +23,17 @@ export class HttpContext {
     return FilterDataStatus.Continue;
   }
   onHttpCallResponse(calloutId: u32, headerCount: u32, bodySize: u32, trailerCount: u32): void {}
+
+  /**
+   * Sends an HTTP call to an Envoy cluster; its answer comes to this
+   * stream's onHttpCallResponse. Returns the callout id, 0 if refused.
+   */
+  dispatchHttpCall(upstream: string, headers: HeaderPair[], body: ArrayBuffer, timeoutMilliseconds: u32): u32 {
+    const calloutId = httpCall(upstream, headers, body, timeoutMilliseconds);
+    if (calloutId != 0) registerCallout(calloutId, this.id);
+    return calloutId;
+  }
+
   onLog(): void {}
   onDone(): bool {
     return true;

@@ -1,10 +1,19 @@
 // Owns context ids: the host names contexts by number; the dispatcher maps
 // them to RootContext/HttpContext objects and forwards each callback.
 import { HttpContext, RootContext } from "./context";
+import { setEffectiveContext } from "./hostcalls";
 
 let rootFactory: ((id: u32) => RootContext) | null = null;
 const roots = new Map<u32, RootContext>();
 const streams = new Map<u32, HttpContext>();
+// Envoy makes HTTP calls on the root context and answers them there; the
+// dispatcher remembers which stream asked so the answer reaches it.
+const callouts = new Map<u32, u32>();
+
+/** Records that stream `contextId` made HTTP call `calloutId`. */
+export function registerCallout(calloutId: u32, contextId: u32): void {
+  callouts.set(calloutId, contextId);
+}
 
 /** Called once at module start by a filter: how to make its root context. */
 export function setRootContextFactory(factory: (id: u32) => RootContext): void {
@@ -53,8 +62,18 @@ export function proxy_on_response_body(contextId: u32, bodySize: u32, endOfStrea
 }
 
 export function proxy_on_http_call_response(contextId: u32, calloutId: u32, headerCount: u32, bodySize: u32, trailerCount: u32): void {
-  if (streams.has(contextId)) streams.get(contextId).onHttpCallResponse(calloutId, headerCount, bodySize, trailerCount);
-  else if (roots.has(contextId)) roots.get(contextId).onHttpCallResponse(calloutId, headerCount, bodySize, trailerCount);
+  let target = contextId;
+  if (callouts.has(calloutId)) {
+    target = callouts.get(calloutId);
+    callouts.delete(calloutId);
+  }
+  if (streams.has(target)) {
+    // Header and reply calls from here on act on the stream, not the root.
+    setEffectiveContext(target);
+    streams.get(target).onHttpCallResponse(calloutId, headerCount, bodySize, trailerCount);
+  } else if (roots.has(target)) {
+    roots.get(target).onHttpCallResponse(calloutId, headerCount, bodySize, trailerCount);
+  }
 }
 
 export function proxy_on_log(contextId: u32): void {

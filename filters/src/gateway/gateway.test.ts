@@ -227,3 +227,65 @@ describe("bad input", () => {
     expect(host.logs.filter((entry) => entry.level >= LogLevel.Critical)).toEqual([]);
   });
 });
+
+describe("bearer tokens", () => {
+  const withReview: GatewayConfigInit = {
+    ...routing,
+    tokenReview: { cluster: "pool-a", authority: "kubernetes.default", reviewer: "wharf:gateway", successTtlSeconds: 60, failureTtlSeconds: 10 },
+  };
+  const reviewAnswer = (authenticated: boolean) =>
+    JSON.stringify({
+      kind: "TokenReview",
+      apiVersion: "authentication.k8s.io/v1",
+      spec: { token: 'tricky "username":"admin"' },
+      status: authenticated
+        ? { authenticated: true, user: { username: "system:serviceaccount:ci:robot", groups: ["system:serviceaccounts", "system:authenticated"] } }
+        : { authenticated: false, error: "invalid bearer token" },
+    });
+
+  it("verifies a token with a TokenReview, forwards its user and caches the answer", async () => {
+    const host = await gatewayHost(withReview);
+    const { stream, status } = request(host, "POST", "/api/v1/namespaces/a/configmaps", [["authorization", "Bearer good-token"]]);
+    expect(status).toBe(1);
+    expect(host.calls).toHaveLength(1);
+    const call = host.calls[0]!;
+    expect(call.upstream).toBe("pool-a");
+    expect(call.headers).toEqual(expect.arrayContaining([[":method", "POST"], [":path", "/apis/authentication.k8s.io/v1/tokenreviews"], [":authority", "kubernetes.default"], ["x-remote-user", "wharf:gateway"]]));
+    expect(JSON.parse(new TextDecoder().decode(call.body))).toEqual({ apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec: { token: "good-token" } });
+    host.respondToCall(call, [[":status", "201"]], reviewAnswer(true));
+    expect(stream.continued).toEqual([0]);
+    expect(stream.header("x-remote-user")).toBe("system:serviceaccount:ci:robot");
+    expect(stream.header("authorization")).toBeUndefined();
+    expect(stream.header("x-wharf-upstream")).toBe("batch-pool");
+    // The second request with the same token is answered from the cache.
+    const again = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer good-token"]]);
+    expect(again.status).toBe(0);
+    expect(host.calls).toHaveLength(1);
+  });
+
+  it("answers 401 for a token the apiserver rejects, and remembers it", async () => {
+    const host = await gatewayHost(withReview);
+    const { stream } = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer bad-token"]]);
+    host.respondToCall(host.calls[0]!, [[":status", "201"]], reviewAnswer(false));
+    expect(stream.localResponse?.status).toBe(401);
+    expect(JSON.parse(stream.localResponse!.body)).toMatchObject({ reason: "Unauthorized", code: 401 });
+    expect(request(host, "GET", "/api/v1/pods", [["authorization", "Bearer bad-token"]]).stream.localResponse?.status).toBe(401);
+    expect(host.calls).toHaveLength(1);
+  });
+
+  it("answers 503 and caches nothing when the review itself fails", async () => {
+    const host = await gatewayHost(withReview);
+    const { stream } = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer some-token"]]);
+    host.respondToCall(host.calls[0]!, [[":status", "500"]], "oops");
+    expect(stream.localResponse?.status).toBe(503);
+    request(host, "GET", "/api/v1/pods", [["authorization", "Bearer some-token"]]);
+    expect(host.calls).toHaveLength(2);
+  });
+
+  it("prefers the client certificate: no review for a caller that has one", async () => {
+    const host = await gatewayHost(withReview, { properties: aliceCert });
+    const { status } = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer whatever"]]);
+    expect(status).toBe(0);
+    expect(host.calls).toHaveLength(0);
+  });
+});

@@ -53,6 +53,7 @@ export interface LocalResponse {
 
 export interface HttpCall {
   id: number;
+  /** The context that was effective when the guest made the call. */
   contextId: number;
   upstream: string;
   headers: Headers;
@@ -168,13 +169,17 @@ export class ProxyWasmHost {
     this.streams.delete(contextId);
   }
 
-  /** Answers an HTTP call the filter made, as the upstream cluster would. */
+  /**
+   * Answers an HTTP call the filter made, as the upstream cluster would.
+   * Like Envoy, the host makes every call on the root context and answers it
+   * there, whichever stream asked; the guest must switch context itself.
+   */
   respondToCall(call: HttpCall, headers: Headers, body: string | Uint8Array): void {
     const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
     this.rootMaps.set(Map_.CallResponseHeaders, headers);
     this.rootBuffers.set(Buffer_.CallResponseBody, bytes);
-    this.effectiveContext = call.contextId;
-    this.call("proxy_on_http_call_response", call.contextId, call.id, headers.length, bytes.length, 0);
+    this.effectiveContext = rootId;
+    this.call("proxy_on_http_call_response", rootId, call.id, headers.length, bytes.length, 0);
     this.rootMaps.delete(Map_.CallResponseHeaders);
     this.rootBuffers.delete(Buffer_.CallResponseBody);
   }
