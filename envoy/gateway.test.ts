@@ -177,6 +177,41 @@ describe("the gateway filter in Envoy in front of kube-apiservers", () => {
     for (const count of served) expect(count).toBeGreaterThanOrEqual(15);
   });
 
+  it("keeps serving every request while one apiserver of the pool restarts", async () => {
+    const victim = apiservers[1]!;
+    const port = Number(new URL(victim.url).port);
+    const statuses: number[] = [];
+    let running = true;
+    const load = (async () => {
+      while (running) {
+        statuses.push((await get("/api/v1/namespaces/default/configmaps")).status);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    try {
+      await victim.process.stop();
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      apiservers[1] = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], pki, port, extraArgs: ["--etcd-prefix=/gateway-test"] });
+      // Until Envoy's health check takes it back.
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline) {
+        const clusters = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
+        if (clusters.includes(`pool-a::127.0.0.1:${port}::health_flags::healthy`)) break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    } finally {
+      running = false;
+      await load;
+    }
+    expect(statuses.length).toBeGreaterThan(50);
+    // Failed connects are retried on the other apiserver: no request fails.
+    expect(statuses.filter((status) => status !== 200)).toEqual([]);
+    const before = await servedCounts();
+    for (let i = 0; i < 40; i++) await get("/api/v1/namespaces/default/configmaps");
+    const after = await servedCounts();
+    expect((after.get(`pool-a 127.0.0.1:${port}`) ?? 0) - (before.get(`pool-a 127.0.0.1:${port}`) ?? 0)).toBeGreaterThanOrEqual(8);
+  }, 60_000);
+
   it("keeps a watch open past Envoy's default 15 s route timeout", async () => {
     const watcher = spawn(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "get", "configmaps", "--watch", "-o", "name"]);
     let output = "";

@@ -23,12 +23,14 @@ export interface KubeApiserverOptions {
   /** Reuse a PKI so several apiservers share one CA (a pool behind the gateway). */
   pki?: ClusterPki;
   extraArgs?: string[];
+  /** A fixed port, to restart an apiserver where its clients expect it. */
+  port?: number;
 }
 
 export async function startKubeApiserver(options: KubeApiserverOptions): Promise<KubeApiserver> {
   const workDir = await makeWorkDir("kube-apiserver");
   const pki = options.pki ?? (await createClusterPki(workDir));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const url = `https://127.0.0.1:${port}`;
   const process = startProcess({
     name: "kube-apiserver",
