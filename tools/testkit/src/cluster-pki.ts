@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { createCertificateAuthority, createSigningKey, issueCertificate, type KeyPair } from "./pki.js";
 
 /**
@@ -45,4 +47,20 @@ export async function createClusterPki(dir: string): Promise<ClusterPki> {
     createSigningKey(dir, "service-account"),
   ]);
   return { dir, ca, apiserver, admin, frontProxyCa, frontProxyClient, serviceAccount };
+}
+
+/** The PKI in `dir` if one was made there before, else a new one. */
+export async function loadOrCreateClusterPki(dir: string): Promise<ClusterPki> {
+  const pair = (name: string): KeyPair => ({ certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) });
+  const complete = ["cluster-ca", "front-proxy-ca", "apiserver", "admin", frontProxyClientName].every((name) => existsSync(pair(name).certFile));
+  if (!complete || !existsSync(join(dir, "service-account.pub"))) return createClusterPki(dir);
+  return {
+    dir,
+    ca: pair("cluster-ca"),
+    apiserver: pair("apiserver"),
+    admin: pair("admin"),
+    frontProxyCa: pair("front-proxy-ca"),
+    frontProxyClient: pair(frontProxyClientName),
+    serviceAccount: { privateKeyFile: join(dir, "service-account.key"), publicKeyFile: join(dir, "service-account.pub") },
+  };
 }

@@ -4,7 +4,7 @@ export { freePort } from "./ports.js";
 export { startProcess, waitUntilReady, type RunningProcess } from "./process.js";
 export { makeWorkDir, removeWorkDir } from "./workdir.js";
 export { createCertificateAuthority, issueCertificate, createSigningKey, type KeyPair } from "./pki.js";
-export { createClusterPki, frontProxyClientName, type ClusterPki } from "./cluster-pki.js";
+export { createClusterPki, loadOrCreateClusterPki, frontProxyClientName, type ClusterPki } from "./cluster-pki.js";
 export { writeKubeconfig } from "./kubeconfig.js";
 export { httpsGet, type HttpResponse } from "./https.js";
 export { renderTemplate } from "./template.js";
