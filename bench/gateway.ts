@@ -9,13 +9,11 @@ import { parse, stringify } from "yaml";
 import { wasmPath } from "@wharf/filters";
 import {
   createClusterPki,
-  freePort,
   issueCertificate,
   makeWorkDir,
   removeWorkDir,
-  renderTemplate,
   repoRoot,
-  startEnvoy,
+  startGatewayEnvoy,
   startKubeApiserver,
   startReferenceEtcd,
   type KeyPair,
@@ -117,33 +115,18 @@ const pki = await createClusterPki(dir);
 const kube = await startKubeApiserver({ etcdServers: [etcd.endpoint], pki });
 const serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
 const bench = await issueCertificate(dir, pki.ca, { name: "bench", commonName: "bench", organizations: ["system:masters"], usage: "client" });
-const endpoint = `[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${new URL(kube.url).port} } } } }]`;
 
-async function envoyBootstrap(withFilter: boolean): Promise<{ bootstrap: string; adminPort: number; url: string }> {
-  const [adminPort, listenPort] = [await freePort(), await freePort()];
-  const rendered = await renderTemplate(join(repoRoot, "envoy", "gateway.yaml"), {
-    ADMIN_PORT: adminPort,
-    LISTEN_PORT: listenPort,
-    SERVING_CERT: serving.certFile,
-    SERVING_KEY: serving.keyFile,
-    CLIENT_CA: pki.ca.certFile,
-    UPSTREAM_CA: pki.ca.certFile,
-    FRONT_PROXY_CERT: pki.frontProxyClient.certFile,
-    FRONT_PROXY_KEY: pki.frontProxyClient.keyFile,
-    WASM_PATH: wasmPath("gateway"),
-    GATEWAY_CONFIG: Buffer.from(
-      encodeGatewayConfig({
-        flowControlSchemas: [{ name: "per-user", qps: 100_000, burst: 100_000, maxInflight: 10_000, maxWatches: 10_000, perUser: true }],
-        policies: [{ name: "watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "pool-b" }, flowControl: "per-user" } }],
-        defaultAction: { target: { case: "upstream", value: "pool-a" }, flowControl: "per-user" },
-      }),
-    ).toString("base64"),
-    POOL_A_ENDPOINTS: endpoint,
-    POOL_B_ENDPOINTS: endpoint,
-  });
-  if (withFilter) return { bootstrap: rendered, adminPort, url: `https://127.0.0.1:${listenPort}` };
-  // The same Envoy minus the filter; a fixed identity stands in for what the
-  // filter would have forwarded, so the apiserver does the same work.
+const gatewayConfig = encodeGatewayConfig({
+  flowControlSchemas: [{ name: "per-user", qps: 100_000, burst: 100_000, maxInflight: 10_000, maxWatches: 10_000, perUser: true }],
+  policies: [{ name: "watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "pool-b" }, flowControl: "per-user" } }],
+  defaultAction: { target: { case: "upstream", value: "pool-a" }, flowControl: "per-user" },
+});
+
+/**
+ * The same Envoy minus the filter; a fixed identity stands in for what the
+ * filter would have forwarded, so the apiserver does the same work.
+ */
+function withoutFilter(rendered: string): string {
   const config = parse(rendered) as {
     static_resources: { listeners: Array<{ filter_chains: Array<{ filters: Array<{ typed_config: { http_filters: Array<{ name: string }>; route_config: Record<string, unknown> } }> }> }> };
   };
@@ -153,17 +136,16 @@ async function envoyBootstrap(withFilter: boolean): Promise<{ bootstrap: string;
     { header: { key: "x-remote-user", value: "bench" } },
     { header: { key: "x-remote-group", value: "system:masters" } },
   ];
-  return { bootstrap: stringify(config), adminPort, url: `https://127.0.0.1:${listenPort}` };
+  return stringify(config);
 }
 
-const withFilter = await envoyBootstrap(true);
-const withoutFilter = await envoyBootstrap(false);
-const envoys = [await startEnvoy(withFilter), await startEnvoy(withoutFilter)];
+const common = { pki, serving, wasmFile: wasmPath("gateway"), gatewayConfig, poolA: [kube.url], poolB: [kube.url] };
+const envoys = [await startGatewayEnvoy(common), await startGatewayEnvoy({ ...common, transform: withoutFilter })];
 await new Promise((resolve) => setTimeout(resolve, 3000)); // health checks
 const targets: Array<[string, string]> = [
   ["direct", kube.url],
-  ["envoy", withoutFilter.url],
-  ["envoy+filter", withFilter.url],
+  ["envoy", envoys[1]!.url],
+  ["envoy+filter", envoys[0]!.url],
 ];
 
 const rows: Row[] = [];

@@ -9,19 +9,16 @@ import { encodeGatewayConfig, gatewayHost, request, type GatewayConfigInit } fro
 import { wasmPath } from "@wharf/filters";
 import {
   createClusterPki,
-  freePort,
   httpsGet,
   issueCertificate,
   makeWorkDir,
   removeWorkDir,
-  renderTemplate,
-  repoRoot,
-  startEnvoy,
+  startGatewayEnvoy,
   startKubeApiserver,
   toolPath,
   writeKubeconfig,
   type ClusterPki,
-  type Envoy,
+  type GatewayEnvoy,
   type KeyPair,
   type KubeApiserver,
 } from "@wharf/testkit";
@@ -31,7 +28,7 @@ const run = promisify(execFile);
 let dir: string;
 let pki: ClusterPki;
 let apiservers: KubeApiserver[] = [];
-let envoy: Envoy;
+let envoy: GatewayEnvoy;
 let gatewayUrl: string;
 let alice: KeyPair;
 let kubeconfig: string;
@@ -47,9 +44,6 @@ const gatewayConfig: GatewayConfigInit = {
   tokenReview: { cluster: "pool-a", authority: "localhost", reviewer: "wharf:gateway" },
 };
 
-const endpoints = (servers: KubeApiserver[]) =>
-  `[${servers.map((server) => `{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${new URL(server.url).port} } } } }`).join(", ")}]`;
-
 beforeAll(async () => {
   dir = await makeWorkDir("gateway");
   pki = await createClusterPki(dir);
@@ -60,23 +54,15 @@ beforeAll(async () => {
   const serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
   alice = await issueCertificate(dir, pki.ca, { name: "alice", commonName: "alice", organizations: ["system:masters", "devs"], usage: "client" });
   const config = encodeGatewayConfig(gatewayConfig);
-  const [adminPort, listenPort] = [await freePort(), await freePort()];
-  const bootstrap = await renderTemplate(join(repoRoot, "envoy", "gateway.yaml"), {
-    ADMIN_PORT: adminPort,
-    LISTEN_PORT: listenPort,
-    SERVING_CERT: serving.certFile,
-    SERVING_KEY: serving.keyFile,
-    CLIENT_CA: pki.ca.certFile,
-    UPSTREAM_CA: pki.ca.certFile,
-    FRONT_PROXY_CERT: pki.frontProxyClient.certFile,
-    FRONT_PROXY_KEY: pki.frontProxyClient.keyFile,
-    WASM_PATH: wasmPath("gateway"),
-    GATEWAY_CONFIG: Buffer.from(config).toString("base64"),
-    POOL_A_ENDPOINTS: endpoints(apiservers.slice(0, 2)),
-    POOL_B_ENDPOINTS: endpoints(apiservers.slice(2)),
+  envoy = await startGatewayEnvoy({
+    pki,
+    serving,
+    wasmFile: wasmPath("gateway"),
+    gatewayConfig: config,
+    poolA: apiservers.slice(0, 2).map((server) => server.url),
+    poolB: apiservers.slice(2).map((server) => server.url),
   });
-  envoy = await startEnvoy({ bootstrap, adminPort });
-  gatewayUrl = `https://127.0.0.1:${listenPort}`;
+  gatewayUrl = envoy.url;
   kubeconfig = await writeKubeconfig(join(dir, "alice.kubeconfig"), gatewayUrl, pki.ca.certFile, alice);
   // Until the health checks have seen every apiserver ready.
   const deadline = Date.now() + 30_000;

@@ -9,14 +9,12 @@ import { wasmPath } from "@wharf/filters";
 import {
   issueCertificate,
   loadOrCreateClusterPki,
-  renderTemplate,
   repoRoot,
   startBrainProcess,
-  startEnvoy,
+  startGatewayEnvoy,
   startKubeApiserver,
   writeKubeconfig,
   type Brain,
-  type Envoy,
   type KubeApiserver,
 } from "@wharf/testkit";
 import { encodeGatewayConfig } from "../filters/src/gateway/harness.js";
@@ -66,33 +64,25 @@ try {
     ipAddresses: ["127.0.0.1"],
     usage: "server",
   });
-  const endpoint = `[{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${ports.apiserver} } } } }]`;
-  const bootstrap = await renderTemplate(join(repoRoot, "envoy", "gateway.yaml"), {
-    ADMIN_PORT: ports.envoyAdmin,
-    LISTEN_PORT: ports.gateway,
-    SERVING_CERT: serving.certFile,
-    SERVING_KEY: serving.keyFile,
-    CLIENT_CA: pki.ca.certFile,
-    UPSTREAM_CA: pki.ca.certFile,
-    FRONT_PROXY_CERT: pki.frontProxyClient.certFile,
-    FRONT_PROXY_KEY: pki.frontProxyClient.keyFile,
-    WASM_PATH: wasmPath("gateway"),
+  const envoy = await startGatewayEnvoy({
+    pki,
+    serving,
+    wasmFile: wasmPath("gateway"),
     // Until the control plane lands: everything to the one apiserver, every
     // user limited separately, bearer tokens verified by TokenReview.
-    GATEWAY_CONFIG: Buffer.from(
-      encodeGatewayConfig({
-        flowControlSchemas: [{ name: "per-user", qps: 200, burst: 400, maxInflight: 400, maxWatches: 2000, perUser: true }],
-        defaultAction: { target: { case: "upstream", value: "pool-a" }, flowControl: "per-user" },
-        tokenReview: { cluster: "pool-a", authority: "localhost" },
-      }),
-    ).toString("base64"),
-    POOL_A_ENDPOINTS: endpoint,
-    POOL_B_ENDPOINTS: endpoint,
+    gatewayConfig: encodeGatewayConfig({
+      flowControlSchemas: [{ name: "per-user", qps: 200, burst: 400, maxInflight: 400, maxWatches: 2000, perUser: true }],
+      defaultAction: { target: { case: "upstream", value: "pool-a" }, flowControl: "per-user" },
+      tokenReview: { cluster: "pool-a", authority: "localhost" },
+    }),
+    poolA: [kube.url],
+    poolB: [kube.url],
+    listenPort: ports.gateway,
+    adminPort: ports.envoyAdmin,
   });
-  const envoy: Envoy = await startEnvoy({ bootstrap, adminPort: ports.envoyAdmin });
   running.push(envoy);
 
-  const gatewayUrl = `https://127.0.0.1:${ports.gateway}`;
+  const gatewayUrl = envoy.url;
   const kubeconfig = await writeKubeconfig(join(state, "kubeconfig"), gatewayUrl, pki.ca.certFile, pki.admin);
   const direct = await writeKubeconfig(join(state, "direct.kubeconfig"), kube.url, pki.ca.certFile, pki.admin);
 

@@ -2,20 +2,14 @@
 // reference etcd and against brain; what the user sees must be identical.
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Etcd3 } from "etcd3";
 import { toolPath } from "@wharf/testkit";
-import { startPair, type Pair, type Target } from "./differential.js";
+import { differentialSuite, type Target } from "./differential.js";
 
 const run = promisify(execFile);
 
-let pair: Pair;
-beforeAll(async () => {
-  pair = await startPair();
-});
-afterAll(async () => {
-  await pair?.stop();
-});
+const { pair } = differentialSuite();
 
 /** Runs etcdctl; stdin is given for txn. Output with ids and revisions made relative. */
 async function etcdctl(target: Target, base: number, args: string[], stdin?: string): Promise<string> {
@@ -47,7 +41,7 @@ describe("etcdctl against etcd and brain", () => {
   it("prints the same for put, get, del, txn, watch and compaction", async () => {
     const p = `ctl${++session}`;
     const outputs: Record<string, string[]> = {};
-    for (const target of [pair.etcd, pair.brain]) {
+    for (const target of [pair().etcd, pair().brain]) {
       const base = await currentRevision(target);
       const ctl = (args: string[], stdin?: string) => etcdctl(target, base, args, stdin);
       const out: string[] = [];
@@ -77,7 +71,7 @@ describe("the etcd3 npm client against etcd and brain", () => {
   it("sees the same values, leases, transactions and watch events", async () => {
     const p = `js${++session}`;
     const seen: Record<string, unknown[]> = {};
-    for (const target of [pair.etcd, pair.brain]) {
+    for (const target of [pair().etcd, pair().brain]) {
       const client = new Etcd3({ hosts: target.endpoint });
       const out: unknown[] = [];
       try {

@@ -10,6 +10,7 @@ import {
   type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { create } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, expect } from "vitest";
 import {
   etcdServices,
   rawEtcdClient,
@@ -217,4 +218,29 @@ export async function differential(
     logs[target.name] = scenario.log;
   }
   return { etcd: logs.etcd!, brain: logs.brain! };
+}
+
+/**
+ * For a test file: a pair started before its tests and stopped after, and
+ * `same(body)`, which runs a scenario on both and expects equal logs.
+ */
+export function differentialSuite(brainArgs: string[] = []): { pair: () => Pair; same: (body: (scenario: Scenario) => Promise<void>) => Promise<void> } {
+  let pair: Pair | undefined;
+  beforeAll(async () => {
+    pair = await startPair(brainArgs);
+  });
+  afterAll(async () => {
+    await pair?.stop();
+  });
+  const started = () => {
+    if (!pair) throw new Error("the etcd/brain pair did not start");
+    return pair;
+  };
+  return {
+    pair: started,
+    async same(body) {
+      const { etcd, brain } = await differential(started(), body);
+      expect(brain).toEqual(etcd);
+    },
+  };
 }

@@ -1,5 +1,5 @@
 // KV semantics, compared field by field with the reference etcd over raw gRPC.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   CompactionRequestSchema,
   Compare_CompareResult as Result,
@@ -15,20 +15,9 @@ import {
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { RequestOpSchema } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
-import { bytes, differential, startPair, type Pair, type Scenario } from "./differential.js";
+import { bytes, differentialSuite, type Scenario } from "./differential.js";
 
-let pair: Pair;
-beforeAll(async () => {
-  pair = await startPair();
-});
-afterAll(async () => {
-  await pair?.stop();
-});
-
-async function same(body: (s: Scenario) => Promise<void>): Promise<void> {
-  const { etcd, brain } = await differential(pair, body);
-  expect(brain).toEqual(etcd);
-}
+const { same } = differentialSuite();
 
 type PutOptions = { lease?: bigint; prevKv?: boolean; ignoreValue?: boolean; ignoreLease?: boolean };
 const put = (s: Scenario, name: string, value: string, extra: PutOptions = {}) =>

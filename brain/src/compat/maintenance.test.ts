@@ -5,7 +5,7 @@ import { execFile } from "node:child_process";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   DefragmentRequestSchema,
   HashKVRequestSchema,
@@ -18,22 +18,11 @@ import {
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { etcdServices, makeWorkDir, rawEtcdClient, removeWorkDir, startBrainProcess, toolPath } from "@wharf/testkit";
-import { bytes, differential, startPair, type Pair, type Scenario } from "./differential.js";
+import { bytes, differentialSuite } from "./differential.js";
 
 const run = promisify(execFile);
 
-let pair: Pair;
-beforeAll(async () => {
-  pair = await startPair();
-});
-afterAll(async () => {
-  await pair?.stop();
-});
-
-async function same(body: (s: Scenario) => Promise<void>): Promise<void> {
-  const { etcd, brain } = await differential(pair, body);
-  expect(brain).toEqual(etcd);
-}
+const { pair, same } = differentialSuite();
 
 describe("Maintenance against the reference etcd", () => {
   it("defragment answers with a header", () =>
@@ -68,7 +57,7 @@ describe("Maintenance against the reference etcd", () => {
 
 describe("brain's own maintenance contract", () => {
   it("HashKV is stable for a revision and moves with writes; etcdctl snapshot save accepts the stream", async () => {
-    const client = pair.brain.client;
+    const client = pair().brain.client;
     const hash = async (revision: bigint) =>
       ((await client.call(etcdServices.Maintenance, "HashKV", HashKVRequestSchema, { revision })) as unknown as { hash: number }).hash;
     const put = (await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes("hash/a"), value: bytes("1") })) as unknown as {
@@ -84,7 +73,7 @@ describe("brain's own maintenance contract", () => {
     const dir = await makeWorkDir("snapshot");
     try {
       const file = join(dir, "brain.snapshot");
-      const { stdout } = await run(toolPath("etcdctl"), [`--endpoints=${pair.brain.endpoint}`, "snapshot", "save", file]);
+      const { stdout } = await run(toolPath("etcdctl"), [`--endpoints=${pair().brain.endpoint}`, "snapshot", "save", file]);
       expect(stdout).toContain("Snapshot saved at");
       expect((await stat(file)).size).toBeGreaterThan(32);
     } finally {

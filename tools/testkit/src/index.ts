@@ -13,3 +13,4 @@ export { startKubeApiserver, type KubeApiserver } from "./kube-apiserver.js";
 export { startEnvoy, type Envoy } from "./envoy.js";
 export { startBrainProcess, type Brain } from "./brain.js";
 export { rawEtcdClient, etcdServices, type RawEtcdClient } from "./etcd-client.js";
+export { startGatewayEnvoy, type GatewayEnvoy, type GatewayEnvoyOptions } from "./gateway-envoy.js";
