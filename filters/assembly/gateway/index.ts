@@ -22,6 +22,7 @@ import {
   RootContext,
   sendLocalResponse,
   setRootContextFactory,
+  setTickPeriodMilliseconds,
 } from "../sdk";
 import { decodeConfig, FlowControlSchema, GatewayConfig } from "./config";
 import { acquire, bucketKey, counters, release } from "./flow-control";
@@ -45,12 +46,25 @@ class GatewayRoot extends RootContext {
       return false;
     }
     this.config = result.config!;
+    // Gauges are refreshed here rather than on every request.
+    setTickPeriodMilliseconds(1000);
     log(LogLevel.Info, "wharf gateway: configured with " + this.config.policies.length.toString() + " policies");
     return true;
   }
 
   createHttpContext(id: u32): HttpContext {
     return new GatewayStream(id, this);
+  }
+
+  /** In-flight and watch gauges of the shared (not per-user) schemas. */
+  onTick(): void {
+    const schemas = this.config.schemas;
+    for (let i = 0; i < schemas.length; i++) {
+      const schema = schemas[i];
+      if (schema.exempt || schema.perUser) continue;
+      const state = counters(schema, bucketKey(schema, ""));
+      setInflight(schema.name, state >> 32, state & 0xffffffff);
+    }
   }
 }
 
@@ -59,6 +73,11 @@ function reply(code: u32, reason: string, message: string, retryAfterSeconds: i3
   headers.push(new HeaderPair("content-type", "application/json"));
   if (retryAfterSeconds > 0) headers.push(new HeaderPair("retry-after", retryAfterSeconds.toString()));
   sendLocalResponse(code, "wharf_gateway_" + reason.toLowerCase(), String.UTF8.encode(statusBody(<i32>code, reason, message, retryAfterSeconds)), headers);
+}
+
+function headerValue(headers: HeaderPair[], name: string): string | null {
+  for (let i = 0; i < headers.length; i++) if (headers[i].name == name) return headers[i].value;
+  return null;
 }
 
 function unauthorized(): FilterHeadersStatus {
@@ -85,6 +104,7 @@ class GatewayStream extends HttpContext {
   private admittedKey: string = "";
   private admittedWatch: bool = false;
   private reviewedToken: string = "";
+  private headers: HeaderPair[] = [];
   private method: string = "";
   private path: string = "";
 
@@ -94,8 +114,11 @@ class GatewayStream extends HttpContext {
 
   onRequestHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
     const config = this.config;
-    const method = getHeader(MapType.HttpRequestHeaders, ":method");
-    const path = getHeader(MapType.HttpRequestHeaders, ":path");
+    // One read of the header map serves the method, the path and the
+    // identity-header scan: each host call costs.
+    this.headers = getHeaders(MapType.HttpRequestHeaders);
+    const method = headerValue(this.headers, ":method");
+    const path = headerValue(this.headers, ":path");
     if (method === null || path === null || !path!.startsWith("/")) {
       countRejection("bad_request");
       reply(400, "BadRequest", "the request has no valid path", 0);
@@ -201,8 +224,6 @@ class GatewayStream extends HttpContext {
         this.admittedSchema = schema;
         this.admittedKey = key;
         this.admittedWatch = isWatch;
-        const state = counters(schema, key);
-        setInflight(schema.name, state >> 32, state & 0xffffffff);
       }
     }
     if (action.upstream.length > 0) replaceHeader(MapType.HttpRequestHeaders, config.routingHeader, action.upstream);
@@ -216,7 +237,7 @@ class GatewayStream extends HttpContext {
    */
   private forwardIdentity(config: GatewayConfig, identity: Identity): void {
     const mayImpersonate = identity.authenticated && identity.inAnyGroup(config.impersonationGroups);
-    const headers = getHeaders(MapType.HttpRequestHeaders);
+    const headers = this.headers;
     for (let i = 0; i < headers.length; i++) {
       const name = headers[i].name;
       if (name.startsWith("x-remote-") || (!mayImpersonate && isIdentityHeader(name))) removeHeader(MapType.HttpRequestHeaders, name);
@@ -236,8 +257,6 @@ class GatewayStream extends HttpContext {
     const schema = this.admittedSchema;
     if (schema !== null) {
       release(schema, this.admittedKey, this.admittedWatch);
-      const state = counters(schema, this.admittedKey);
-      setInflight(schema.name, state >> 32, state & 0xffffffff);
       this.admittedSchema = null;
     }
     return true;

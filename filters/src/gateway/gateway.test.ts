@@ -188,6 +188,24 @@ describe("metrics", () => {
   });
 });
 
+describe("flow-control gauges", () => {
+  it("are refreshed on the root context's tick, not per request", async () => {
+    const host = await gatewayHost(
+      { flowControlSchemas: [{ name: "shared", maxInflight: 10, maxWatches: 10 }], defaultAction: { target: { case: "upstream", value: "main" }, flowControl: "shared" } },
+      { properties: aliceCert },
+    );
+    expect(host.tickPeriodMs).toBe(1000);
+    const open = [request(host, "GET", "/api/v1/pods").stream, request(host, "GET", "/api/v1/pods?watch=true").stream];
+    expect(host.metric("wharf_gateway.inflight.schema.shared")).toBeUndefined();
+    host.tick();
+    expect(host.metric("wharf_gateway.inflight.schema.shared")).toBe(1n);
+    expect(host.metric("wharf_gateway.watches.schema.shared")).toBe(1n);
+    for (const stream of open) stream.finish();
+    host.tick();
+    expect(host.metric("wharf_gateway.inflight.schema.shared")).toBe(0n);
+  });
+});
+
 describe("bad input", () => {
   it("refuses malformed configuration bytes with a log line", async () => {
     const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: Uint8Array.of(0x0a, 0xff, 0xff, 0xff) });
