@@ -75,6 +75,7 @@ const envoyApi = [
   "envoy/extensions/filters/http/router/v3/router.proto",
   "envoy/extensions/filters/http/wasm/v3/wasm.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+  "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
   // etcd's rpc.proto annotates its methods for grpc-gateway.
   "google/api/annotations.proto",
 ];

@@ -1,7 +1,8 @@
 // Binds protobuf-es service descriptors to @grpc/grpc-js: messages are
 // (de)serialized with the generated schemas, errors become gRPC statuses.
-import { fromBinary, toBinary, type DescMessage, type DescService, type MessageShape } from "@bufbuild/protobuf";
+import type { DescService } from "@bufbuild/protobuf";
 import { status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { serviceDefinition } from "@wharf/proto/grpc";
 import { EtcdError, errors } from "../errors.js";
 import { log } from "../log.js";
 import { EncodedMessage } from "./wire.js";
@@ -13,30 +14,13 @@ export function requestSize(message: object): number {
   return (message as { [encodedSize]?: number })[encodedSize] ?? 0;
 }
 
-export function serviceDefinition(service: DescService): ServiceDefinition {
-  const definition: Record<string, unknown> = {};
-  for (const method of service.methods) {
-    const input: DescMessage = method.input;
-    const output: DescMessage = method.output;
-    definition[method.localName] = {
-      path: `/${service.typeName}/${method.name}`,
-      originalName: method.name,
-      requestStream: method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming",
-      responseStream: method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming",
-      requestSerialize: (message: MessageShape<DescMessage>) => Buffer.from(toBinary(input, message)),
-      requestDeserialize: (bytes: Buffer) => {
-        const message = fromBinary(input, bytes);
-        Object.defineProperty(message, encodedSize, { value: bytes.length, enumerable: false });
-        return message;
-      },
-      responseSerialize: (message: MessageShape<DescMessage> | EncodedMessage) =>
-        message instanceof EncodedMessage
-          ? Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength)
-          : Buffer.from(toBinary(output, message)),
-      responseDeserialize: (bytes: Buffer) => fromBinary(output, bytes),
-    };
-  }
-  return definition as ServiceDefinition;
+/** etcd's services: pre-encoded responses pass through; request sizes are kept for the size limit. */
+export function etcdServiceDefinition(service: DescService): ServiceDefinition {
+  return serviceDefinition(service, {
+    serializeResponse: (response) =>
+      response instanceof EncodedMessage ? Buffer.from(response.bytes.buffer, response.bytes.byteOffset, response.bytes.byteLength) : undefined,
+    onRequest: (message, bytes) => Object.defineProperty(message, encodedSize, { value: bytes.length, enumerable: false }),
+  });
 }
 
 export interface GrpcStatusError {

@@ -25,7 +25,7 @@ import { startAutoCompaction } from "../mvcc/auto-compactor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
 import { WatchHub } from "../watch/watch-hub.js";
-import { serviceDefinition, unary, type Implementation } from "./grpc-adapter.js";
+import { etcdServiceDefinition, unary, type Implementation } from "./grpc-adapter.js";
 import { LeaseService } from "./lease-service.js";
 import { MaintenanceService, raftTerm } from "./maintenance-service.js";
 import { BrainMetrics } from "./metrics.js";
@@ -75,7 +75,7 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
 
   const services: Array<[ServiceDefinition, Implementation]> = [
     [
-      serviceDefinition(KV),
+      etcdServiceDefinition(KV),
       {
         range: handle("KV", "Range", kv.range.bind(kv)),
         put: handle("KV", "Put", kv.put.bind(kv)),
@@ -88,7 +88,7 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
       },
     ],
     [
-      serviceDefinition(Watch),
+      etcdServiceDefinition(Watch),
       {
         watch: watchStreamHandler(store, hub, header, headerBytes, {
           progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
@@ -97,7 +97,7 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
       },
     ],
     [
-      serviceDefinition(Lease),
+      etcdServiceDefinition(Lease),
       {
         leaseGrant: handle("Lease", "LeaseGrant", leases.grant.bind(leases)),
         leaseRevoke: handle("Lease", "LeaseRevoke", leases.revoke.bind(leases)),
@@ -107,7 +107,7 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
       },
     ],
     [
-      serviceDefinition(Maintenance),
+      etcdServiceDefinition(Maintenance),
       {
         alarm: handle("Maintenance", "Alarm", maintenance.alarm.bind(maintenance)),
         status: handle("Maintenance", "Status", maintenance.status.bind(maintenance)),
@@ -118,11 +118,11 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
       },
     ],
     [
-      serviceDefinition(Cluster),
+      etcdServiceDefinition(Cluster),
       { memberList: handle("Cluster", "MemberList", maintenance.memberList.bind(maintenance)) },
     ],
     [
-      serviceDefinition(Auth),
+      etcdServiceDefinition(Auth),
       {
         authStatus: handle("Auth", "AuthStatus", async () =>
           create(AuthStatusResponseSchema, { header: header(store.revision), enabled: false }),

@@ -1,7 +1,7 @@
 import { makeGenericClientConstructor, credentials, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
-import { serviceDefinition } from "@wharf/brain";
+import { serviceDefinition } from "@wharf/proto/grpc";
 import { Cluster, KV, Lease, Maintenance, Watch } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 
 type Unary = <I extends DescMessage, O extends DescMessage>(

@@ -1,0 +1,180 @@
+// The one place that builds the gateway sidecar's Envoy resources, in
+// Envoy's JSON form (the same shapes as envoy/gateway.yaml, which stays the
+// readable static reference). Certificates travel as SDS secrets, so rotating
+// one is a snapshot update, not a restart.
+import type { JsonValue } from "@bufbuild/protobuf";
+import type { ResourceSet } from "../xds/snapshot.js";
+
+export interface UpstreamPool {
+  name: string;
+  endpoints: Array<{ host: string; port: number }>;
+}
+
+export interface GatewayDeployment {
+  listenPort: number;
+  /** PEM texts. */
+  servingCert: string;
+  servingKey: string;
+  clientCa: string;
+  upstreamCa: string;
+  frontProxyCert: string;
+  frontProxyKey: string;
+  /** Path of the gateway filter's .wasm on the Envoy host. */
+  wasmFile: string;
+  /** Encoded wharf.gateway.v1.GatewayConfig. */
+  gatewayConfig: Uint8Array;
+  pools: UpstreamPool[];
+  /** The pool requests go to when the filter names none. */
+  defaultPool: string;
+  routingHeader?: string;
+}
+
+const ads = { ads: {}, resource_api_version: "V3" };
+const sds = (name: string) => ({ name, sds_config: ads });
+const readRetries = {
+  retry_on: "reset,connect-failure,refused-stream",
+  num_retries: 3,
+  retry_host_predicate: [
+    { name: "envoy.retry_host_predicates.previous_hosts", typed_config: { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" } },
+  ],
+  host_selection_retry_max_attempts: 3,
+};
+const writeRetries = { ...readRetries, retry_on: "connect-failure,refused-stream,reset-before-request" };
+
+function routesFor(pool: string, header: string, isDefault: boolean): JsonValue[] {
+  const byPool = isDefault ? [] : [{ name: header, string_match: { exact: pool } }];
+  const reads = { name: ":method", string_match: { safe_regex: { regex: "GET|HEAD" } } };
+  const served = [{ header: { key: "x-wharf-served-by", value: pool } }];
+  return [
+    { match: { prefix: "/", headers: [...byPool, reads] }, route: { cluster: pool, timeout: "0s", retry_policy: readRetries }, response_headers_to_add: served },
+    { match: { prefix: "/", headers: byPool }, route: { cluster: pool, timeout: "0s", retry_policy: writeRetries }, response_headers_to_add: served },
+  ];
+}
+
+export function gatewayResources(deployment: GatewayDeployment): ResourceSet {
+  const header = deployment.routingHeader ?? "x-wharf-upstream";
+  const others = deployment.pools.filter((pool) => pool.name !== deployment.defaultPool);
+  return {
+    secret: [
+      { name: "gateway-serving", tls_certificate: { certificate_chain: { inline_string: deployment.servingCert }, private_key: { inline_string: deployment.servingKey } } },
+      { name: "client-ca", validation_context: { trusted_ca: { inline_string: deployment.clientCa } } },
+      { name: "front-proxy-client", tls_certificate: { certificate_chain: { inline_string: deployment.frontProxyCert }, private_key: { inline_string: deployment.frontProxyKey } } },
+      { name: "upstream-ca", validation_context: { trusted_ca: { inline_string: deployment.upstreamCa } } },
+    ],
+    cluster: deployment.pools.map((pool) => ({
+      name: pool.name,
+      type: "EDS",
+      eds_cluster_config: { eds_config: ads },
+      lb_policy: "LEAST_REQUEST",
+      connect_timeout: "2s",
+      typed_extension_protocol_options: {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+          "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+          explicit_http_config: { http2_protocol_options: { max_concurrent_streams: 1000 } },
+        },
+      },
+      circuit_breakers: { thresholds: [{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 1000 }] },
+      health_checks: [
+        {
+          timeout: "2s",
+          interval: "2s",
+          unhealthy_threshold: 2,
+          healthy_threshold: 1,
+          http_health_check: {
+            path: "/readyz",
+            codec_client_type: "HTTP2",
+            request_headers_to_add: [{ header: { key: "x-remote-user", value: "wharf:gateway-health-check" } }],
+          },
+        },
+      ],
+      transport_socket: {
+        name: "envoy.transport_sockets.tls",
+        typed_config: {
+          "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+          sni: "localhost",
+          common_tls_context: {
+            alpn_protocols: ["h2"],
+            tls_certificate_sds_secret_configs: [sds("front-proxy-client")],
+            validation_context_sds_secret_config: sds("upstream-ca"),
+          },
+        },
+      },
+    })),
+    endpoint: deployment.pools.map((pool) => ({
+      cluster_name: pool.name,
+      endpoints: [{ lb_endpoints: pool.endpoints.map(({ host, port }) => ({ endpoint: { address: { socket_address: { address: host, port_value: port } } } })) }],
+    })),
+    extension: [
+      {
+        name: "wharf.gateway",
+        typed_config: {
+          "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+          config: {
+            name: "wharf.gateway",
+            root_id: "wharf.gateway",
+            fail_open: false,
+            configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: Buffer.from(deployment.gatewayConfig).toString("base64") },
+            vm_config: { vm_id: "wharf.gateway", runtime: "envoy.wasm.runtime.v8", code: { local: { filename: deployment.wasmFile } } },
+          },
+        },
+      },
+    ],
+    listener: [
+      {
+        name: "kube-apiserver",
+        address: { socket_address: { address: "127.0.0.1", port_value: deployment.listenPort } },
+        filter_chains: [
+          {
+            transport_socket: {
+              name: "envoy.transport_sockets.tls",
+              typed_config: {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                require_client_certificate: false,
+                common_tls_context: {
+                  alpn_protocols: ["h2", "http/1.1"],
+                  tls_certificate_sds_secret_configs: [sds("gateway-serving")],
+                  validation_context_sds_secret_config: sds("client-ca"),
+                },
+              },
+            },
+            filters: [
+              {
+                name: "envoy.filters.network.http_connection_manager",
+                typed_config: {
+                  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                  stat_prefix: "gateway",
+                  codec_type: "AUTO",
+                  stream_idle_timeout: "0s",
+                  forward_client_cert_details: "SANITIZE",
+                  rds: { route_config_name: "kube-apiserver", config_source: ads },
+                  http_filters: [
+                    {
+                      // The filter's config comes by ECDS: a change reaches
+                      // new streams on open connections too, with no
+                      // listener drain (and open watches stay up).
+                      name: "wharf.gateway",
+                      config_discovery: { config_source: ads, type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"] },
+                    },
+                    { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
+                  ],
+                },
+              },
+            ],
+          },
+        ],
+      },
+    ],
+    route: [
+      {
+        name: "kube-apiserver",
+        virtual_hosts: [
+          {
+            name: "kube",
+            domains: ["*"],
+            routes: [...others.flatMap((pool) => routesFor(pool.name, header, false)), ...routesFor(deployment.defaultPool, header, true)],
+          },
+        ],
+      },
+    ],
+  };
+}

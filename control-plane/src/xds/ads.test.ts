@@ -1,0 +1,146 @@
+// Envoy booted from envoy/xds-bootstrap.yaml gets everything from our ADS
+// server, and takes changes live; a configuration it rejects is NACKed and
+// the previous one keeps serving.
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { wasmPath } from "@wharf/filters";
+import {
+  createClusterPki,
+  freePort,
+  httpsGet,
+  issueCertificate,
+  makeWorkDir,
+  removeWorkDir,
+  renderTemplate,
+  repoRoot,
+  startEnvoy,
+  startKubeApiserver,
+  toolPath,
+  writeKubeconfig,
+  type ClusterPki,
+  type Envoy,
+  type KeyPair,
+  type KubeApiserver,
+} from "@wharf/testkit";
+import { encodeGatewayConfig, type GatewayConfigInit } from "../../../filters/src/gateway/harness.js";
+import { gatewayResources, type GatewayDeployment } from "../resources/gateway-resources.js";
+import { SnapshotCache } from "./cache.js";
+import { Snapshot, SnapshotError } from "./snapshot.js";
+import { startXdsServer, type RunningXdsServer } from "./xds-server.js";
+
+const run = promisify(execFile);
+const nodeId = "gateway-test-sidecar";
+
+let dir: string;
+let pki: ClusterPki;
+let kube: KubeApiserver;
+let xds: RunningXdsServer;
+let envoy: Envoy;
+let client: KeyPair;
+let gatewayUrl: string;
+const cache = new SnapshotCache();
+let deployment: GatewayDeployment;
+
+const allowAll: GatewayConfigInit = { defaultAction: { target: { case: "upstream", value: "main" } } };
+const denyConfigMaps: GatewayConfigInit = {
+  policies: [{ name: "no-configmaps", rules: [{ resources: ["configmaps"] }], action: { target: { case: "deny", value: { message: "configmaps are closed" } } } }],
+  defaultAction: { target: { case: "upstream", value: "main" } },
+};
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await check().catch(() => false)) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+beforeAll(async () => {
+  dir = await makeWorkDir("xds");
+  pki = await createClusterPki(dir);
+  kube = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], pki, extraArgs: ["--etcd-prefix=/xds-test"] });
+  const serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
+  client = await issueCertificate(dir, pki.ca, { name: "carol", commonName: "carol", organizations: ["system:masters"], usage: "client" });
+  const pem = async (file: string) => readFile(file, "utf8");
+  const listenPort = await freePort();
+  deployment = {
+    listenPort,
+    servingCert: await pem(serving.certFile),
+    servingKey: await pem(serving.keyFile),
+    clientCa: await pem(pki.ca.certFile),
+    upstreamCa: await pem(pki.ca.certFile),
+    frontProxyCert: await pem(pki.frontProxyClient.certFile),
+    frontProxyKey: await pem(pki.frontProxyClient.keyFile),
+    wasmFile: wasmPath("gateway"),
+    gatewayConfig: encodeGatewayConfig(allowAll),
+    pools: [{ name: "main", endpoints: [{ host: "127.0.0.1", port: Number(new URL(kube.url).port) }] }],
+    defaultPool: "main",
+  };
+  cache.set(nodeId, Snapshot.build("1", gatewayResources(deployment)));
+  xds = await startXdsServer(cache);
+  const adminPort = await freePort();
+  const [host, port] = xds.address.split(":");
+  envoy = await startEnvoy({
+    bootstrap: await renderTemplate(join(repoRoot, "envoy", "xds-bootstrap.yaml"), {
+      NODE_ID: nodeId,
+      NODE_CLUSTER: "wharf-gateway",
+      ADMIN_PORT: adminPort,
+      XDS_HOST: host!,
+      XDS_PORT: port!,
+    }),
+    adminPort,
+  });
+  gatewayUrl = `https://127.0.0.1:${listenPort}`;
+  await waitFor(async () => (await httpsGet(`${gatewayUrl}/readyz`, pki.ca.certFile, client)).status === 200, 30_000, "the gateway listener from xDS");
+}, 120_000);
+
+afterAll(async () => {
+  await envoy?.stop();
+  await xds?.stop();
+  await kube?.stop();
+  if (dir) await removeWorkDir(dir);
+});
+
+const uptime = async () => Number((JSON.parse(await (await fetch(`${envoy.adminUrl}/server_info`)).text()) as { uptime_current_epoch: string }).uptime_current_epoch.replace("s", ""));
+
+describe("xDS (ADS, state of the world) to a real Envoy", () => {
+  it("boots Envoy from the bootstrap alone: kubectl reaches kube-apiserver through it", async () => {
+    const kubeconfig = await writeKubeconfig(join(dir, "carol.kubeconfig"), gatewayUrl, pki.ca.certFile, client);
+    const { stdout } = await run(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    expect(stdout).toBe("carol");
+    expect(xds.ads.nodes.get(nodeId)?.acked).toMatchObject({ secret: "1", cluster: "1", endpoint: "1", extension: "1", listener: "1", route: "1" });
+  });
+
+  it("applies a new filter configuration live, within a second, without restarting Envoy", async () => {
+    const pid = envoy.process.child.pid;
+    const before = await uptime();
+    expect((await httpsGet(`${gatewayUrl}/api/v1/namespaces/default/configmaps`, pki.ca.certFile, client)).status).toBe(200);
+    cache.set(nodeId, Snapshot.build("2", gatewayResources({ ...deployment, gatewayConfig: encodeGatewayConfig(denyConfigMaps) })));
+    const took = await waitFor(async () => (await httpsGet(`${gatewayUrl}/api/v1/namespaces/default/configmaps`, pki.ca.certFile, client)).status === 403, 5000, "the deny policy");
+    expect(took).toBeLessThan(1000);
+    expect(envoy.process.child.pid).toBe(pid);
+    expect(await uptime()).toBeGreaterThanOrEqual(before);
+  });
+
+  it("keeps the last good version when Envoy rejects one, and records the NACK", async () => {
+    const resources = gatewayResources({ ...deployment, gatewayConfig: encodeGatewayConfig(denyConfigMaps) });
+    // Valid protobuf, but Envoy's own validation refuses a negative timeout.
+    (resources.cluster![0] as Record<string, unknown>).connect_timeout = "-1s";
+    cache.set(nodeId, Snapshot.build("3", resources));
+    await waitFor(async () => xds.ads.nodes.get(nodeId)?.lastNack?.version === "3", 5000, "the NACK");
+    expect(xds.ads.nodes.get(nodeId)?.lastNack?.message).toMatch(/connect_timeout|Duration|value must be greater than/i);
+    expect(xds.ads.nodes.get(nodeId)?.acked.cluster).toBe("2");
+    expect((await httpsGet(`${gatewayUrl}/api/v1/namespaces/default/configmaps`, pki.ca.certFile, client)).status).toBe(403);
+  });
+
+  it("refuses an inconsistent snapshot before anything reaches Envoy", () => {
+    const resources = gatewayResources(deployment);
+    resources.endpoint = [];
+    expect(() => Snapshot.build("4", resources)).toThrow(SnapshotError);
+    expect(() => Snapshot.build("4", resources)).toThrow(/EDS cluster main has no ClusterLoadAssignment/);
+  });
+});
