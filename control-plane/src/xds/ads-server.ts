@@ -4,7 +4,11 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
+  DeltaDiscoveryResponseSchema,
   DiscoveryResponseSchema,
+  ResourceSchema,
+  type DeltaDiscoveryRequest,
+  type DeltaDiscoveryResponse,
   type DiscoveryRequest,
   type DiscoveryResponse,
 } from "@wharf/proto/envoy/service/discovery/v3/discovery_pb.js";
@@ -41,6 +45,106 @@ export class AdsServer {
     return (call) => this.serve(call);
   }
 
+  /** The handler for .../DeltaAggregatedResources: the incremental variant on the same cache. */
+  deltaHandler(): (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => void {
+    return (call) => this.serveDelta(call);
+  }
+
+  private connect(nodeId: string): NodeStatus {
+    const status: NodeStatus = { nodeId, connected: true, acked: {} };
+    this.nodes.set(nodeId, status);
+    this.log("info", "envoy connected", { node: nodeId });
+    return status;
+  }
+
+  private nack(status: NodeStatus, kind: ResourceKind, version: string, message: string): void {
+    // Envoy keeps what it had; so do we, and say so.
+    status.lastNack = { kind, version, message, at: new Date() };
+    this.log("warn", "envoy rejected configuration", { node: status.nodeId, kind, version, error: message });
+  }
+
+  private serveDelta(call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void {
+    interface DeltaSubscription {
+      wildcard: boolean;
+      names: Set<string>;
+      /** What Envoy has: resource name → version. */
+      known: Map<string, string>;
+      nonce?: string;
+      pendingVersion?: string;
+    }
+    const subscriptions = new Map<ResourceKind, DeltaSubscription>();
+    let status: NodeStatus | undefined;
+    let cancelWatch: (() => void) | undefined;
+
+    const push = (kind: ResourceKind, snapshot: Snapshot, force: boolean) => {
+      const subscription = subscriptions.get(kind);
+      if (!subscription) return;
+      const wanted = snapshot.get(kind).filter((resource) => subscription.wildcard || subscription.names.has(resource.name));
+      const changed = wanted.filter((resource) => subscription.known.get(resource.name) !== resource.version);
+      const present = new Set(wanted.map((resource) => resource.name));
+      const removed = [...subscription.known.keys()].filter((name) => !present.has(name));
+      if (!force && changed.length === 0 && removed.length === 0) return;
+      for (const resource of changed) subscription.known.set(resource.name, resource.version);
+      for (const name of removed) subscription.known.delete(name);
+      const nonce = String(++this.nonceCounter);
+      subscription.nonce = nonce;
+      subscription.pendingVersion = snapshot.version;
+      call.write(
+        create(DeltaDiscoveryResponseSchema, {
+          systemVersionInfo: snapshot.version,
+          typeUrl: typeUrls[kind],
+          nonce,
+          resources: changed.map((resource) => create(ResourceSchema, { name: resource.name, version: resource.version, resource: resource.packed })),
+          removedResources: removed,
+        }),
+      );
+    };
+
+    call.on("data", (request: DeltaDiscoveryRequest) => {
+      const kind = kindOf.get(request.typeUrl);
+      if (!kind) return;
+      if (!status) {
+        status = this.connect(request.node?.id ?? "");
+        cancelWatch = this.cache.watch(status.nodeId, (snapshot) => {
+          for (const each of pushOrder) push(each, snapshot, false);
+        });
+      }
+      let subscription = subscriptions.get(kind);
+      if (!subscription) {
+        // The first request of a type without names subscribes to everything (LDS/CDS).
+        subscription = { wildcard: request.resourceNamesSubscribe.length === 0 || request.resourceNamesSubscribe.includes("*"), names: new Set(), known: new Map() };
+        for (const [name, version] of Object.entries(request.initialResourceVersions)) subscription.known.set(name, version);
+        subscriptions.set(kind, subscription);
+      }
+      if (request.responseNonce !== "" && request.responseNonce === subscription.nonce) {
+        if (request.errorDetail) {
+          this.nack(status, kind, subscription.pendingVersion ?? "", request.errorDetail.message);
+          // Forget what was sent: Envoy kept its previous resources.
+          subscription.known.clear();
+        } else if (subscription.pendingVersion !== undefined) {
+          status.acked[kind] = subscription.pendingVersion;
+        }
+      }
+      for (const name of request.resourceNamesSubscribe) if (name !== "*") subscription.names.add(name);
+      for (const name of request.resourceNamesUnsubscribe) {
+        subscription.names.delete(name);
+        subscription.known.delete(name);
+      }
+      const snapshot = this.cache.get(status.nodeId);
+      if (snapshot && !request.errorDetail) push(kind, snapshot, request.responseNonce === "");
+    });
+    const close = () => {
+      cancelWatch?.();
+      if (status) status.connected = false;
+    };
+    call.on("end", () => {
+      close();
+      call.end();
+    });
+    call.on("error", close);
+    call.on("cancelled", close);
+  }
+
   private serve(call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
     const subscriptions = new Map<ResourceKind, Subscription>();
     let status: NodeStatus | undefined;
@@ -66,21 +170,16 @@ export class AdsServer {
       const kind = kindOf.get(request.typeUrl);
       if (!kind) return;
       if (!status) {
-        const nodeId = request.node?.id ?? "";
-        status = { nodeId, connected: true, acked: {} };
-        this.nodes.set(nodeId, status);
-        cancelWatch = this.cache.watch(nodeId, (snapshot) => {
+        status = this.connect(request.node?.id ?? "");
+        cancelWatch = this.cache.watch(status.nodeId, (snapshot) => {
           for (const each of pushOrder) if (subscriptions.get(each)?.sentVersion !== snapshot.version) send(each, snapshot);
         });
-        this.log("info", "envoy connected", { node: nodeId });
       }
       const subscription = subscriptions.get(kind) ?? { names: [] };
       subscriptions.set(kind, subscription);
       if (request.responseNonce !== "" && request.responseNonce !== subscription.nonce) return; // answers an older response
       if (request.errorDetail) {
-        // NACK: Envoy keeps what it had; so do we, and say so.
-        status.lastNack = { kind, version: subscription.sentVersion ?? "", message: request.errorDetail.message, at: new Date() };
-        this.log("warn", "envoy rejected configuration", { node: status.nodeId, kind, version: subscription.sentVersion, error: request.errorDetail.message });
+        this.nack(status, kind, subscription.sentVersion ?? "", request.errorDetail.message);
         return;
       }
       if (request.responseNonce !== "") status.acked[kind] = request.versionInfo;

@@ -3,6 +3,7 @@
 // reader) and turned into protobuf messages once, here, with their @type
 // fields resolved against the generated registry, so a typo fails when the
 // snapshot is built, never in Envoy.
+import { createHash } from "node:crypto";
 import { createRegistry, fromJson, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
 import { anyPack, file_google_protobuf_wrappers, type Any } from "@bufbuild/protobuf/wkt";
 import { ClusterSchema } from "@wharf/proto/envoy/config/cluster/v3/cluster_pb.js";
@@ -56,6 +57,8 @@ const registry = createRegistry(
 export interface NamedResource {
   name: string;
   packed: Any;
+  /** Content hash: the per-resource version the delta protocol sends. */
+  version: string;
 }
 
 export type ResourceSet = Partial<Record<ResourceKind, JsonValue[]>>;
@@ -84,7 +87,8 @@ export class Snapshot {
         } catch (error) {
           throw new SnapshotError(`${kind} ${name}: ${(error as Error).message}`, { cause: error });
         }
-        parsed.push({ name, packed: anyPack(schemas[kind], message) });
+        const packed = anyPack(schemas[kind], message);
+        parsed.push({ name, packed, version: createHash("sha256").update(packed.value).digest("hex").slice(0, 16) });
       }
       const unique = new Set(parsed.map((resource) => resource.name));
       if (unique.size !== parsed.length) throw new SnapshotError(`${kind}: duplicate names`);

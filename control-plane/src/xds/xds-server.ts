@@ -17,7 +17,7 @@ export async function startXdsServer(cache: SnapshotCache, port = 0, host = "127
     process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), level, msg: message, ...fields }) + "\n"),
   );
   const server = new Server();
-  server.addService(serviceDefinition(AggregatedDiscoveryService), { streamAggregatedResources: ads.handler() });
+  server.addService(serviceDefinition(AggregatedDiscoveryService), { streamAggregatedResources: ads.handler(), deltaAggregatedResources: ads.deltaHandler() });
   const bound = await new Promise<number>((resolve, reject) =>
     server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (error, actual) => (error ? reject(error) : resolve(actual))),
   );
