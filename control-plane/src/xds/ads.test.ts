@@ -2,7 +2,11 @@
 // server, and takes changes live; a configuration it rejects is NACKed and
 // the previous one keeps serving.
 import { execFile } from "node:child_process";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
+import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -45,6 +49,19 @@ const denyConfigMaps: GatewayConfigInit = {
   policies: [{ name: "no-configmaps", rules: [{ resources: ["configmaps"] }], action: { target: { case: "deny", value: { message: "configmaps are closed" } } } }],
   defaultAction: { target: { case: "upstream", value: "main" } },
 };
+
+/** The serial number of the certificate a new TLS connection to `url` is served. */
+function servedCertificateSerial(url: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: hostname, port: Number(port), rejectUnauthorized: false, ALPNProtocols: ["h2"] }, () => {
+      const serial = socket.getPeerCertificate().serialNumber.toLowerCase();
+      socket.end();
+      resolve(serial);
+    });
+    socket.on("error", reject);
+  });
+}
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
   const started = Date.now();
@@ -145,6 +162,68 @@ describe.each([
     expect(took).toBeLessThan(1000);
     expect(envoy.process.child.pid).toBe(pid);
     expect(await uptime()).toBeGreaterThanOrEqual(before);
+  });
+
+  it("changes pools, limits and certificates live while a kubectl watch stays open", async () => {
+    const pid = envoy.process.child.pid;
+    const kubeconfig = await writeKubeconfig(join(dir, `watcher-${apiType}.kubeconfig`), gatewayUrl, pki.ca.certFile, client);
+    const watcher = spawn(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "get", "secrets", "--watch", "-o", "name"]);
+    let watched = "";
+    watcher.stdout.on("data", (chunk: Buffer) => (watched += chunk.toString()));
+    const get = (path: string) => httpsGet(`${gatewayUrl}${path}`, pki.ca.certFile, client);
+    let version = 10;
+    const push = (next: GatewayDeployment) => {
+      deployment = next;
+      cache.set(nodeId, Snapshot.build(String(++version), gatewayResources(next)));
+    };
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // A new pool, and services moved to it.
+      const endpoints = deployment.pools[0]!.endpoints;
+      push({
+        ...deployment,
+        pools: [...deployment.pools, { name: "second", endpoints }],
+        gatewayConfig: encodeGatewayConfig({
+          policies: [{ name: "services", rules: [{ resources: ["services"] }], action: { target: { case: "upstream", value: "second" } } }],
+          defaultAction: { target: { case: "upstream", value: "main" } },
+        }),
+      });
+      expect(await waitFor(async () => (await get("/api/v1/namespaces/default/services")).headers["x-wharf-served-by"] === "second", 5000, "the new pool")).toBeLessThan(1000);
+
+      // A rate limit on configmaps.
+      push({
+        ...deployment,
+        gatewayConfig: encodeGatewayConfig({
+          flowControlSchemas: [{ name: "one", qps: 0.001, burst: 1 }],
+          policies: [{ name: "configmaps", rules: [{ resources: ["configmaps"] }], action: { target: { case: "upstream", value: "main" }, flowControl: "one" } }],
+          defaultAction: { target: { case: "upstream", value: "main" } },
+        }),
+      });
+      expect(await waitFor(async () => (await get("/api/v1/namespaces/default/configmaps")).status === 429, 5000, "the rate limit")).toBeLessThan(1000);
+
+      // A new serving certificate, and new upstream client credentials.
+      const rotated = await issueCertificate(dir, pki.ca, { name: `envoy-rotated-${apiType}`, commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
+      const proxy = await issueCertificate(dir, pki.frontProxyCa, { name: `front-proxy-rotated-${apiType}`, commonName: "front-proxy-client", usage: "client" });
+      const serial = (file: string) => new X509Certificate(readFileSync(file)).serialNumber.toLowerCase();
+      push({
+        ...deployment,
+        servingCert: await pem(rotated.certFile),
+        servingKey: await pem(rotated.keyFile),
+        frontProxyCert: await pem(proxy.certFile),
+        frontProxyKey: await pem(proxy.keyFile),
+      });
+      expect(await waitFor(async () => (await servedCertificateSerial(gatewayUrl)) === serial(rotated.certFile), 5000, "the new serving certificate")).toBeLessThan(1000);
+      expect(await waitFor(async () => (await (await fetch(`${envoy.adminUrl}/certs`)).text()).toLowerCase().includes(serial(proxy.certFile)), 5000, "the new client certificate")).toBeLessThan(1000);
+      expect((await get("/api/v1/namespaces/default/services")).status).toBe(200);
+
+      // The watch opened before all this is still there and still delivers.
+      await run(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "create", "secret", "generic", `after-changes-${apiType.toLowerCase().replace("_", "-")}`]);
+      await waitFor(async () => watched.includes(`after-changes-${apiType.toLowerCase().replace("_", "-")}`), 5000, "the watch event");
+      expect(watcher.exitCode).toBeNull();
+      expect(envoy.process.child.pid).toBe(pid);
+    } finally {
+      watcher.kill();
+    }
   });
 
   it("keeps the last good version when Envoy rejects one, and records the NACK", async () => {
