@@ -11,6 +11,8 @@ export interface UpstreamPool {
 }
 
 export interface GatewayDeployment {
+  /** Default 127.0.0.1: nothing listens beyond loopback unless configured. */
+  listenAddress?: string;
   listenPort: number;
   /** PEM texts. */
   servingCert: string;
@@ -122,7 +124,7 @@ export function gatewayResources(deployment: GatewayDeployment): ResourceSet {
     listener: [
       {
         name: "kube-apiserver",
-        address: { socket_address: { address: "127.0.0.1", port_value: deployment.listenPort } },
+        address: { socket_address: { address: deployment.listenAddress ?? "127.0.0.1", port_value: deployment.listenPort } },
         filter_chains: [
           {
             transport_socket: {

@@ -1,0 +1,127 @@
+// The wharf command end to end: a YAML config file, the control plane as
+// its own process, Envoy from `wharf envoy bootstrap`, a kube-apiserver.
+import { execFile } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { stringify } from "yaml";
+import {
+  createClusterPki,
+  freePort,
+  httpsGet,
+  issueCertificate,
+  makeWorkDir,
+  removeWorkDir,
+  repoRoot,
+  startEnvoy,
+  startKubeApiserver,
+  startProcess,
+  waitUntilReady,
+  type ClusterPki,
+  type Envoy,
+  type KeyPair,
+  type KubeApiserver,
+  type RunningProcess,
+} from "@wharf/testkit";
+
+const run = promisify(execFile);
+const wharf = join(repoRoot, "control-plane", "dist", "cli.js");
+
+let dir: string;
+let pki: ClusterPki;
+let kube: KubeApiserver;
+let controlPlane: RunningProcess;
+let envoy: Envoy;
+let client: KeyPair;
+let gatewayUrl: string;
+let configFile: string;
+let serving: KeyPair;
+let listenPort: number;
+
+function config(policies: unknown[], pools = ["main"]): string {
+  return stringify({
+    listener: { port: listenPort, cert_file: serving.certFile, key_file: serving.keyFile, client_ca_file: pki.ca.certFile },
+    upstream_cluster: {
+      pools: pools.map((name) => ({ name, servers: [`127.0.0.1:${new URL(kube.url).port}`] })),
+      default_pool: "main",
+      ca_file: pki.ca.certFile,
+      client_cert_file: pki.frontProxyClient.certFile,
+      client_key_file: pki.frontProxyClient.keyFile,
+      dispatch_policies: policies,
+    },
+  });
+}
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await check().catch(() => false)) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+beforeAll(async () => {
+  dir = await makeWorkDir("wharf-cli");
+  pki = await createClusterPki(dir);
+  kube = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], pki, extraArgs: ["--etcd-prefix=/wharf-cli-test"] });
+  serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
+  client = await issueCertificate(dir, pki.ca, { name: "dave", commonName: "dave", organizations: ["system:masters"], usage: "client" });
+  listenPort = await freePort();
+  configFile = join(dir, "wharf.yaml");
+  await writeFile(configFile, config([]));
+  const xdsPort = await freePort();
+  controlPlane = startProcess({
+    name: "wharf control-plane",
+    command: process.execPath,
+    args: [wharf, "control-plane", "--config", configFile, "--xds-listen", `127.0.0.1:${xdsPort}`],
+    logFile: join(dir, "control-plane.log"),
+  });
+  await waitUntilReady(controlPlane, async () => controlPlane.logTail(50).includes("control plane serving ADS"), 20_000);
+  const adminPort = await freePort();
+  const { stdout: bootstrap } = await run(process.execPath, [wharf, "envoy", "bootstrap", "--node", "sidecar-1", "--xds", `127.0.0.1:${xdsPort}`, "--admin-port", String(adminPort)]);
+  envoy = await startEnvoy({ bootstrap, adminPort });
+  gatewayUrl = `https://127.0.0.1:${listenPort}`;
+  await waitFor(async () => (await httpsGet(`${gatewayUrl}/readyz`, pki.ca.certFile, client)).status === 200, 30_000, "the gateway");
+}, 120_000);
+
+afterAll(async () => {
+  await envoy?.stop();
+  await controlPlane?.stop();
+  await kube?.stop();
+  if (dir) await removeWorkDir(dir);
+});
+
+describe("wharf control-plane with a YAML file", () => {
+  const get = (path: string) => httpsGet(`${gatewayUrl}${path}`, pki.ca.certFile, client);
+
+  it("serves Envoy from the file: requests pass through", async () => {
+    expect((await get("/api/v1/namespaces/default/configmaps")).status).toBe(200);
+  });
+
+  it("pushes every valid change to the file", async () => {
+    await writeFile(configFile, config([{ name: "closed", rules: [{ resources: ["configmaps"] }], action: { deny: { message: "closed by file" } } }]));
+    await waitFor(async () => (await get("/api/v1/namespaces/default/configmaps")).status === 403, 5000, "the deny rule");
+    expect(JSON.parse((await get("/api/v1/namespaces/default/configmaps")).body)).toMatchObject({ message: "closed by file" });
+  });
+
+  it("refuses an invalid file with the field named, and keeps the last good config live", async () => {
+    await writeFile(configFile, config([{ name: "lost", rules: [{ verbs: ["get"] }], action: { upstream: "nowhere" } }]));
+    await waitFor(
+      async () => controlPlane.logTail(20).includes('upstream_cluster.dispatch_policies[0].action.upstream: names no pool (\\"nowhere\\")'),
+      5000,
+      "the refusal in the log",
+    );
+    expect((await get("/api/v1/namespaces/default/configmaps")).status).toBe(403);
+  });
+
+  it("validates a file without serving it", async () => {
+    await writeFile(join(dir, "bad.yaml"), config([]).replace("default_pool: main", "default_pool: main\n  surprise: true"));
+    const failure = await run(process.execPath, [wharf, "config", "validate", "-f", join(dir, "bad.yaml")]).catch((error: { code: number; stderr: string }) => error);
+    expect(failure).toMatchObject({ code: 1 });
+    expect((failure as { stderr: string }).stderr).toMatch(/surprise/);
+    await writeFile(join(dir, "good.yaml"), config([]));
+    expect((await run(process.execPath, [wharf, "config", "validate", "-f", join(dir, "good.yaml")])).stdout).toContain("valid");
+  });
+});
