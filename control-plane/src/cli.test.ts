@@ -1,7 +1,7 @@
 // The wharf command end to end: a YAML config file, the control plane as
 // its own process, Envoy from `wharf envoy bootstrap`, a kube-apiserver.
 import { execFile } from "node:child_process";
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -38,6 +38,8 @@ let gatewayUrl: string;
 let configFile: string;
 let serving: KeyPair;
 let listenPort: number;
+let adminUrl: string;
+let tokenFile: string;
 
 function config(policies: unknown[], pools = ["main"]): string {
   return stringify({
@@ -72,10 +74,16 @@ beforeAll(async () => {
   configFile = join(dir, "wharf.yaml");
   await writeFile(configFile, config([]));
   const xdsPort = await freePort();
+  adminUrl = `http://127.0.0.1:${await freePort()}`;
+  tokenFile = join(dir, "admin-token");
+  await writeFile(tokenFile, "a-test-admin-token-0123456789\n", { mode: 0o600 });
   controlPlane = startProcess({
     name: "wharf control-plane",
     command: process.execPath,
-    args: [wharf, "control-plane", "--config", configFile, "--xds-listen", `127.0.0.1:${xdsPort}`],
+    args: [
+      wharf, "control-plane", "--config", configFile, "--xds-listen", `127.0.0.1:${xdsPort}`,
+      "--admin-token-file", tokenFile, "--admin-listen", adminUrl.replace("http://", ""),
+    ],
     logFile: join(dir, "control-plane.log"),
   });
   await waitUntilReady(controlPlane, async () => controlPlane.logTail(50).includes("control plane serving ADS"), 20_000);
@@ -114,6 +122,31 @@ describe("wharf control-plane with a YAML file", () => {
       "the refusal in the log",
     );
     expect((await get("/api/v1/namespaces/default/configmaps")).status).toBe(403);
+  });
+
+  it("reports connected Envoys and their acknowledged versions through the authenticated admin API", async () => {
+    const { stdout } = await run(process.execPath, [wharf, "status", "--admin", adminUrl, "--token-file", tokenFile, "--json"]);
+    const status = JSON.parse(stdout) as { configVersion: string; nodes: Array<{ id: string; connected: boolean; ackedVersions: Record<string, string> }> };
+    expect(status.nodes).toEqual([expect.objectContaining({ id: "sidecar-1", connected: true })]);
+    expect(status.nodes[0]!.ackedVersions.extension).toBe(status.configVersion);
+    await writeFile(join(dir, "wrong-token"), "not-the-admin-token-at-all");
+    const refused = await run(process.execPath, [wharf, "status", "--admin", adminUrl, "--token-file", join(dir, "wrong-token")]).catch((error: { code: number; stderr: string }) => error);
+    expect(refused).toMatchObject({ code: 1 });
+    expect((refused as { stderr: string }).stderr).toMatch(/admin token/);
+  });
+
+  it("applies a config through the admin API: validated, served and written to the file", async () => {
+    const next = join(dir, "next.yaml");
+    await writeFile(next, config([]));
+    const { stdout } = await run(process.execPath, [wharf, "config", "apply", "-f", next, "--admin", adminUrl, "--token-file", tokenFile]);
+    expect(stdout).toMatch(/applied as version \d+/);
+    await waitFor(async () => (await get("/api/v1/namespaces/default/configmaps")).status === 200, 5000, "the opened config");
+    expect(await readFile(configFile, "utf8")).toBe(config([]));
+    await writeFile(next, config([{ name: "lost", rules: [{}], action: { upstream: "nowhere" } }]));
+    const refused = await run(process.execPath, [wharf, "config", "apply", "-f", next, "--admin", adminUrl, "--token-file", tokenFile]).catch((error: { code: number; stderr: string }) => error);
+    expect(refused).toMatchObject({ code: 1 });
+    expect((refused as { stderr: string }).stderr).toMatch(/dispatch_policies\[0\]\.action\.upstream: names no pool/);
+    expect(await readFile(configFile, "utf8")).toBe(config([]));
   });
 
   it("validates a file without serving it", async () => {

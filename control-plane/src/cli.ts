@@ -1,13 +1,17 @@
 #!/usr/bin/env node
 // The `wharf` command.
-import { readFile, watch } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { toJson } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AdminService, GetStatusResponseSchema } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
+import { startAdminServer, type RunningAdminServer } from "./admin/admin-server.js";
+import { ConfigSource } from "./config-source.js";
 import { ConfigError, loadConfigText } from "./config/load-config.js";
-import { gatewayResources } from "./resources/gateway-resources.js";
 import { SnapshotCache } from "./xds/cache.js";
-import { Snapshot } from "./xds/snapshot.js";
 import { startXdsServer } from "./xds/xds-server.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -15,16 +19,22 @@ const defaultWasm = join(repo, "filters", "build", "gateway.wasm");
 
 const usage = `Usage:
   wharf control-plane --config FILE [--xds-listen HOST:PORT] [--wasm PATH]
+                      [--admin-token-file FILE [--admin-listen HOST:PORT]]
       Serves Envoy sidecars over ADS (SotW and delta) from a YAML config;
       every valid change to FILE is pushed live, an invalid one is refused.
       --xds-listen defaults to 127.0.0.1:18000; --wasm to filters/build/gateway.wasm.
+      With a token file, also serves the admin API (default 127.0.0.1:18001).
+  wharf status [--admin URL] --token-file FILE [--json]
+      Connected Envoys, the versions each accepted, the last refusal.
+  wharf config apply -f FILE [--admin URL] --token-file FILE
+      Validates FILE and makes it the served config (and the config file).
   wharf envoy bootstrap --node NAME [--xds HOST:PORT] [--admin-port N] [--delta]
       Prints the sidecar's bootstrap (envoy/xds-bootstrap.yaml) for NAME.
   wharf config validate -f FILE
       Checks a config file the way the control plane would.
 `;
 
-function log(level: string, msg: string, fields: Record<string, unknown> = {}): void {
+function log(level: "info" | "warn" | "error", msg: string, fields: Record<string, unknown> = {}): void {
   process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), level, msg, ...fields }) + "\n");
 }
 
@@ -33,43 +43,91 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-async function load(file: string, wasmFile: string) {
-  return loadConfigText(await readFile(file, "utf8"), { baseDir: dirname(resolve(file)), wasmFile });
+function hostPort(value: string, fallbackPort: string): [string, number] {
+  const [host = "127.0.0.1", port = fallbackPort] = value.split(/:(?=\d+$)/);
+  return [host, Number(port)];
+}
+
+async function readToken(file: string | undefined): Promise<string> {
+  if (!file) fail("the admin API needs --admin-token-file FILE (a secret of at least 16 characters)");
+  return (await readFile(file, "utf8")).trim();
 }
 
 async function controlPlane(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { config: { type: "string" }, "xds-listen": { type: "string" }, wasm: { type: "string" } } });
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: "string" },
+      "xds-listen": { type: "string" },
+      wasm: { type: "string" },
+      "admin-listen": { type: "string" },
+      "admin-token-file": { type: "string" },
+    },
+  });
   if (!values.config) fail("control-plane needs --config FILE");
-  const file = resolve(values.config);
-  const wasmFile = resolve(values.wasm ?? defaultWasm);
-  const [host = "127.0.0.1", port = "18000"] = (values["xds-listen"] ?? "127.0.0.1:18000").split(/:(?=\d+$)/);
   const cache = new SnapshotCache();
-  let version = 0;
-  const apply = async (): Promise<boolean> => {
-    try {
-      const { deployment } = await load(file, wasmFile);
-      const snapshot = Snapshot.build(String(++version), gatewayResources(deployment));
-      cache.setDefault(snapshot);
-      log("info", "config applied", { file, version: snapshot.version });
-      return true;
-    } catch (error) {
-      log("error", "config refused; the last good one stays live", { file, error: (error as Error).message });
-      return false;
-    }
+  const config = new ConfigSource(values.config, resolve(values.wasm ?? defaultWasm), cache, log);
+  try {
+    await config.loadFile();
+  } catch (error) {
+    fail(`${values.config}: ${(error as Error).message}`);
+  }
+  const [xdsHost, xdsPort] = hostPort(values["xds-listen"] ?? "127.0.0.1:18000", "18000");
+  const xds = await startXdsServer(cache, xdsPort, xdsHost);
+  log("info", "control plane serving ADS", { address: xds.address });
+  let admin: RunningAdminServer | undefined;
+  if (values["admin-token-file"]) {
+    const [adminHost, adminPort] = hostPort(values["admin-listen"] ?? "127.0.0.1:18001", "18001");
+    admin = await startAdminServer(config, xds.ads, await readToken(values["admin-token-file"]), adminHost, adminPort);
+    log("info", "admin API serving", { url: admin.url });
+  }
+  const abort = new AbortController();
+  const stop = () => {
+    abort.abort();
+    void Promise.all([xds.stop(), admin?.stop()]).then(() => process.exit(0));
   };
-  if (!(await apply())) process.exit(1);
-  const server = await startXdsServer(cache, Number(port), host);
-  log("info", "control plane serving ADS", { address: server.address });
-  const stop = () => void server.stop().then(() => process.exit(0));
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  // Editors replace files as often as they write them: watch the directory.
-  let pending: NodeJS.Timeout | undefined;
-  for await (const event of watch(dirname(file))) {
-    if (event.filename !== null && resolve(dirname(file), event.filename) !== file) continue;
-    clearTimeout(pending);
-    pending = setTimeout(() => void apply(), 50);
+  await config.watchFile(abort.signal);
+}
+
+function adminClient(values: { admin?: string; "token-file"?: string }, token: string) {
+  const transport = createConnectTransport({
+    baseUrl: values.admin ?? "http://127.0.0.1:18001",
+    httpVersion: "1.1",
+    interceptors: [
+      (next) => (request) => {
+        request.header.set("authorization", `Bearer ${token}`);
+        return next(request);
+      },
+    ],
+  });
+  return createClient(AdminService, transport);
+}
+
+async function status(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { admin: { type: "string" }, "token-file": { type: "string" }, json: { type: "boolean" } } });
+  const client = adminClient(values, await readToken(values["token-file"]));
+  const response = await client.getStatus({}).catch((error: Error) => fail(error.message));
+  if (values.json) {
+    process.stdout.write(JSON.stringify(toJson(GetStatusResponseSchema, response), null, 2) + "\n");
+    return;
   }
+  const lines = [`config version ${response.configVersion}`, "NODE  CONNECTED  ACKED  LAST NACK"];
+  for (const node of response.nodes) {
+    const acked = Object.entries(node.ackedVersions).map(([kind, version]) => `${kind}=${version}`).join(",");
+    const nack = node.lastNack ? `${node.lastNack.kind}@${node.lastNack.version}: ${node.lastNack.message}` : "-";
+    lines.push(`${node.id}  ${node.connected ? "yes" : "no"}  ${acked || "-"}  ${nack}`);
+  }
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+async function apply(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { file: { type: "string", short: "f" }, admin: { type: "string" }, "token-file": { type: "string" } } });
+  if (!values.file) fail("config apply needs -f FILE");
+  const client = adminClient(values, await readToken(values["token-file"]));
+  const response = await client.applyConfig({ yaml: await readFile(values.file, "utf8") }).catch((error: Error) => fail(error.message));
+  process.stdout.write(`applied as version ${response.version}\n`);
 }
 
 async function envoyBootstrap(args: string[]): Promise<void> {
@@ -95,7 +153,7 @@ async function validate(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { file: { type: "string", short: "f" } } });
   if (!values.file) fail("config validate needs -f FILE");
   try {
-    await load(values.file, defaultWasm);
+    await loadConfigText(await readFile(values.file, "utf8"), { baseDir: dirname(resolve(values.file)), wasmFile: defaultWasm });
     process.stdout.write(`${values.file}: valid\n`);
   } catch (error) {
     fail(error instanceof ConfigError ? `${values.file}: ${error.message}` : (error as Error).message);
@@ -106,6 +164,8 @@ const [command, sub, ...rest] = process.argv.slice(2);
 if (command === "control-plane") await controlPlane(process.argv.slice(3));
 else if (command === "envoy" && sub === "bootstrap") await envoyBootstrap(rest);
 else if (command === "config" && sub === "validate") await validate(rest);
+else if (command === "config" && sub === "apply") await apply(rest);
+else if (command === "status") await status(process.argv.slice(3));
 else {
   process.stdout.write(usage);
   if (command !== undefined && command !== "--help" && command !== "help") process.exit(2);

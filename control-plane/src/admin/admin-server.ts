@@ -1,0 +1,74 @@
+// The admin API over Connect (Connect, gRPC and gRPC-Web protocols), behind
+// a bearer token compared in constant time.
+import { timingSafeEqual } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  AdminService,
+  ApplyConfigResponseSchema,
+  EnvoyNodeSchema,
+  GetConfigResponseSchema,
+  GetStatusResponseSchema,
+  NackSchema,
+} from "@wharf/proto/wharf/admin/v1/admin_pb.js";
+import type { ConfigSource } from "../config-source.js";
+import type { AdsServer } from "../xds/ads-server.js";
+
+export interface RunningAdminServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+function routes(config: ConfigSource, ads: AdsServer) {
+  return (router: ConnectRouter) =>
+    router.service(AdminService, {
+      getStatus: () =>
+        create(GetStatusResponseSchema, {
+          configVersion: config.currentVersion,
+          nodes: [...ads.nodes.values()].map((node) =>
+            create(EnvoyNodeSchema, {
+              id: node.nodeId,
+              connected: node.connected,
+              ackedVersions: Object.fromEntries(Object.entries(node.acked).filter((entry): entry is [string, string] => entry[1] !== undefined)),
+              lastNack: node.lastNack
+                ? create(NackSchema, { kind: node.lastNack.kind, version: node.lastNack.version, message: node.lastNack.message, at: node.lastNack.at.toISOString() })
+                : undefined,
+            }),
+          ),
+        }),
+      getConfig: () => create(GetConfigResponseSchema, { yaml: config.currentText, version: config.currentVersion }),
+      applyConfig: async (request) => {
+        try {
+          return create(ApplyConfigResponseSchema, { version: await config.applyAndSave(request.yaml) });
+        } catch (error) {
+          throw new ConnectError((error as Error).message, Code.InvalidArgument);
+        }
+      },
+    });
+}
+
+export async function startAdminServer(config: ConfigSource, ads: AdsServer, token: string, host: string, port: number): Promise<RunningAdminServer> {
+  if (token.length < 16) throw new Error("the admin token must be at least 16 characters");
+  const expected = Buffer.from(`Bearer ${token}`);
+  const handler = connectNodeAdapter({ routes: routes(config, ads) });
+  const server: Server = createServer((request, response) => {
+    const given = Buffer.from(request.headers.authorization ?? "");
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      response.writeHead(401, { "content-type": "application/json" }).end('{"code":"unauthenticated","message":"a valid admin token is required"}');
+      return;
+    }
+    handler(request, response);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  const bound = typeof address === "object" && address ? address.port : port;
+  return {
+    url: `http://${host}:${bound}`,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
