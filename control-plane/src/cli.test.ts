@@ -40,6 +40,18 @@ let serving: KeyPair;
 let listenPort: number;
 let adminUrl: string;
 let tokenFile: string;
+let xdsAddress: string;
+
+let starts = 0;
+function startControlPlane(): RunningProcess {
+  return startProcess({
+    name: "wharf control-plane",
+    command: process.execPath,
+    args: [wharf, "control-plane", "--config", configFile, "--xds-listen", xdsAddress, "--admin-token-file", tokenFile, "--admin-listen", adminUrl.replace("http://", "")],
+    // A log per start, so a readiness check never reads the previous run's lines.
+    logFile: join(dir, `control-plane-${++starts}.log`),
+  });
+}
 
 function config(policies: unknown[], pools = ["main"]): string {
   return stringify({
@@ -77,18 +89,11 @@ beforeAll(async () => {
   adminUrl = `http://127.0.0.1:${await freePort()}`;
   tokenFile = join(dir, "admin-token");
   await writeFile(tokenFile, "a-test-admin-token-0123456789\n", { mode: 0o600 });
-  controlPlane = startProcess({
-    name: "wharf control-plane",
-    command: process.execPath,
-    args: [
-      wharf, "control-plane", "--config", configFile, "--xds-listen", `127.0.0.1:${xdsPort}`,
-      "--admin-token-file", tokenFile, "--admin-listen", adminUrl.replace("http://", ""),
-    ],
-    logFile: join(dir, "control-plane.log"),
-  });
+  xdsAddress = `127.0.0.1:${xdsPort}`;
+  controlPlane = startControlPlane();
   await waitUntilReady(controlPlane, async () => controlPlane.logTail(50).includes("control plane serving ADS"), 20_000);
   const adminPort = await freePort();
-  const { stdout: bootstrap } = await run(process.execPath, [wharf, "envoy", "bootstrap", "--node", "sidecar-1", "--xds", `127.0.0.1:${xdsPort}`, "--admin-port", String(adminPort)]);
+  const { stdout: bootstrap } = await run(process.execPath, [wharf, "envoy", "bootstrap", "--node", "sidecar-1", "--xds", xdsAddress, "--admin-port", String(adminPort)]);
   envoy = await startEnvoy({ bootstrap, adminPort });
   gatewayUrl = `https://127.0.0.1:${listenPort}`;
   await waitFor(async () => (await httpsGet(`${gatewayUrl}/readyz`, pki.ca.certFile, client)).status === 200, 30_000, "the gateway");
@@ -148,6 +153,33 @@ describe("wharf control-plane with a YAML file", () => {
     expect((refused as { stderr: string }).stderr).toMatch(/dispatch_policies\[0\]\.action\.upstream: names no pool/);
     expect(await readFile(configFile, "utf8")).toBe(config([]));
   });
+
+  it("gives an Envoy that connects later the current config, and Envoys resume after a control-plane restart", async () => {
+    const statusOf = async () =>
+      JSON.parse((await run(process.execPath, [wharf, "status", "--admin", adminUrl, "--token-file", tokenFile, "--json"])).stdout) as {
+        configVersion: string;
+        nodes: Array<{ id: string; connected: boolean; ackedVersions: Record<string, string> }>;
+      };
+    const adminPort = await freePort();
+    const { stdout: bootstrap } = await run(process.execPath, [wharf, "envoy", "bootstrap", "--node", "sidecar-2", "--xds", xdsAddress, "--admin-port", String(adminPort), "--delta"]);
+    const second = await startEnvoy({ bootstrap, adminPort });
+    try {
+      await waitFor(async () => {
+        const status = await statusOf();
+        return status.nodes.some((node) => node.id === "sidecar-2" && node.ackedVersions.listener === status.configVersion);
+      }, 10_000, "sidecar-2 to accept the current config");
+
+      // Restart the control plane: both sidecars reconnect and keep serving.
+      await controlPlane.stop();
+      expect((await get("/api/v1/namespaces/default/configmaps")).status).toBe(200);
+      controlPlane = startControlPlane();
+      await waitUntilReady(controlPlane, async () => controlPlane.logTail(50).includes("admin API serving"), 20_000);
+      await waitFor(async () => (await statusOf()).nodes.filter((node) => node.connected).length === 2, 15_000, "both sidecars to reconnect");
+      expect((await get("/api/v1/namespaces/default/configmaps")).status).toBe(200);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 
   it("validates a file without serving it", async () => {
     await writeFile(join(dir, "bad.yaml"), config([]).replace("default_pool: main", "default_pool: main\n  surprise: true"));
