@@ -83,7 +83,15 @@ export class AdsServer {
       const changed = wanted.filter((resource) => subscription.known.get(resource.name) !== resource.version);
       const present = new Set(wanted.map((resource) => resource.name));
       const removed = [...subscription.known.keys()].filter((name) => !present.has(name));
-      if (!force && changed.length === 0 && removed.length === 0) return;
+      if (!force && changed.length === 0 && removed.length === 0) {
+        // Nothing of this kind changed: once the last push was accepted,
+        // Envoy holds this version of it too.
+        if (status && (subscription.pendingVersion === undefined || status.acked[kind] === subscription.pendingVersion)) {
+          subscription.pendingVersion = snapshot.version;
+          status.acked[kind] = snapshot.version;
+        }
+        return;
+      }
       for (const resource of changed) subscription.known.set(resource.name, resource.version);
       for (const name of removed) subscription.known.delete(name);
       const nonce = String(++this.nonceCounter);
