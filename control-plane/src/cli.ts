@@ -11,6 +11,7 @@ import { AdminService, GetStatusResponseSchema } from "@wharf/proto/wharf/admin/
 import { startAdminServer, type RunningAdminServer } from "./admin/admin-server.js";
 import { ConfigSource } from "./config-source.js";
 import { ConfigError, loadConfigText } from "./config/load-config.js";
+import { parseRef, watchGatewayConfig } from "./kube-source.js";
 import { SnapshotCache } from "./xds/cache.js";
 import { startXdsServer } from "./xds/xds-server.js";
 
@@ -18,10 +19,12 @@ const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const defaultWasm = join(repo, "filters", "build", "gateway.wasm");
 
 const usage = `Usage:
-  wharf control-plane --config FILE [--xds-listen HOST:PORT] [--wasm PATH]
+  wharf control-plane (--config FILE | --kube-resource NAMESPACE/NAME [--kubeconfig FILE])
+                      [--xds-listen HOST:PORT] [--wasm PATH]
                       [--admin-token-file FILE [--admin-listen HOST:PORT]]
-      Serves Envoy sidecars over ADS (SotW and delta) from a YAML config;
-      every valid change to FILE is pushed live, an invalid one is refused.
+      Serves Envoy sidecars over ADS (SotW and delta) from a YAML config file
+      or a GatewayConfig custom resource (deploy/crds/); every valid change is
+      pushed live, an invalid one is refused and the last good one stays.
       --xds-listen defaults to 127.0.0.1:18000; --wasm to filters/build/gateway.wasm.
       With a token file, also serves the admin API (default 127.0.0.1:18001).
   wharf status [--admin URL] --token-file FILE [--json]
@@ -62,15 +65,23 @@ async function controlPlane(args: string[]): Promise<void> {
       wasm: { type: "string" },
       "admin-listen": { type: "string" },
       "admin-token-file": { type: "string" },
+      "kube-resource": { type: "string" },
+      kubeconfig: { type: "string" },
     },
   });
-  if (!values.config) fail("control-plane needs --config FILE");
+  if (!values.config === !values["kube-resource"]) fail("control-plane needs one of --config FILE or --kube-resource NAMESPACE/NAME");
   const cache = new SnapshotCache();
-  const config = new ConfigSource(values.config, resolve(values.wasm ?? defaultWasm), cache, log);
-  try {
-    await config.loadFile();
-  } catch (error) {
-    fail(`${values.config}: ${(error as Error).message}`);
+  const wasmFile = resolve(values.wasm ?? defaultWasm);
+  const ref = values["kube-resource"] ? parseRef(values["kube-resource"]) : undefined;
+  const config = ref
+    ? new ConfigSource(join(process.cwd(), "gatewayconfig.yaml"), wasmFile, cache, log, `the config is GatewayConfig ${ref.namespace}/${ref.name}: change that resource`)
+    : new ConfigSource(values.config!, wasmFile, cache, log);
+  if (!ref) {
+    try {
+      await config.loadFile();
+    } catch (error) {
+      fail(`${values.config}: ${(error as Error).message}`);
+    }
   }
   const [xdsHost, xdsPort] = hostPort(values["xds-listen"] ?? "127.0.0.1:18000", "18000");
   const xds = await startXdsServer(cache, xdsPort, xdsHost);
@@ -88,7 +99,12 @@ async function controlPlane(args: string[]): Promise<void> {
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  await config.watchFile(abort.signal);
+  if (ref) {
+    log("info", "watching GatewayConfig", { resource: `${ref.namespace}/${ref.name}` });
+    await watchGatewayConfig(values.kubeconfig, ref, async (text) => void (await config.apply(text)), log, abort.signal);
+  } else {
+    await config.watchFile(abort.signal);
+  }
 }
 
 function adminClient(values: { admin?: string; "token-file"?: string }, token: string) {

@@ -21,6 +21,8 @@ export class ConfigSource {
     private readonly wasmFile: string,
     private readonly cache: SnapshotCache,
     private readonly log: Log,
+    /** Set when the config lives elsewhere (a custom resource): applies must go there. */
+    private readonly readOnlyReason?: string,
   ) {
     this.file = resolve(file);
   }
@@ -40,12 +42,13 @@ export class ConfigSource {
     this.version++;
     this.appliedText = text;
     this.cache.setDefault(snapshot);
-    this.log("info", "config applied", { file: this.file, version: snapshot.version });
+    this.log("info", "config applied", { source: this.readOnlyReason ? "kubernetes" : this.file, version: snapshot.version });
     return snapshot.version;
   }
 
   /** Applies `text` and then writes it to the file, atomically. */
   async applyAndSave(text: string): Promise<string> {
+    if (this.readOnlyReason) throw new Error(this.readOnlyReason);
     const version = await this.apply(text);
     const temporary = `${this.file}.wharf-tmp`;
     await writeFile(temporary, text);
