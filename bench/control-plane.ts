@@ -57,7 +57,7 @@ function deployment(pools: number, policies: number, marker: number): GatewayDep
     upstreamCa: pem(pki.ca.certFile),
     frontProxyCert: pem(pki.frontProxyClient.certFile),
     frontProxyKey: pem(pki.frontProxyClient.keyFile),
-    wasmFile: wasmPath("gateway"),
+    wasmModule: readFileSync(wasmPath("gateway")),
     gatewayConfig: encodeGatewayConfig({
       policies: Array.from({ length: policies }, (_, i) => ({
         name: `policy-${i}-${marker}`,

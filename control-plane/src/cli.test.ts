@@ -154,6 +154,15 @@ describe("wharf control-plane with a YAML file", () => {
     expect(await readFile(configFile, "utf8")).toBe(config([]));
   });
 
+  it("exports metrics behind the admin token", async () => {
+    const token = (await readFile(tokenFile, "utf8")).trim();
+    expect((await fetch(`${adminUrl}/metrics`)).status).toBe(401);
+    const text = await (await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+    expect(text).toMatch(/^wharf_xds_connected_envoys 1$/m);
+    expect(text).toMatch(/^wharf_xds_pushes_total\{kind="listener"\} [1-9]/m);
+    expect(text).toMatch(/^wharf_config_version [1-9]/m);
+  });
+
   it("gives an Envoy that connects later the current config, and Envoys resume after a control-plane restart", async () => {
     const statusOf = async () =>
       JSON.parse((await run(process.execPath, [wharf, "status", "--admin", adminUrl, "--token-file", tokenFile, "--json"])).stdout) as {

@@ -10,6 +10,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { AdminService, GetStatusResponseSchema } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
 import { startAdminServer, type RunningAdminServer } from "./admin/admin-server.js";
 import { ConfigSource } from "./config-source.js";
+import { ControlPlaneMetrics } from "./metrics.js";
 import { ConfigError, loadConfigText } from "./config/load-config.js";
 import { parseRef, watchGatewayConfig } from "./kube-source.js";
 import { SnapshotCache } from "./xds/cache.js";
@@ -84,12 +85,14 @@ async function controlPlane(args: string[]): Promise<void> {
     }
   }
   const [xdsHost, xdsPort] = hostPort(values["xds-listen"] ?? "127.0.0.1:18000", "18000");
-  const xds = await startXdsServer(cache, xdsPort, xdsHost);
+  const metrics = new ControlPlaneMetrics();
+  const xds = await startXdsServer(cache, xdsPort, xdsHost, metrics);
+  metrics.attach(xds.ads, config);
   log("info", "control plane serving ADS", { address: xds.address });
   let admin: RunningAdminServer | undefined;
   if (values["admin-token-file"]) {
     const [adminHost, adminPort] = hostPort(values["admin-listen"] ?? "127.0.0.1:18001", "18001");
-    admin = await startAdminServer(config, xds.ads, await readToken(values["admin-token-file"]), adminHost, adminPort);
+    admin = await startAdminServer(config, xds.ads, metrics, await readToken(values["admin-token-file"]), adminHost, adminPort);
     log("info", "admin API serving", { url: admin.url });
   }
   const abort = new AbortController();

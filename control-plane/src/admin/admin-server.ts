@@ -1,5 +1,5 @@
-// The admin API over Connect (Connect, gRPC and gRPC-Web protocols), behind
-// a bearer token compared in constant time.
+// The admin API over Connect (Connect, gRPC and gRPC-Web protocols) and
+// /metrics, behind a bearer token compared in constant time.
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { create } from "@bufbuild/protobuf";
@@ -14,6 +14,7 @@ import {
   NackSchema,
 } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
 import type { ConfigSource } from "../config-source.js";
+import type { ControlPlaneMetrics } from "../metrics.js";
 import type { AdsServer } from "../xds/ads-server.js";
 
 export interface RunningAdminServer {
@@ -49,7 +50,14 @@ function routes(config: ConfigSource, ads: AdsServer) {
     });
 }
 
-export async function startAdminServer(config: ConfigSource, ads: AdsServer, token: string, host: string, port: number): Promise<RunningAdminServer> {
+export async function startAdminServer(
+  config: ConfigSource,
+  ads: AdsServer,
+  metrics: ControlPlaneMetrics,
+  token: string,
+  host: string,
+  port: number,
+): Promise<RunningAdminServer> {
   if (token.length < 16) throw new Error("the admin token must be at least 16 characters");
   const expected = Buffer.from(`Bearer ${token}`);
   const handler = connectNodeAdapter({ routes: routes(config, ads) });
@@ -57,6 +65,13 @@ export async function startAdminServer(config: ConfigSource, ads: AdsServer, tok
     const given = Buffer.from(request.headers.authorization ?? "");
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       response.writeHead(401, { "content-type": "application/json" }).end('{"code":"unauthenticated","message":"a valid admin token is required"}');
+      return;
+    }
+    if (request.url === "/metrics") {
+      metrics.registry.metrics().then(
+        (text) => response.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+        (error: unknown) => response.writeHead(500).end(String(error)),
+      );
       return;
     }
     handler(request, response);

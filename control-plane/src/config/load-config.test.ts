@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { createCertificateAuthority, makeWorkDir, removeWorkDir, type KeyPair } from "@wharf/testkit";
+import { wasmPath } from "@wharf/filters";
 import { ConfigError, loadConfigText } from "./load-config.js";
 
 let dir: string;
@@ -35,14 +36,14 @@ function base(): Record<string, Record<string, unknown>> {
 async function refusal(edit: (config: ReturnType<typeof base>) => void): Promise<string> {
   const config = base();
   edit(config);
-  const error = await loadConfigText(stringify(config), { baseDir: dir, wasmFile: "/x.wasm" }).catch((e: unknown) => e);
+  const error = await loadConfigText(stringify(config), { baseDir: dir, wasmFile: wasmPath("gateway") }).catch((e: unknown) => e);
   expect(error).toBeInstanceOf(ConfigError);
   return (error as ConfigError).message;
 }
 
 describe("the config validator", () => {
   it("accepts a complete config and turns it into a deployment", async () => {
-    const { deployment } = await loadConfigText(stringify(base()), { baseDir: dir, wasmFile: "/x.wasm" });
+    const { deployment } = await loadConfigText(stringify(base()), { baseDir: dir, wasmFile: wasmPath("gateway") });
     expect(deployment.listenAddress).toBe("127.0.0.1");
     expect(deployment.listenPort).toBe(7443);
     expect(deployment.pools).toEqual([
@@ -67,6 +68,6 @@ describe("the config validator", () => {
   });
 
   it("refuses text that is not YAML", async () => {
-    await expect(loadConfigText("listener: [unclosed", { baseDir: dir, wasmFile: "/x.wasm" })).rejects.toThrow(/not valid YAML/);
+    await expect(loadConfigText("listener: [unclosed", { baseDir: dir, wasmFile: wasmPath("gateway") })).rejects.toThrow(/not valid YAML/);
   });
 });

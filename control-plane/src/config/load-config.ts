@@ -22,7 +22,7 @@ export class ConfigError extends Error {
 export interface LoadOptions {
   /** Relative file paths in the config resolve against this directory. */
   baseDir: string;
-  /** Path of the gateway filter's .wasm on the Envoy host. */
+  /** The gateway filter's .wasm, read here and shipped to Envoy inline. */
   wasmFile: string;
 }
 
@@ -55,6 +55,14 @@ async function readPem(field: string, file: string, baseDir: string): Promise<st
   }
   if (!text.includes("-----BEGIN ")) throw new ConfigError(field, `${path} is not a PEM file`);
   return text;
+}
+
+async function readWasm(file: string): Promise<Uint8Array> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    throw new ConfigError("--wasm", `cannot read the gateway filter module ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
 }
 
 function uniqueNames(field: string, names: string[]): Set<string> {
@@ -122,7 +130,7 @@ async function toDeployment(config: Config, options: LoadOptions): Promise<Gatew
     upstreamCa: await readPem("upstream_cluster.ca_file", upstream.caFile, options.baseDir),
     frontProxyCert: await readPem("upstream_cluster.client_cert_file", upstream.clientCertFile, options.baseDir),
     frontProxyKey: await readPem("upstream_cluster.client_key_file", upstream.clientKeyFile, options.baseDir),
-    wasmFile: options.wasmFile,
+    wasmModule: await readWasm(options.wasmFile),
     gatewayConfig,
     pools,
     defaultPool: upstream.defaultPool,

@@ -21,8 +21,8 @@ export interface GatewayDeployment {
   upstreamCa: string;
   frontProxyCert: string;
   frontProxyKey: string;
-  /** Path of the gateway filter's .wasm on the Envoy host. */
-  wasmFile: string;
+  /** The gateway filter's compiled module: shipped inline, so sidecars need no copy of it. */
+  wasmModule: Uint8Array;
   /** Encoded wharf.gateway.v1.GatewayConfig. */
   gatewayConfig: Uint8Array;
   pools: UpstreamPool[];
@@ -116,7 +116,7 @@ export function gatewayResources(deployment: GatewayDeployment): ResourceSet {
             root_id: "wharf.gateway",
             fail_open: false,
             configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: Buffer.from(deployment.gatewayConfig).toString("base64") },
-            vm_config: { vm_id: "wharf.gateway", runtime: "envoy.wasm.runtime.v8", code: { local: { filename: deployment.wasmFile } } },
+            vm_config: { vm_id: "wharf.gateway", runtime: "envoy.wasm.runtime.v8", code: { local: { inline_bytes: Buffer.from(deployment.wasmModule).toString("base64") } } },
           },
         },
       },

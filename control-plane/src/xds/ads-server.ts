@@ -29,6 +29,12 @@ interface Subscription {
   nonce?: string;
 }
 
+/** What the server reports about itself, e.g. to metrics. */
+export interface AdsObserver {
+  pushed(kind: ResourceKind): void;
+  nacked(kind: ResourceKind): void;
+}
+
 const kindOf = new Map<string, ResourceKind>((Object.keys(typeUrls) as ResourceKind[]).map((kind) => [typeUrls[kind], kind]));
 
 export class AdsServer {
@@ -38,6 +44,7 @@ export class AdsServer {
   constructor(
     private readonly cache: SnapshotCache,
     private readonly log: (level: "info" | "warn", message: string, fields: Record<string, unknown>) => void = () => undefined,
+    private readonly observer?: AdsObserver,
   ) {}
 
   /** The handler for envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources. */
@@ -60,6 +67,7 @@ export class AdsServer {
   private nack(status: NodeStatus, kind: ResourceKind, version: string, message: string): void {
     // Envoy keeps what it had; so do we, and say so.
     status.lastNack = { kind, version, message, at: new Date() };
+    this.observer?.nacked(kind);
     this.log("warn", "envoy rejected configuration", { node: status.nodeId, kind, version, error: message });
   }
 
@@ -97,6 +105,7 @@ export class AdsServer {
       const nonce = String(++this.nonceCounter);
       subscription.nonce = nonce;
       subscription.pendingVersion = snapshot.version;
+      this.observer?.pushed(kind);
       call.write(
         create(DeltaDiscoveryResponseSchema, {
           systemVersionInfo: snapshot.version,
@@ -164,6 +173,7 @@ export class AdsServer {
       const nonce = String(++this.nonceCounter);
       subscription.sentVersion = snapshot.version;
       subscription.nonce = nonce;
+      this.observer?.pushed(kind);
       call.write(
         create(DiscoveryResponseSchema, {
           versionInfo: snapshot.version,

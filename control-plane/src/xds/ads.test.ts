@@ -31,6 +31,7 @@ import {
 } from "@wharf/testkit";
 import { encodeGatewayConfig, type GatewayConfigInit } from "../../../filters/src/gateway/harness.js";
 import { gatewayResources, type GatewayDeployment } from "../resources/gateway-resources.js";
+import { ControlPlaneMetrics } from "../metrics.js";
 import { SnapshotCache } from "./cache.js";
 import { Snapshot, SnapshotError } from "./snapshot.js";
 import { startXdsServer, type RunningXdsServer } from "./xds-server.js";
@@ -43,6 +44,7 @@ let kube: KubeApiserver;
 let xds: RunningXdsServer;
 let client: KeyPair;
 const cache = new SnapshotCache();
+const metrics = new ControlPlaneMetrics();
 
 const allowAll: GatewayConfigInit = { defaultAction: { target: { case: "upstream", value: "main" } } };
 const denyConfigMaps: GatewayConfigInit = {
@@ -81,7 +83,7 @@ beforeAll(async () => {
   kube = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], pki, extraArgs: ["--etcd-prefix=/xds-test"] });
   serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
   client = await issueCertificate(dir, pki.ca, { name: "carol", commonName: "carol", organizations: ["system:masters"], usage: "client" });
-  xds = await startXdsServer(cache);
+  xds = await startXdsServer(cache, 0, "127.0.0.1", metrics);
 }, 120_000);
 
 async function deploymentOn(listenPort: number): Promise<GatewayDeployment> {
@@ -93,7 +95,7 @@ async function deploymentOn(listenPort: number): Promise<GatewayDeployment> {
     upstreamCa: await pem(pki.ca.certFile),
     frontProxyCert: await pem(pki.frontProxyClient.certFile),
     frontProxyKey: await pem(pki.frontProxyClient.keyFile),
-    wasmFile: wasmPath("gateway"),
+    wasmModule: readFileSync(wasmPath("gateway")),
     gatewayConfig: encodeGatewayConfig(allowAll),
     pools: [{ name: "main", endpoints: [{ host: "127.0.0.1", port: Number(new URL(kube.url).port) }] }],
     defaultPool: "main",
@@ -236,6 +238,7 @@ describe.each([
     expect(xds.ads.nodes.get(nodeId)?.lastNack?.message).toMatch(/connect_timeout|Duration|value must be greater than/i);
     expect(ackedBefore).toBeDefined();
     expect(xds.ads.nodes.get(nodeId)?.acked.cluster).toBe(ackedBefore);
+    expect(await metrics.registry.metrics()).toMatch(/^wharf_xds_nacks_total\{kind="cluster"\} [1-9]/m);
     expect((await httpsGet(`${gatewayUrl}/api/v1/namespaces/default/configmaps`, pki.ca.certFile, client)).status).toBe(403);
   });
 });

@@ -1,7 +1,7 @@
 import { Server, ServerCredentials } from "@grpc/grpc-js";
 import { AggregatedDiscoveryService } from "@wharf/proto/envoy/service/discovery/v3/ads_pb.js";
 import { serviceDefinition } from "@wharf/proto/grpc";
-import { AdsServer } from "./ads-server.js";
+import { AdsServer, type AdsObserver } from "./ads-server.js";
 import type { SnapshotCache } from "./cache.js";
 
 export interface RunningXdsServer {
@@ -12,9 +12,11 @@ export interface RunningXdsServer {
 }
 
 /** Serves ADS on `host:port` (loopback by default; plaintext on loopback only). */
-export async function startXdsServer(cache: SnapshotCache, port = 0, host = "127.0.0.1"): Promise<RunningXdsServer> {
-  const ads = new AdsServer(cache, (level, message, fields) =>
-    process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), level, msg: message, ...fields }) + "\n"),
+export async function startXdsServer(cache: SnapshotCache, port = 0, host = "127.0.0.1", observer?: AdsObserver): Promise<RunningXdsServer> {
+  const ads = new AdsServer(
+    cache,
+    (level, message, fields) => process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), level, msg: message, ...fields }) + "\n"),
+    observer,
   );
   const server = new Server();
   server.addService(serviceDefinition(AggregatedDiscoveryService), { streamAggregatedResources: ads.handler(), deltaAggregatedResources: ads.deltaHandler() });
