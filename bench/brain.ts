@@ -3,8 +3,7 @@
 // fsyncs its WAL; brain syncs every group commit). Writes a markdown table and
 // a JSON file to bench/results/, then a PNG chart (bench/chart.py).
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -30,25 +29,13 @@ import {
   type RawEtcdClient,
   type RunningProcess,
 } from "@wharf/testkit";
+import { percentile, writeResults, type Row } from "./report.js";
 
-interface Row {
-  workload: string;
-  target: "etcd" | "brain";
-  opsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  rssMb: number;
-}
 
 const scale = Number(process.env.BENCH_SCALE ?? "1");
 const concurrency = 32;
 const bytes = (text: string) => new TextEncoder().encode(text);
 const value = new Uint8Array(1024).fill(120); // 1 KiB, about a small Kubernetes object
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 function rssMb(process: RunningProcess): number {
   const status = readFileSync(`/proc/${process.child.pid}/status`, "utf8");
@@ -237,14 +224,7 @@ function markdown(rows: Row[]): string {
 }
 
 const rows = [...(await benchTarget("etcd")), ...(await benchTarget("brain"))];
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}`;
 const table = markdown(rows);
-const outDir = join(repoRoot, "bench", "results");
-mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, "brain.json"), JSON.stringify({ date: new Date().toISOString(), machine, concurrency, scale, rows }, null, 2) + "\n");
-writeFileSync(
-  join(outDir, "brain.md"),
-  `# brain vs etcd\n\n${new Date().toISOString().slice(0, 10)} on ${machine}; etcd ${execFileSync(join(repoRoot, ".tools", "bin", "etcd"), ["--version"]).toString().split("\n")[0]}; ` +
-    `${concurrency} requests in flight, 1 KiB values, fsync on for both.\n\n${table}\n`,
-);
+const etcdVersion = execFileSync(join(repoRoot, ".tools", "bin", "etcd"), ["--version"]).toString().split("\n")[0];
+writeResults("brain", rows, { concurrency, scale }, "brain vs etcd", `${etcdVersion}; ${concurrency} requests in flight, 1 KiB values, fsync on for both.`, table);
 console.log(table);

@@ -2,8 +2,7 @@
 // the control plane to an Envoy's acknowledgement, for growing numbers of
 // pools (clusters, endpoints, routes) and dispatch policies, over SotW and
 // delta ADS, against a real Envoy. Writes bench/results/control-plane.*.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, totalmem } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { wasmPath } from "@wharf/filters";
 import {
@@ -22,15 +21,7 @@ import { gatewayResources, type GatewayDeployment } from "../control-plane/src/r
 import { SnapshotCache } from "../control-plane/src/xds/cache.js";
 import { Snapshot, pushOrder } from "../control-plane/src/xds/snapshot.js";
 import { startXdsServer } from "../control-plane/src/xds/xds-server.js";
-
-interface Row {
-  workload: string;
-  target: string;
-  opsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  rssMb: number;
-}
+import { writeResults, type Row } from "./report.js";
 
 const sizes = [
   { pools: 10, policies: 100 },
@@ -134,18 +125,17 @@ try {
   await removeWorkDir(dir);
 }
 
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}`;
 const table = [
   "| size | ADS variant | push → ACK median ms | max ms |",
   "|---|---|---:|---:|",
   ...rows.map((row) => `| ${row.workload} | ${row.target} | ${row.p50Ms.toFixed(1)} | ${row.p99Ms.toFixed(1)} |`),
 ].join("\n");
-const outDir = join(repoRoot, "bench", "results");
-mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, "control-plane.json"), JSON.stringify({ date: new Date().toISOString(), machine, rounds, rows }, null, 2) + "\n");
-writeFileSync(
-  join(outDir, "control-plane.md"),
-  `# Control plane: configuration change → Envoy ACK\n\n${new Date().toISOString().slice(0, 10)} on ${machine}; ${rounds} changes per size ` +
-    `(each a new gateway-filter config; pools = clusters + endpoint sets + routes), timed from building the snapshot to Envoy acknowledging every resource kind.\n\n${table}\n`,
+writeResults(
+  "control-plane",
+  rows,
+  { rounds },
+  "Control plane: configuration change → Envoy ACK",
+  `${rounds} changes per size (each a new gateway-filter config; pools = clusters + endpoint sets + routes), timed from building the snapshot to Envoy acknowledging every resource kind.`,
+  table,
 );
 console.log(table);

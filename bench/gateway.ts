@@ -1,10 +1,8 @@
 // `npm run bench:gateway`: the same client load straight to kube-apiserver,
 // through Envoy without the filter, and through Envoy with the gateway
 // filter, in one run. Writes bench/results/gateway.{md,json} and a PNG chart.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { connect, type ClientHttp2Session } from "node:http2";
-import { cpus, totalmem } from "node:os";
-import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { wasmPath } from "@wharf/filters";
 import {
@@ -12,29 +10,16 @@ import {
   issueCertificate,
   makeWorkDir,
   removeWorkDir,
-  repoRoot,
   startGatewayEnvoy,
   startKubeApiserver,
   startReferenceEtcd,
   type KeyPair,
 } from "@wharf/testkit";
 import { encodeGatewayConfig } from "../filters/src/gateway/harness.js";
-
-interface Row {
-  workload: string;
-  target: string;
-  opsPerSecond: number;
-  p50Ms: number;
-  p99Ms: number;
-  rssMb: number;
-}
+import { percentile, writeResults, type Row } from "./report.js";
 
 const concurrency = 16;
 const scale = Number(process.env.BENCH_SCALE ?? "1");
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 function session(url: string, ca: string, client: KeyPair): ClientHttp2Session {
   return connect(url, { ca: readFileSync(ca), cert: readFileSync(client.certFile), key: readFileSync(client.keyFile) });
@@ -189,7 +174,6 @@ try {
   await removeWorkDir(dir);
 }
 
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}`;
 const lines = [
   "| workload | target | ops/s | p50 ms | p99 ms | added p50 ms vs direct | throughput vs direct |",
   "|---|---|---:|---:|---:|---:|---:|",
@@ -202,13 +186,13 @@ for (const row of rows) {
   );
 }
 const table = lines.join("\n");
-const outDir = join(repoRoot, "bench", "results");
-mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, "gateway.json"), JSON.stringify({ date: new Date().toISOString(), machine, concurrency, scale, rows }, null, 2) + "\n");
-writeFileSync(
-  join(outDir, "gateway.md"),
-  `# kube-apiserver direct vs through Envoy vs through Envoy with the gateway filter\n\n${new Date().toISOString().slice(0, 10)} on ${machine}; ` +
-    `one kube-apiserver on etcd, HTTP/2 with client certificates on every hop, ${concurrency} requests in flight (serial: 1; watches: 50 watchers). ` +
-    `With requests in flight the 2 cores are saturated by the apiserver, so those rows measure throughput under contention; the serial row isolates added latency.\n\n${table}\n`,
+writeResults(
+  "gateway",
+  rows,
+  { concurrency, scale },
+  "kube-apiserver direct vs through Envoy vs through Envoy with the gateway filter",
+  `one kube-apiserver on etcd, HTTP/2 with client certificates on every hop, ${concurrency} requests in flight (serial: 1; watches: 50 watchers). ` +
+    "With requests in flight the 2 cores are saturated by the apiserver, so those rows measure throughput under contention; the serial row isolates added latency.",
+  table,
 );
 console.log(table);

@@ -150,16 +150,10 @@ export class AdsServer {
       const snapshot = this.cache.get(status.nodeId);
       if (snapshot && !request.errorDetail) push(kind, snapshot, request.responseNonce === "");
     });
-    const close = () => {
+    onStreamClosed(call, () => {
       cancelWatch?.();
       if (status) status.connected = false;
-    };
-    call.on("end", () => {
-      close();
-      call.end();
     });
-    call.on("error", close);
-    call.on("cancelled", close);
   }
 
   private serve(call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
@@ -206,15 +200,25 @@ export class AdsServer {
       const snapshot = this.cache.get(status.nodeId);
       if (snapshot && (namesChanged || subscription.sentVersion !== snapshot.version)) send(kind, snapshot);
     });
-    const close = () => {
+    onStreamClosed(call, () => {
       cancelWatch?.();
       if (status) status.connected = false;
-    };
-    call.on("end", () => {
-      close();
-      call.end();
     });
-    call.on("error", close);
-    call.on("cancelled", close);
   }
+}
+
+/** Runs `close` once when the stream ends, fails or is cancelled; ends our side too. */
+function onStreamClosed(call: ServerDuplexStream<unknown, unknown>, close: () => void): void {
+  let closed = false;
+  const once = () => {
+    if (closed) return;
+    closed = true;
+    close();
+  };
+  call.on("end", () => {
+    once();
+    call.end();
+  });
+  call.on("error", once);
+  call.on("cancelled", once);
 }
