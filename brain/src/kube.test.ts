@@ -3,7 +3,7 @@
 import { execFile, spawn } from "node:child_process";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startBrainProcess, startKubeApiserver, toolPath, type Brain, type KubeApiserver } from "@wharf/testkit";
+import { startBrainProcess, startKubeApiserver, toolPath, type Brain, type KubeApiserver, waitFor } from "@wharf/testkit";
 
 const run = promisify(execFile);
 
@@ -50,14 +50,6 @@ async function session(kubeconfig: string): Promise<Record<string, unknown>> {
   seen.notFound = missing.trim();
   await kubectl("delete", "namespace", ns, "--wait=false");
   return seen;
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
 }
 
 function apply(kubeconfig: string, manifest: object): Promise<string> {

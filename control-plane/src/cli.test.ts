@@ -23,6 +23,7 @@ import {
   type KeyPair,
   type KubeApiserver,
   type RunningProcess,
+  waitFor,
 } from "@wharf/testkit";
 
 const run = promisify(execFile);
@@ -65,15 +66,6 @@ function config(policies: unknown[], pools = ["main"]): string {
       dispatch_policies: policies,
     },
   });
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check().catch(() => false)) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 beforeAll(async () => {

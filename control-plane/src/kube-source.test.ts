@@ -17,6 +17,7 @@ import {
   waitUntilReady,
   type ClusterPki,
   type RunningProcess,
+  waitFor,
 } from "@wharf/testkit";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -72,14 +73,6 @@ const admin = () =>
       ],
     }),
   );
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 beforeAll(async () => {
   dir = await makeWorkDir("kube-source");

@@ -28,6 +28,7 @@ import {
   type Envoy,
   type KeyPair,
   type KubeApiserver,
+  waitFor,
 } from "@wharf/testkit";
 import { encodeGatewayConfig, type GatewayConfigInit } from "../../../filters/src/gateway/harness.js";
 import { gatewayResources, type GatewayDeployment } from "../resources/gateway-resources.js";
@@ -63,15 +64,6 @@ function servedCertificateSerial(url: string): Promise<string> {
     });
     socket.on("error", reject);
   });
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const started = Date.now();
-  for (;;) {
-    if (await check().catch(() => false)) return Date.now() - started;
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 let serving: KeyPair;

@@ -14,3 +14,4 @@ export { startEnvoy, type Envoy } from "./envoy.js";
 export { startBrainProcess, type Brain } from "./brain.js";
 export { rawEtcdClient, etcdServices, type RawEtcdClient } from "./etcd-client.js";
 export { startGatewayEnvoy, type GatewayEnvoy, type GatewayEnvoyOptions } from "./gateway-envoy.js";
+export { waitFor } from "./wait.js";
