@@ -33,8 +33,4 @@ export const errors = {
   leaseExists: make(status.FAILED_PRECONDITION, "etcdserver: lease already exists"),
   leaseTtlTooLarge: make(status.OUT_OF_RANGE, "etcdserver: too large lease TTL"),
   stopped: make(status.UNAVAILABLE, "etcdserver: server stopped"),
-  permissionDenied: make(status.PERMISSION_DENIED, "etcdserver: permission denied"),
-  authNotEnabled: make(status.FAILED_PRECONDITION, "etcdserver: authentication is not enabled"),
-  notCapable: make(status.FAILED_PRECONDITION, "etcdserver: not capable"),
-  memberNotFound: make(status.NOT_FOUND, "etcdserver: member not found"),
 };

@@ -14,7 +14,7 @@ import {
   tableStart,
   userKeyOfCurrent,
 } from "../storage/keys.js";
-import { compareBytes, keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
+import { keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
 import { decodeLogEntry, decodeRecord, EventKind } from "./record.js";
 
 export const metaNames = {
@@ -200,8 +200,4 @@ export class StoreView {
   async meta(name: string): Promise<Uint8Array | undefined> {
     return this.view.get(metaKey(name));
   }
-}
-
-export function sortKeyValues(kvs: KeyValue[]): KeyValue[] {
-  return kvs.sort((a, b) => compareBytes(a.key, b.key));
 }

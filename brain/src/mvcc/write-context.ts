@@ -58,11 +58,6 @@ export class WriteContext {
     return this.request.revision ?? this.groupRevision;
   }
 
-  /** Whether the current request has written anything yet. */
-  get requestWrote(): boolean {
-    return this.request.revision !== undefined;
-  }
-
   beginRequest(): void {
     this.request = emptyStage();
   }

@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
 import { create } from "@bufbuild/protobuf";
-import { Server, ServerCredentials, status, type ServiceDefinition } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import {
   Auth,
@@ -226,4 +226,3 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
   };
 }
 
-export { status };

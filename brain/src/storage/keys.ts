@@ -165,7 +165,3 @@ export function encodeUint64(value: number): Uint8Array {
 export function decodeUint64(bytes: Uint8Array): number {
   return readUint64(bytes, 0);
 }
-
-export function compareRevisions(a: Revision, b: Revision): number {
-  return a.main - b.main || a.sub - b.sub;
-}
