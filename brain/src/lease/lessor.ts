@@ -49,10 +49,10 @@ export class Lessor {
         lessor.leases.set(id, { id, ttl, expiresAt: now() + ttl * 1000, keys: new Map(), revoking: false });
         return true;
       });
-      await view.leasedKeys((key, lease) => lessor.leases.get(lease)?.keys.set(keyId(key), key));
     } finally {
       await view.close();
     }
+    for (const [key, lease] of store.takeLeasedKeysAtOpen()) lessor.leases.get(lease)?.keys.set(keyId(key), key);
     store.leaseExists = (id) => lessor.leases.has(id);
     store.onCommit((commit) => lessor.apply(commit));
     return lessor;

@@ -183,15 +183,6 @@ export class StoreView {
     return entries.length === 0 ? this.revision + 1 : Math.max(lastMain + 1, fromRevision);
   }
 
-  /** Every live key with a lease, for rebuilding lease attachments at start. */
-  async leasedKeys(visit: (key: Uint8Array, lease: bigint) => void): Promise<void> {
-    await this.view.scan(tableStart(Table.Current), tableEnd(Table.Current), (storageKey, value) => {
-      const record = decodeRecord(value);
-      if (record.lease !== 0n) visit(userKeyOfCurrent(storageKey).slice(), record.lease);
-      return true;
-    });
-  }
-
   /** Raw scan of one table, for hashing, snapshots and lease loading. */
   scanTable(table: Table, visit: (key: Uint8Array, value: Uint8Array) => boolean): Promise<void> {
     return this.view.scan(tableStart(table), tableEnd(table), visit);

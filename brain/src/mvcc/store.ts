@@ -3,7 +3,7 @@ import type { StorageEngine, WriteOp } from "../storage/engine.js";
 import { decodeUint64, encodeUint64, historyKey, logKey, metaKey, parseLogKey, Table } from "../storage/keys.js";
 import { errors } from "../errors.js";
 import { log } from "../log.js";
-import { decodeLogEntry } from "./record.js";
+import { decodeLogEntry, decodeRecord } from "./record.js";
 import { keyId } from "./kv.js";
 import { SortedKeySet } from "./key-set.js";
 import { metaNames, StoreView, type LiveKeyCounter } from "./store-view.js";
@@ -41,6 +41,8 @@ export class MvccStore {
   private closed = false;
   /** Live keys at `revision`, updated with each commit. */
   readonly liveKeys = new SortedKeySet();
+  /** Leased keys found by the start-up scan, until the lessor takes them. */
+  private leasedAtOpen: Array<[Uint8Array, bigint]> = [];
   private readonly countLive: LiveKeyCounter = (revision, start, end) =>
     revision === this.revision ? this.liveKeys.count(keyId(start), end === undefined ? undefined : keyId(end)) : undefined;
 
@@ -90,8 +92,13 @@ export class MvccStore {
         positive(clusterId),
         positive(memberId),
       );
-      await view.scanTable(Table.Current, (key) => {
-        store.liveKeys.add(keyId(key.subarray(1)));
+      // One pass over the live keys at start: the ordered set for counting,
+      // and which keys hold leases (the lessor takes those once).
+      await view.scanTable(Table.Current, (key, value) => {
+        const userKey = key.subarray(1);
+        store.liveKeys.add(keyId(userKey));
+        const lease = decodeRecord(value).lease;
+        if (lease !== 0n) store.leasedAtOpen.push([userKey.slice(), lease]);
         return true;
       });
       if (store.compactedThrough < store.compactRevision) store.startCompaction(store.compactRevision);
@@ -99,6 +106,13 @@ export class MvccStore {
     } finally {
       await view.close();
     }
+  }
+
+  /** The leased keys present at start (once; later changes come as commits). */
+  takeLeasedKeysAtOpen(): Array<[Uint8Array, bigint]> {
+    const taken = this.leasedAtOpen;
+    this.leasedAtOpen = [];
+    return taken;
   }
 
   /** A consistent read view; close it when done. */
