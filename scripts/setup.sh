@@ -148,7 +148,22 @@ etcd_fits || build_go_tools etcd "" \
   etcd=go.etcd.io/etcd/server/v3 \
   etcdctl=go.etcd.io/etcd/etcdctl/v3
 
-for tool in envoy kube-apiserver kubectl etcd etcdctl; do
+# Our own commands, next to the real parts: `.tools/bin/wharf status` reads
+# better than `node control-plane/dist/cli.js status`.
+own_command() {
+  local name=$1 main=$2
+  cat >"$bin/$name.tmp" <<EOF
+#!/bin/sh
+main="$root/$main"
+[ -f "\$main" ] || { echo "$name: \$main is not built yet; run npm run build" >&2; exit 1; }
+exec node "\$main" "\$@"
+EOF
+  chmod +x "$bin/$name.tmp" && mv "$bin/$name.tmp" "$bin/$name"
+}
+own_command wharf control-plane/dist/cli.js
+own_command brain brain/dist/main.js
+
+for tool in envoy kube-apiserver kubectl etcd etcdctl wharf brain; do
   [[ -x "$bin/$tool" ]] || fail "$tool is missing from .tools/bin after setup"
 done
 say "ready: $(ls "$bin" | paste -sd' ') in .tools/bin"

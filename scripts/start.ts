@@ -1,16 +1,21 @@
 // `npm start`: the stack on this machine, in the foreground, until Ctrl-C:
 //
-//   kubectl ─TLS─▶ Envoy (gateway filter) ──▶ kube-apiserver ×2 ──▶ brain (RocksDB)
+//   kubectl ─TLS─▶ Envoy (gateway filter) ──▶ kube-apiserver ×N ──▶ brain (RocksDB)
 //                    └── xDS ◀── wharf control-plane (.wharf/wharf.yaml)
 //
 // Everything listens on 127.0.0.1 only. State lives in .wharf/ (git-ignored):
-// brain's data, the cluster PKI, the control plane's config and admin token,
-// and a kubeconfig that goes through Envoy. A second start reuses all of it.
+// brain's (or etcd's) data, the cluster PKI, the control plane's config and
+// admin token, logs, and a kubeconfig that goes through Envoy. A second start
+// reuses all of it.
+//
+//   npm start -- [--apiservers N] [--etcd] [--verbose]
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { stringify } from "yaml";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { parseArgs } from "node:util";
+import { create, toJsonString, type MessageInitShape } from "@bufbuild/protobuf";
+import { LocalStackSchema, StackComponentSchema } from "@wharf/proto/wharf/admin/v1/stack_pb.js";
 import {
   issueCertificate,
   loadOrCreateClusterPki,
@@ -20,10 +25,22 @@ import {
   startEnvoy,
   startKubeApiserver,
   startProcess,
+  startReferenceEtcd,
   waitUntilReady,
   writeKubeconfig,
-  type RunningProcess,
 } from "@wharf/testkit";
+import { StackConsole } from "./stack/console.js";
+import { ensureStackConfig } from "./stack/sample-config.js";
+import { Supervised, type Started, type SupervisorEvents } from "./stack/supervisor.js";
+
+const usage = `Usage: npm start -- [--apiservers N] [--etcd] [--verbose]
+  --apiservers N  how many kube-apiservers behind the gateway (default 2, at most 9)
+  --etcd          store the cluster in the reference etcd instead of brain (for comparison)
+  --verbose       also print info-level lines of kube-apiserver and Envoy (always in .wharf/logs/)
+Ports: WHARF_BRAIN_PORT (2379; etcd too), WHARF_BRAIN_METRICS_PORT (2381), WHARF_APISERVER_PORT
+(6443, then +1 per apiserver), WHARF_GATEWAY_PORT (7443), WHARF_ENVOY_ADMIN_PORT (9901),
+WHARF_XDS_PORT (18000), WHARF_ADMIN_PORT (18001). State: WHARF_STATE_DIR (.wharf).
+`;
 
 function portFromEnv(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -33,62 +50,103 @@ function portFromEnv(name: string, fallback: number): number {
   return port;
 }
 
+function parseFlags(): { apiservers: number; etcd: boolean; verbose: boolean } {
+  try {
+    const { values } = parseArgs({
+      options: { apiservers: { type: "string", default: "2" }, etcd: { type: "boolean" }, verbose: { type: "boolean" }, help: { type: "boolean" } },
+    });
+    if (values.help) {
+      process.stdout.write(usage);
+      process.exit(0);
+    }
+    const apiservers = Number(values.apiservers);
+    if (!Number.isInteger(apiservers) || apiservers < 1 || apiservers > 9) throw new Error(`--apiservers ${values.apiservers}: want 1 to 9`);
+    return { apiservers, etcd: values.etcd ?? false, verbose: values.verbose ?? false };
+  } catch (error) {
+    process.stderr.write(`npm start: ${(error as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+}
+
+const flags = parseFlags();
 const state = process.env.WHARF_STATE_DIR ?? join(repoRoot, ".wharf");
+const firstApiserverPort = portFromEnv("WHARF_APISERVER_PORT", 6443);
 const ports = {
-  brain: portFromEnv("WHARF_BRAIN_PORT", 2379),
-  apiservers: [portFromEnv("WHARF_APISERVER_PORT", 6443), portFromEnv("WHARF_APISERVER_PORT", 6443) + 1],
+  store: portFromEnv("WHARF_BRAIN_PORT", 2379),
+  storeMetrics: portFromEnv("WHARF_BRAIN_METRICS_PORT", 2381),
+  apiservers: Array.from({ length: flags.apiservers }, (_, i) => firstApiserverPort + i),
   gateway: portFromEnv("WHARF_GATEWAY_PORT", 7443),
   envoyAdmin: portFromEnv("WHARF_ENVOY_ADMIN_PORT", 9901),
   xds: portFromEnv("WHARF_XDS_PORT", 18000),
   admin: portFromEnv("WHARF_ADMIN_PORT", 18001),
 };
+const storeName = flags.etcd ? "etcd" : "brain";
+const apiserverNames = ports.apiservers.map((_, i) => `kube-apiserver-${i + 1}`);
+const logDir = join(state, "logs");
+await mkdir(logDir, { recursive: true });
+const out = new StackConsole(logDir, [storeName, ...apiserverNames, "control-plane", "envoy"], flags.verbose);
 
-const running: Array<{ stop(): Promise<void> }> = [];
+type ComponentInit = MessageInitShape<typeof StackComponentSchema>;
+const parts: Supervised[] = [];
+const components = new Map<Supervised, ComponentInit>();
 let stopping = false;
 async function shutdown(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
-    for (const part of running.reverse()) await part.stop().catch(() => undefined);
+    out.phase(undefined);
+    out.say("stopping …");
+    for (const part of [...parts].reverse()) await part.stop().catch(() => undefined);
+    out.say("stopped");
+    out.close();
   }
   process.exit(code);
 }
 process.on("SIGINT", () => void shutdown(0));
 process.on("SIGTERM", () => void shutdown(0));
 
-/** A sample config for the two apiservers; written once, then the user's to edit. */
-function sampleConfig(pki: string): string {
-  const servers = ports.apiservers.map((port) => `127.0.0.1:${port}`);
-  return `# wharf control-plane config (docs/config.md). Edit and save: changes are live.\n${stringify({
-    listener: {
-      port: ports.gateway,
-      cert_file: join(pki, "gateway.crt"),
-      key_file: join(pki, "gateway.key"),
-      client_ca_file: join(pki, "cluster-ca.crt"),
-    },
-    upstream_cluster: {
-      pools: [
-        { name: "main", servers },
-        { name: "watches", servers: [servers[1]] },
-      ],
-      default_pool: "main",
-      ca_file: join(pki, "cluster-ca.crt"),
-      client_cert_file: join(pki, "front-proxy-client.crt"),
-      client_key_file: join(pki, "front-proxy-client.key"),
-      token_review: { cluster: "main", authority: "localhost" },
-      flow_control_schemas: [
-        { name: "per-user", qps: 200, burst: 400, max_inflight: 400, max_watches: 2000, per_user: true },
-        { name: "system", exempt: true },
-      ],
-      dispatch_policies: [
-        { name: "controllers", rules: [{ service_accounts: ["kube-system/*"] }], action: { upstream: "main", flow_control: "system" } },
-        { name: "watches", rules: [{ verbs: ["watch"] }], action: { upstream: "watches", flow_control: "per-user" } },
-        { name: "everyone", rules: [{ users: ["*"] }], action: { upstream: "main", flow_control: "per-user" } },
-      ],
-    },
-  })}`;
+const stackFile = join(state, "stack.json");
+const tokenFile = join(state, "admin-token");
+const adminUrl = `http://127.0.0.1:${ports.admin}`;
+
+/** .wharf/stack.json: what `wharf status` probes. Rewritten after every (re)start, one write at a time. */
+let stackFileWritten = Promise.resolve();
+function writeStackFile(): Promise<void> {
+  stackFileWritten = stackFileWritten.then(writeStackFileNow, writeStackFileNow);
+  return stackFileWritten;
+}
+
+async function writeStackFileNow(): Promise<void> {
+  const stack = create(LocalStackSchema, {
+    adminUrl,
+    adminTokenFile: tokenFile,
+    components: parts.flatMap((part) => {
+      const component = components.get(part);
+      if (component === undefined) return [];
+      return [create(StackComponentSchema, { ...component, pid: part.current?.process.child.pid ?? 0 })];
+    }),
+  });
+  await writeFile(`${stackFile}.tmp`, toJsonString(LocalStackSchema, stack, { prettySpaces: 2 }) + "\n");
+  await rename(`${stackFile}.tmp`, stackFile);
+}
+
+const events: SupervisorEvents = {
+  say: (text) => out.say(text),
+  started: () => void writeStackFile().catch((error: Error) => out.say(`could not write ${stackFile}: ${error.message}`)),
+  gaveUp: (name) => {
+    out.say(`${name} keeps failing; stopping the stack (logs in ${logDir})`);
+    void shutdown(1);
+  },
+};
+
+function supervise(name: string, component: ComponentInit, launch: () => Promise<Started>): Supervised {
+  const part = new Supervised(name, launch, events);
+  parts.push(part);
+  components.set(part, { ...component, logFile: join(logDir, `${name}.log`) });
+  return part;
 }
 
 try {
+  out.phase("preparing certificates and config");
   const pkiDir = join(state, "pki");
   await mkdir(pkiDir, { recursive: true });
   const pki = await loadOrCreateClusterPki(pkiDir);
@@ -96,70 +154,90 @@ try {
     await issueCertificate(pkiDir, pki.ca, { name: "gateway", commonName: "wharf-gateway", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
   }
   const configFile = join(state, "wharf.yaml");
-  if (!existsSync(configFile)) await writeFile(configFile, sampleConfig(pkiDir));
-  const tokenFile = join(state, "admin-token");
+  await ensureStackConfig(configFile, { pkiDir, gatewayPort: ports.gateway, servers: ports.apiservers.map((port) => `127.0.0.1:${port}`) });
   if (!existsSync(tokenFile)) await writeFile(tokenFile, randomBytes(24).toString("hex") + "\n", { mode: 0o600 });
 
-  const brain = await startBrainProcess({ dataDir: join(state, "brain"), port: ports.brain });
-  running.push({ stop: () => brain.stop({ keepData: true }) });
-  const apiservers = await Promise.all(ports.apiservers.map((port) => startKubeApiserver({ etcdServers: [brain.endpoint], pki, port })));
-  running.push(...apiservers);
+  const storeEndpoint = `http://127.0.0.1:${ports.store}`;
+  const store = flags.etcd
+    ? supervise("etcd", { name: "etcd", address: storeEndpoint, healthUrl: `${storeEndpoint}/health` }, async () =>
+        startReferenceEtcd({ dataDir: join(state, "etcd"), port: ports.store, echo: out.sink("etcd") }))
+    : supervise(
+        "brain",
+        { name: "brain", address: storeEndpoint, healthUrl: `http://127.0.0.1:${ports.storeMetrics}/healthz` },
+        async () => {
+          const brain = await startBrainProcess({ dataDir: join(state, "brain"), port: ports.store, metricsPort: ports.storeMetrics, echo: out.sink("brain") });
+          return { process: brain.process, stop: () => brain.stop({ keepData: true }) };
+        },
+      );
+  out.phase(`starting ${storeName}`);
+  await store.start();
 
-  const controlPlane: RunningProcess = startProcess({
-    name: "wharf control-plane",
-    command: process.execPath,
-    args: [
-      join(repoRoot, "control-plane", "dist", "cli.js"),
-      "control-plane",
-      "--config", configFile,
-      "--xds-listen", `127.0.0.1:${ports.xds}`,
-      "--admin-token-file", tokenFile,
-      "--admin-listen", `127.0.0.1:${ports.admin}`,
-    ],
-    logFile: join(state, "control-plane.log"),
+  const apiservers = ports.apiservers.map((port, i) => {
+    const name = apiserverNames[i]!;
+    const url = `https://127.0.0.1:${port}`;
+    return supervise(
+      name,
+      { name, address: url, healthUrl: `${url}/readyz`, healthyBody: "ok", caFile: pki.ca.certFile, clientCertFile: pki.admin.certFile, clientKeyFile: pki.admin.keyFile },
+      () => startKubeApiserver({ etcdServers: [storeEndpoint], pki, port, echo: out.sink(name) }),
+    );
   });
-  running.push(controlPlane);
-  await waitUntilReady(controlPlane, async () => controlPlane.logTail(20).includes("admin API serving"), 30_000);
+  out.phase(`starting ${apiservers.length} kube-apiserver${apiservers.length > 1 ? "s" : ""} on ${storeName}`);
+  await Promise.all(apiservers.map((part) => part.start()));
 
-  const envoy = await startEnvoy({
-    bootstrap: await renderTemplate(join(repoRoot, "envoy", "xds-bootstrap.yaml"), {
-      NODE_ID: "local-sidecar",
-      NODE_CLUSTER: "wharf-gateway",
-      ADMIN_PORT: ports.envoyAdmin,
-      XDS_HOST: "127.0.0.1",
-      XDS_PORT: ports.xds,
-      XDS_API_TYPE: "GRPC",
-    }),
-    adminPort: ports.envoyAdmin,
+  const controlPlane = supervise("control-plane", { name: "control-plane", address: `xDS 127.0.0.1:${ports.xds}`, healthUrl: `${adminUrl}/healthz` }, async () => {
+    const process = startProcess({
+      name: "wharf control-plane",
+      command: globalThis.process.execPath,
+      args: [
+        join(repoRoot, "control-plane", "dist", "cli.js"),
+        "control-plane",
+        "--config", configFile,
+        "--xds-listen", `127.0.0.1:${ports.xds}`,
+        "--admin-token-file", tokenFile,
+        "--admin-listen", `127.0.0.1:${ports.admin}`,
+      ],
+      logFile: join(logDir, "control-plane.process.log"),
+      echo: out.sink("control-plane"),
+    });
+    await waitUntilReady(process, async () => (await fetch(`${adminUrl}/healthz`)).ok, 30_000);
+    return { process, stop: () => process.stop() };
   });
-  running.push(envoy);
+  out.phase("starting the control plane");
+  await controlPlane.start();
 
   const gatewayUrl = `https://127.0.0.1:${ports.gateway}`;
+  const bootstrap = await renderTemplate(join(repoRoot, "envoy", "xds-bootstrap.yaml"), {
+    NODE_ID: "local-sidecar",
+    NODE_CLUSTER: "wharf-gateway",
+    ADMIN_PORT: ports.envoyAdmin,
+    XDS_HOST: "127.0.0.1",
+    XDS_PORT: ports.xds,
+    XDS_API_TYPE: "GRPC",
+  });
+  const envoyAdmin = `http://127.0.0.1:${ports.envoyAdmin}`;
+  const envoy = supervise("envoy", { name: "envoy", address: gatewayUrl, healthUrl: `${envoyAdmin}/ready`, healthyBody: "LIVE" }, () =>
+    startEnvoy({ bootstrap, adminPort: ports.envoyAdmin, echo: out.sink("envoy") }),
+  );
+  out.phase("starting Envoy (configured over xDS)");
+  await envoy.start();
+  out.phase(undefined);
+
   const kubeconfig = await writeKubeconfig(join(state, "kubeconfig"), gatewayUrl, pki.ca.certFile, pki.admin);
-  console.log(`wharf is up (loopback only; state in ${state}):
-  brain             ${brain.endpoint}   metrics ${brain.metricsUrl}/metrics
-  kube-apiservers   ${apiservers.map((server) => server.url).join("  ")}   (on brain)
-  control plane     xDS 127.0.0.1:${ports.xds}, admin http://127.0.0.1:${ports.admin} (token in ${tokenFile})
-  gateway           ${gatewayUrl}   (Envoy + wharf gateway filter; admin ${envoy.adminUrl})
-
+  const here = (path: string) => (path.startsWith(process.cwd()) ? relative(process.cwd(), path) || "." : path);
+  const statusCommand = stackFile === join(process.cwd(), ".wharf", "stack.json") ? ".tools/bin/wharf status" : `.tools/bin/wharf status --stack ${here(stackFile)}`;
+  out.say(`ready. Everything listens on 127.0.0.1; state in ${here(state)}, logs in ${here(logDir)}.
+  kubeconfig        ${here(kubeconfig)}   (server: ${gatewayUrl}, Envoy + the wharf gateway filter)
+  ${storeName.padEnd(17)} ${storeEndpoint}   ${flags.etcd ? "" : `metrics http://127.0.0.1:${ports.storeMetrics}/metrics`}
+  kube-apiservers   ${ports.apiservers.map((port) => `https://127.0.0.1:${port}`).join("  ")}
+  control plane     xDS 127.0.0.1:${ports.xds}, admin API ${adminUrl} (token: ${here(tokenFile)}), metrics ${adminUrl}/metrics
+  Envoy admin       ${envoyAdmin}   (stats ${envoyAdmin}/stats/prometheus)
 Try:
-  export KUBECONFIG=${kubeconfig}
-  .tools/bin/kubectl get ns
-  node control-plane/dist/cli.js status --admin http://127.0.0.1:${ports.admin} --token-file ${tokenFile}
-  edit ${configFile} (rules, limits, pools): Envoy takes it live
+  KUBECONFIG=${here(kubeconfig)} .tools/bin/kubectl get --raw /version         # answered through Envoy
+  ${statusCommand.padEnd(76)} # every part's health, what Envoy accepted
+  edit ${here(configFile)}, e.g. qps: 1 under per-user, and run kubectl again   # live, Envoy keeps running
 Ctrl-C stops everything; data and certificates stay for the next start.`);
-
-  const exited = await Promise.race([
-    brain.process.exited.then(() => "brain"),
-    ...apiservers.map((server) => server.process.exited.then(() => "kube-apiserver")),
-    controlPlane.exited.then(() => "control plane"),
-    envoy.process.exited.then(() => "envoy"),
-  ]);
-  if (!stopping) {
-    console.error(`${exited} exited unexpectedly; stopping the rest.`);
-    await shutdown(1);
-  }
+  await writeStackFile();
 } catch (error) {
-  console.error(`wharf failed to start: ${(error as Error).message}`);
+  out.say(`wharf failed to start: ${(error as Error).message}`);
   await shutdown(1);
 }

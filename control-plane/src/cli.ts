@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `wharf` command.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +12,7 @@ import { AdminService, GetStatusResponseSchema } from "@wharf/proto/wharf/admin/
 import { startAdminServer, type RunningAdminServer } from "./admin/admin-server.js";
 import { ConfigSource } from "./config-source.js";
 import { ControlPlaneMetrics } from "./metrics.js";
+import { probeStack, readStackFile } from "./stack-health.js";
 import { ConfigError, loadConfigText } from "./config/load-config.js";
 import { parseRef, watchGatewayConfig } from "./kube-source.js";
 import { SnapshotCache } from "./xds/cache.js";
@@ -18,6 +20,7 @@ import { startXdsServer } from "./xds/xds-server.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const defaultWasm = join(repo, "filters", "build", "gateway.wasm");
+const defaultStackFile = join(".wharf", "stack.json");
 
 const usage = `Usage:
   wharf control-plane (--config FILE | --kube-resource NAMESPACE/NAME [--kubeconfig FILE])
@@ -28,8 +31,10 @@ const usage = `Usage:
       pushed live, an invalid one is refused and the last good one stays.
       --xds-listen defaults to 127.0.0.1:18000; --wasm to filters/build/gateway.wasm.
       With a token file, also serves the admin API (default 127.0.0.1:18001).
-  wharf status [--admin URL] --token-file FILE [--json]
-      Connected Envoys, the versions each accepted, the last refusal.
+  wharf status [--admin URL --token-file FILE | --stack FILE] [--json]
+      Connected Envoys, the versions each accepted, the last refusal; with a
+      stack file (default .wharf/stack.json, written by \`npm start\`), also
+      the health of every process of the stack. Exits 1 if anything is down.
   wharf config apply -f FILE [--admin URL] --token-file FILE
       Validates FILE and makes it the served config (and the config file).
   wharf envoy bootstrap --node NAME [--xds HOST:PORT] [--admin-port N] [--delta]
@@ -124,21 +129,52 @@ function adminClient(values: { admin?: string; "token-file"?: string }, token: s
   return createClient(AdminService, transport);
 }
 
+/** Rows of cells as aligned columns. */
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
+  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd()).join("\n");
+}
+
 async function status(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { admin: { type: "string" }, "token-file": { type: "string" }, json: { type: "boolean" } } });
-  const client = adminClient(values, await readToken(values["token-file"]));
-  const response = await client.getStatus({}).catch((error: Error) => fail(error.message));
+  const { values } = parseArgs({
+    args,
+    options: { admin: { type: "string" }, "token-file": { type: "string" }, json: { type: "boolean" }, stack: { type: "string" } },
+  });
+  // In a checkout where `npm start` runs, its stack file says where everything is.
+  const stackFile = values.stack ?? (values.admin === undefined && existsSync(defaultStackFile) ? defaultStackFile : undefined);
+  const stack = stackFile === undefined ? undefined : await readStackFile(stackFile).catch((error: Error) => fail(`${stackFile}: ${error.message}`));
+  const admin = values.admin ?? (stack?.adminUrl || undefined);
+  const client = adminClient({ admin }, await readToken(values["token-file"] ?? (stack?.adminTokenFile || undefined)));
+  const [health, response] = await Promise.all([
+    stack === undefined ? [] : probeStack(stack),
+    client.getStatus({}).catch((error: Error) => error),
+  ]);
+  const healthy = health.every((probe) => probe.healthy) && !(response instanceof Error);
   if (values.json) {
-    process.stdout.write(JSON.stringify(toJson(GetStatusResponseSchema, response), null, 2) + "\n");
-    return;
+    const out = {
+      components: health.map(({ component, healthy, detail }) => ({ name: component.name, address: component.address, healthy, detail })),
+      controlPlane: response instanceof Error ? { error: response.message } : toJson(GetStatusResponseSchema, response),
+    };
+    process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+  } else {
+    const sections: string[] = [];
+    if (stack !== undefined) {
+      const rows = health.map(({ component, healthy, detail }) => [component.name, component.address, healthy ? "healthy" : `DOWN (${detail})`]);
+      sections.push(table([["COMPONENT", "ADDRESS", "HEALTH"], ...rows]));
+    }
+    if (response instanceof Error) {
+      sections.push(`control plane admin API: ${response.message}`);
+    } else {
+      const rows = response.nodes.map((node) => {
+        const acked = Object.entries(node.ackedVersions).map(([kind, version]) => `${kind}=${version}`).join(",");
+        const nack = node.lastNack ? `${node.lastNack.kind}@${node.lastNack.version}: ${node.lastNack.message}` : "-";
+        return [node.id, node.connected ? "yes" : "no", acked || "-", nack];
+      });
+      sections.push(`config version ${response.configVersion}\n` + table([["NODE", "CONNECTED", "ACKED", "LAST NACK"], ...rows]));
+    }
+    process.stdout.write(sections.join("\n\n") + "\n");
   }
-  const lines = [`config version ${response.configVersion}`, "NODE  CONNECTED  ACKED  LAST NACK"];
-  for (const node of response.nodes) {
-    const acked = Object.entries(node.ackedVersions).map(([kind, version]) => `${kind}=${version}`).join(",");
-    const nack = node.lastNack ? `${node.lastNack.kind}@${node.lastNack.version}: ${node.lastNack.message}` : "-";
-    lines.push(`${node.id}  ${node.connected ? "yes" : "no"}  ${acked || "-"}  ${nack}`);
-  }
-  process.stdout.write(lines.join("\n") + "\n");
+  if (!healthy) process.exitCode = 1;
 }
 
 async function apply(args: string[]): Promise<void> {

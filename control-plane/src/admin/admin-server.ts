@@ -1,5 +1,6 @@
 // The admin API over Connect (Connect, gRPC and gRPC-Web protocols) and
-// /metrics, behind a bearer token compared in constant time.
+// /metrics, behind a bearer token compared in constant time. /healthz answers
+// without the token (it tells nothing but "ok"), for liveness probes.
 import { timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { create } from "@bufbuild/protobuf";
@@ -62,6 +63,10 @@ export async function startAdminServer(
   const expected = Buffer.from(`Bearer ${token}`);
   const handler = connectNodeAdapter({ routes: routes(config, ads) });
   const server: Server = createServer((request, response) => {
+    if (request.url === "/healthz" && request.method === "GET") {
+      response.writeHead(200, { "content-type": "text/plain" }).end("ok");
+      return;
+    }
     const given = Buffer.from(request.headers.authorization ?? "");
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
       response.writeHead(401, { "content-type": "application/json" }).end('{"code":"unauthenticated","message":"a valid admin token is required"}');

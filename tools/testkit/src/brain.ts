@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { freePort } from "./ports.js";
-import { startProcess, waitUntilReady, type RunningProcess } from "./process.js";
+import { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
 import { repoRoot } from "./tools.js";
 import { makeWorkDir, removeWorkDir } from "./workdir.js";
 
@@ -19,7 +19,10 @@ export interface BrainOptions {
   dataDir?: string;
   /** Reuse ports (a restart at the same address). */
   port?: number;
+  metricsPort?: number;
   extraArgs?: string[];
+  /** Each output line, besides the log file (`npm start` prints them). */
+  echo?: LineSink;
   /** Serve https:// with this certificate, requiring client certificates from `caFile`. */
   tls?: { certFile: string; keyFile: string; caFile: string };
 }
@@ -29,7 +32,7 @@ export async function startBrainProcess(options: BrainOptions = {}): Promise<Bra
   const workDir = await makeWorkDir("brain");
   const dataDir = options.dataDir ?? join(workDir, "data");
   const port = options.port ?? (await freePort());
-  const metricsPort = await freePort();
+  const metricsPort = options.metricsPort ?? (await freePort());
   const endpoint = `${options.tls ? "https" : "http"}://127.0.0.1:${port}`;
   const tlsArgs = options.tls
     ? ["--cert-file", options.tls.certFile, "--key-file", options.tls.keyFile, "--trusted-ca-file", options.tls.caFile, "--client-cert-auth"]
@@ -48,6 +51,7 @@ export async function startBrainProcess(options: BrainOptions = {}): Promise<Bra
       ...(options.extraArgs ?? []),
     ],
     logFile: join(workDir, "brain.log"),
+    echo: options.echo,
   });
   await waitUntilReady(process, async () => (await fetch(`${metricsUrl}/healthz`)).ok, 30_000);
   return {

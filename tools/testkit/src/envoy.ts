@@ -1,6 +1,6 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { startProcess, waitUntilReady, type RunningProcess } from "./process.js";
+import { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
 import { toolPath } from "./tools.js";
 import { makeWorkDir, removeWorkDir } from "./workdir.js";
 
@@ -17,6 +17,8 @@ export interface EnvoyOptions {
   /** The admin port the bootstrap names; readiness is polled there. */
   adminPort: number;
   logLevel?: "trace" | "debug" | "info" | "warn" | "error";
+  /** Each output line, besides the log file (`npm start` prints them). */
+  echo?: LineSink;
 }
 
 /** Starts Envoy and waits until its admin /ready answers LIVE. */
@@ -37,6 +39,7 @@ export async function startEnvoy(options: EnvoyOptions): Promise<Envoy> {
       "--concurrency", "2",
     ],
     logFile: join(workDir, "envoy.log"),
+    echo: options.echo,
   });
   await waitUntilReady(
     process,

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { freePort } from "./ports.js";
-import { startProcess, waitUntilReady, type RunningProcess } from "./process.js";
+import { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
 import { toolPath } from "./tools.js";
 import { makeWorkDir, removeWorkDir } from "./workdir.js";
 
@@ -13,10 +13,17 @@ export interface ReferenceEtcd {
   stop(): Promise<void>;
 }
 
-export async function startReferenceEtcd(): Promise<ReferenceEtcd> {
+export interface ReferenceEtcdOptions {
+  /** Keep the data here (and leave it on stop); a throwaway dir by default. */
+  dataDir?: string;
+  port?: number;
+  echo?: LineSink;
+}
+
+export async function startReferenceEtcd(options: ReferenceEtcdOptions = {}): Promise<ReferenceEtcd> {
   const workDir = await makeWorkDir("etcd");
-  const dataDir = join(workDir, "data");
-  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const dataDir = options.dataDir ?? join(workDir, "data");
+  const [clientPort, peerPort] = [options.port ?? (await freePort()), await freePort()];
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const process = startProcess({
@@ -33,6 +40,7 @@ export async function startReferenceEtcd(): Promise<ReferenceEtcd> {
       "--log-level", "warn",
     ],
     logFile: join(workDir, "etcd.log"),
+    echo: options.echo,
   });
   await waitUntilReady(
     process,

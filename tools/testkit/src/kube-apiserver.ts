@@ -3,7 +3,7 @@ import { createClusterPki, frontProxyClientName, type ClusterPki } from "./clust
 import { httpsGet } from "./https.js";
 import { writeKubeconfig } from "./kubeconfig.js";
 import { freePort } from "./ports.js";
-import { startProcess, waitUntilReady, type RunningProcess } from "./process.js";
+import { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
 import { toolPath } from "./tools.js";
 import { makeWorkDir, removeWorkDir } from "./workdir.js";
 
@@ -23,6 +23,8 @@ export interface KubeApiserverOptions {
   /** Reuse a PKI so several apiservers share one CA (a pool behind the gateway). */
   pki?: ClusterPki;
   extraArgs?: string[];
+  /** Each output line, besides the log file (`npm start` prints them). */
+  echo?: LineSink;
   /** A fixed port, to restart an apiserver where its clients expect it. */
   port?: number;
 }
@@ -60,10 +62,18 @@ export async function startKubeApiserver(options: KubeApiserverOptions): Promise
       "--service-cluster-ip-range=10.96.0.0/16",
       "--authorization-mode=RBAC",
       "--enable-priority-and-fairness=true",
+      // The advertised address is loopback, which the kubernetes Service's
+      // endpoints may not hold: reconciling them only logs an error every 10 s.
+      "--endpoint-reconciler-type=none",
+      // Identity leases are named after the host name, so apiservers sharing
+      // a store on one machine would fight over one lease (the proxy between
+      // apiserver versions needs identities, so it goes too).
+      "--feature-gates=APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false",
       "--v=1",
       ...(options.extraArgs ?? []),
     ],
     logFile: join(workDir, "kube-apiserver.log"),
+    echo: options.echo,
   });
   await waitUntilReady(
     process,

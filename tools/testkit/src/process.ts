@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 
 /** A real part running as a child process, with its output in a log file. */
 export interface RunningProcess {
@@ -21,7 +22,11 @@ export interface StartOptions {
   logFile: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Also hands each output line here (the log file still gets everything). */
+  echo?: LineSink;
 }
+
+export type LineSink = (line: string) => void;
 
 export function startProcess(options: StartOptions): RunningProcess {
   const log = createWriteStream(options.logFile, { flags: "a" });
@@ -32,6 +37,11 @@ export function startProcess(options: StartOptions): RunningProcess {
   });
   child.stdout?.pipe(log, { end: false });
   child.stderr?.pipe(log, { end: false });
+  if (options.echo) {
+    for (const stream of [child.stdout, child.stderr]) {
+      if (stream) createInterface({ input: stream, crlfDelay: Infinity }).on("line", options.echo);
+    }
+  }
   const exited = new Promise<number | null>((resolveExit) => {
     child.on("error", (error) => {
       log.write(`\n[testkit] could not start ${options.command}: ${error.message}\n`);

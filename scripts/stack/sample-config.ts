@@ -1,0 +1,74 @@
+// The control plane's config for the local stack: written once from a
+// sample, then the user's to edit. Only the apiserver addresses follow the
+// stack (`--apiservers N`), so edits to rules and limits survive restarts.
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { isMap, isSeq, parseDocument, stringify } from "yaml";
+
+export interface SampleConfigOptions {
+  pkiDir: string;
+  gatewayPort: number;
+  /** host:port of every kube-apiserver of the stack. */
+  servers: string[];
+}
+
+function sampleConfig({ pkiDir, gatewayPort, servers }: SampleConfigOptions): string {
+  return `# wharf control-plane config (docs/config.md). Edit and save: changes are live.
+# npm start keeps the pools' server lists in step with --apiservers.
+${stringify({
+  listener: {
+    port: gatewayPort,
+    cert_file: join(pkiDir, "gateway.crt"),
+    key_file: join(pkiDir, "gateway.key"),
+    client_ca_file: join(pkiDir, "cluster-ca.crt"),
+  },
+  upstream_cluster: {
+    pools: poolServers(servers).map(([name, members]) => ({ name, servers: members })),
+    default_pool: "main",
+    ca_file: join(pkiDir, "cluster-ca.crt"),
+    client_cert_file: join(pkiDir, "front-proxy-client.crt"),
+    client_key_file: join(pkiDir, "front-proxy-client.key"),
+    token_review: { cluster: "main", authority: "localhost" },
+    flow_control_schemas: [
+      { name: "per-user", qps: 200, burst: 400, max_inflight: 400, max_watches: 2000, per_user: true },
+      { name: "system", exempt: true },
+    ],
+    dispatch_policies: [
+      { name: "controllers", rules: [{ service_accounts: ["kube-system/*"] }], action: { upstream: "main", flow_control: "system" } },
+      { name: "watches", rules: [{ verbs: ["watch"] }], action: { upstream: "watches", flow_control: "per-user" } },
+      { name: "everyone", rules: [{ users: ["*"] }], action: { upstream: "main", flow_control: "per-user" } },
+    ],
+  },
+})}`;
+}
+
+/** `main` balances over every apiserver; `watches` keeps long requests on the last one. */
+function poolServers(servers: string[]): Array<[string, string[]]> {
+  return [
+    ["main", servers],
+    ["watches", servers.slice(-1)],
+  ];
+}
+
+/** Writes the sample if there is no config yet, else points its pools at `servers`. */
+export async function ensureStackConfig(file: string, options: SampleConfigOptions): Promise<void> {
+  if (!existsSync(file)) {
+    await writeFile(file, sampleConfig(options));
+    return;
+  }
+  const document = parseDocument(await readFile(file, "utf8"));
+  const pools = document.getIn(["upstream_cluster", "pools"]);
+  if (!isSeq(pools)) return;
+  const plain = document.toJS() as { upstream_cluster: { pools: Array<{ name?: unknown; servers?: unknown }> } };
+  let changed = false;
+  for (const [name, members] of poolServers(options.servers)) {
+    const pool = pools.items.find((item) => isMap(item) && item.get("name") === name);
+    if (!isMap(pool)) continue;
+    const current = plain.upstream_cluster.pools.find((item) => item.name === name)?.servers;
+    if (JSON.stringify(current) === JSON.stringify(members)) continue;
+    pool.set("servers", members);
+    changed = true;
+  }
+  if (changed) await writeFile(file, document.toString());
+}
