@@ -1,0 +1,239 @@
+// End to end, as a user meets wharf: start the stack, use the printed
+// kubeconfig, lose an apiserver, change the config live, stop with Ctrl-C.
+//
+// The test runs scripts/start.ts, the program `npm start` runs once setup
+// and build are done; `npm test` has just done both, and building again here
+// would rewrite dist/ under the test files running beside this one.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseDocument } from "yaml";
+import { freePort, httpsGet, makeWorkDir, repoRoot, toolPath, waitFor } from "@wharf/testkit";
+
+const run = promisify(execFile);
+
+interface StackFile {
+  adminUrl: string;
+  components: Array<{ name: string; address: string; pid: number }>;
+}
+
+/** A base port with `count` free ports from it (the apiservers take consecutive ports). */
+async function freePortRun(count: number): Promise<number> {
+  for (;;) {
+    const base = await freePort();
+    if (base + count > 65535) continue;
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
+    if (free.every(Boolean)) return base;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once("error", () => resolve(true));
+  });
+}
+
+/** waitFor, with a description computed when it fails (it can quote what was seen). */
+async function until(check: () => Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
+  try {
+    await waitFor(check, timeoutMs, "", 250);
+  } catch {
+    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("npm start", () => {
+  let state: string;
+  let stack: ChildProcess;
+  let output = "";
+  let exited: Promise<number | null>;
+  let kubeconfig: string;
+  let gatewayPort: number;
+  let envoyAdmin: string;
+  let caFile: string;
+  const admin = { certFile: "", keyFile: "" };
+
+  const kubectl = async (...args: string[]) =>
+    (await run(toolPath("kubectl"), args, { env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 30_000 })).stdout;
+  const readStack = async () => JSON.parse(await readFile(join(state, "stack.json"), "utf8")) as StackFile;
+  const pidOf = async (name: string) => (await readStack()).components.find((component) => component.name === name)!.pid;
+  const wharfStatus = () =>
+    run(process.execPath, [join(repoRoot, "control-plane", "dist", "cli.js"), "status", "--stack", join(state, "stack.json")]).then(
+      ({ stdout }) => ({ code: 0, stdout }),
+      (error: { code: number; stdout: string }) => ({ code: error.code, stdout: error.stdout }),
+    );
+  const throughGateway = (path: string) => httpsGet(`https://127.0.0.1:${gatewayPort}${path}`, caFile, admin);
+
+  beforeAll(async () => {
+    state = await makeWorkDir("npm-start");
+    gatewayPort = await freePort();
+    const envoyAdminPort = await freePort();
+    envoyAdmin = `http://127.0.0.1:${envoyAdminPort}`;
+    const env = {
+      ...process.env,
+      WHARF_STATE_DIR: state,
+      WHARF_BRAIN_PORT: String(await freePort()),
+      WHARF_BRAIN_METRICS_PORT: String(await freePort()),
+      WHARF_APISERVER_PORT: String(await freePortRun(2)),
+      WHARF_GATEWAY_PORT: String(gatewayPort),
+      WHARF_ENVOY_ADMIN_PORT: String(envoyAdminPort),
+      WHARF_XDS_PORT: String(await freePort()),
+      WHARF_ADMIN_PORT: String(await freePort()),
+      NO_COLOR: "1",
+    };
+    // Its own process group, so the test can do what Ctrl-C does: signal all of it.
+    stack = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts", "start.ts"), "--apiservers", "2"], {
+      cwd: repoRoot,
+      env,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    stack.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    stack.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    exited = new Promise((resolve) => stack.on("exit", (code) => resolve(code)));
+    const deadline = Date.now() + 150_000;
+    while (!/│ ready\./.test(output)) {
+      if (stack.exitCode !== null) throw new Error(`npm start exited (${stack.exitCode}):\n${output}`);
+      if (Date.now() > deadline) throw new Error(`npm start not ready after 150 s:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    kubeconfig = /kubeconfig\s+(\S+)/.exec(output)![1]!;
+    if (!kubeconfig.startsWith("/")) kubeconfig = join(repoRoot, kubeconfig);
+    caFile = join(state, "pki", "cluster-ca.crt");
+    admin.certFile = join(state, "pki", "admin.crt");
+    admin.keyFile = join(state, "pki", "admin.key");
+  }, 180_000);
+
+  afterAll(async () => {
+    if (stack.exitCode === null && stack.pid !== undefined) {
+      process.kill(-stack.pid, "SIGKILL");
+      for (const { pid } of (await readStack().catch(() => ({ components: [] }))).components) {
+        if (isRunning(pid)) process.kill(pid, "SIGKILL");
+      }
+    }
+    await rm(state, { recursive: true, force: true });
+  });
+
+  it("prints a kubeconfig whose server is Envoy, and kubectl works through it", async () => {
+    expect(await readFile(kubeconfig, "utf8")).toContain(`server: https://127.0.0.1:${gatewayPort}`);
+    expect(output).toContain(`${envoyAdmin}`);
+    await kubectl("create", "namespace", "e2e");
+    await kubectl("-n", "e2e", "create", "configmap", "first", "--from-literal=a=1");
+    const list = JSON.parse(await kubectl("-n", "e2e", "get", "configmaps", "-o", "json")) as { items: Array<{ metadata: { name: string } }> };
+    expect(list.items.map((item) => item.metadata.name)).toContain("first");
+
+    const watch = spawn(toolPath("kubectl"), ["-n", "e2e", "get", "configmaps", "--watch", "--output-watch-events"], {
+      env: { ...process.env, KUBECONFIG: kubeconfig },
+    });
+    let events = "";
+    watch.stdout.on("data", (chunk: Buffer) => (events += chunk.toString()));
+    try {
+      await until(async () => /ADDED\s+first\s/.test(events), 20_000, () => `the watch to list first (saw: ${events})`);
+      await kubectl("-n", "e2e", "create", "configmap", "second", "--from-literal=b=2");
+      await kubectl("-n", "e2e", "delete", "configmap", "first");
+      await until(
+        async () => /ADDED\s+second\s/.test(events) && /DELETED\s+first\s/.test(events),
+        20_000,
+        () => `the watch to see second added and first deleted (saw: ${events})`,
+      );
+    } finally {
+      watch.kill();
+    }
+    expect(await kubectl("-n", "e2e", "get", "configmaps", "-o", "name")).not.toContain("configmap/first");
+  });
+
+  it("wharf status shows every part healthy and the sidecar's accepted config", async () => {
+    const { code, stdout } = await wharfStatus();
+    expect(code, stdout).toBe(0);
+    for (const name of ["brain", "kube-apiserver-1", "kube-apiserver-2", "control-plane", "envoy"]) {
+      expect(stdout).toMatch(new RegExp(`^${name}\\s+\\S+.*\\s+healthy$`, "m"));
+    }
+    expect(stdout).toMatch(/^local-sidecar\s+yes\s+.*listener=/m);
+  });
+
+  it("keeps answering through Envoy when a kube-apiserver dies, and brings it back", async () => {
+    const victim = await pidOf("kube-apiserver-1");
+    process.kill(victim, "SIGKILL");
+    const failures: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const response = await throughGateway("/api/v1/namespaces/e2e/configmaps");
+      if (response.status !== 200) failures.push(`${response.status} ${response.body.slice(0, 120)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(failures).toEqual([]);
+    await until(
+      async () => (await pidOf("kube-apiserver-1")) !== victim && (await wharfStatus()).code === 0,
+      90_000,
+      () => `kube-apiserver-1 to come back; npm start printed:\n${output.slice(-3000)}`,
+    );
+    expect(output).toMatch(/kube-apiserver-1 exited .*starting it again/);
+  });
+
+  it("takes a new route and a new rate limit from wharf.yaml live, without restarting Envoy", async () => {
+    const envoyPid = await pidOf("envoy");
+    const configFile = join(state, "wharf.yaml");
+    const document = parseDocument(await readFile(configFile, "utf8"));
+    const servers = (document.getIn(["upstream_cluster", "pools", 0, "servers"]) as { toJSON(): string[] }).toJSON();
+    document.addIn(["upstream_cluster", "pools"], { name: "e2e", servers: [servers[1]] });
+    document.addIn(["upstream_cluster", "flow_control_schemas"], { name: "e2e-slow", qps: 1, burst: 2, max_inflight: 10 });
+    const policies = document.getIn(["upstream_cluster", "dispatch_policies"]) as { items: unknown[] };
+    policies.items.unshift(
+      document.createNode({ name: "e2e-configmaps", rules: [{ namespaces: ["e2e"], resources: ["configmaps"] }], action: { upstream: "e2e", flow_control: "e2e-slow" } }),
+    );
+    await writeFile(configFile, document.toString());
+
+    const routedToE2e = async () => {
+      const stats = await (await fetch(`${envoyAdmin}/stats?filter=^cluster\\.e2e\\.upstream_rq_total$`)).text();
+      return Number(/: (\d+)/.exec(stats)?.[1] ?? 0);
+    };
+    // The new pool receives the namespace's requests once Envoy has the config.
+    await until(
+      async () => {
+        await throughGateway("/api/v1/namespaces/e2e/configmaps");
+        return (await routedToE2e()) > 0;
+      },
+      15_000,
+      () => `a request to reach the new pool; npm start printed:\n${output.slice(-3000)}`,
+    );
+    // A burst past qps 1 / burst 2 is refused with Kubernetes' 429 Status.
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await throughGateway("/api/v1/namespaces/e2e/configmaps")).status);
+    expect(statuses).toContain(429);
+    expect(statuses).toContain(200);
+    const limited = await throughGateway("/api/v1/namespaces/e2e/configmaps");
+    if (limited.status === 429) expect(JSON.parse(limited.body)).toMatchObject({ kind: "Status", code: 429 });
+    // Other requests keep their old route and limit.
+    expect((await throughGateway("/api/v1/namespaces/default/configmaps")).status).toBe(200);
+    expect(await pidOf("envoy")).toBe(envoyPid);
+    expect(isRunning(envoyPid)).toBe(true);
+  });
+
+  it("stops every process on Ctrl-C", async () => {
+    const { components } = await readStack();
+    expect(components.length).toBe(5);
+    process.kill(-stack.pid!, "SIGINT");
+    const code = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve("timeout"), 60_000))]);
+    expect(code, output.slice(-2000)).toBe(0);
+    expect(output).toMatch(/│ stopped/);
+    for (const { name, pid } of components) expect(isRunning(pid), `${name} (pid ${pid}) still running`).toBe(false);
+    const ports = components.flatMap(({ address }) => /:(\d+)$/.exec(address)?.[1] ?? []).map(Number);
+    for (const port of ports) expect(await isFree(port), `port ${port} still open`).toBe(true);
+  });
+});
