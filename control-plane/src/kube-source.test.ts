@@ -77,8 +77,7 @@ const admin = () =>
 beforeAll(async () => {
   dir = await makeWorkDir("kube-source");
   pki = await createClusterPki(dir);
-  await kubectl("apply", "-f", join(repoRoot, "deploy", "crds", "gatewayconfigs.wharf.dev.yaml"));
-  await kubectl("wait", "--for=condition=Established", "crd/gatewayconfigs.wharf.dev", "--timeout=30s");
+  // The CRD from deploy/crds is installed by the global setup.
   await applyResource(resource([]));
   await writeFile(join(dir, "token"), token);
   adminUrl = `http://127.0.0.1:${await freePort()}`;

@@ -1,10 +1,16 @@
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import type { TestProject } from "vitest/node";
 import { startReferenceEtcd } from "./etcd.js";
 import { startKubeApiserver } from "./kube-apiserver.js";
+import { repoRoot, toolPath } from "./tools.js";
 
 /**
  * Starts the real parts that many test files share, once per `vitest run`:
- * the reference etcd and a kube-apiserver on it. Test files read where they
+ * the reference etcd and a kube-apiserver on it, with wharf's CRDs installed
+ * (several files create custom resources or dry-run manifests that name
+ * them; installing once avoids racing creates). Test files read where they
  * are with `inject(...)`. A part that cannot start fails the whole run.
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -12,7 +18,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
   let kube;
   try {
     kube = await startKubeApiserver({ etcdServers: [etcd.endpoint] });
+    const kubectl = (...args: string[]) => promisify(execFile)(toolPath("kubectl"), ["--kubeconfig", kube!.kubeconfig, ...args]);
+    await kubectl("apply", "-f", join(repoRoot, "deploy", "crds"));
+    await kubectl("wait", "--for=condition=Established", "crd/gatewayconfigs.wharf.dev", "--timeout=60s");
   } catch (error) {
+    await kube?.stop();
     await etcd.stop();
     throw error;
   }
