@@ -18,7 +18,7 @@ async function kubectl(...args: string[]): Promise<string> {
     return (await run(toolPath("kubectl"), ["--kubeconfig", kube.kubeconfig, ...args])).stdout;
   } catch (error) {
     const { stderr, stdout } = error as { stderr: string; stdout: string };
-    throw new Error(`kubectl ${args.join(" ")}: ${stderr || stdout}`);
+    throw new Error(`kubectl ${args.join(" ")}: ${stderr || stdout}`, { cause: error });
   }
 }
 
