@@ -84,7 +84,14 @@ export const flags: Record<string, FlagSpec> = {
 };
 
 export function helpText(): string {
-  const lines = ["Usage: brain [flags]", "", "An etcd v3 server on RocksDB.", "", "Flags:"];
+  const lines = [
+    "Usage: brain [flags]",
+    "       brain migrate --data-dir DIR (--from-snapshot FILE | --from-etcd URL)   (brain migrate --help)",
+    "",
+    "An etcd v3 server on RocksDB.",
+    "",
+    "Flags:",
+  ];
   for (const [name, spec] of Object.entries(flags)) {
     const value = spec.type === "string" ? " string" : "";
     const fallback = spec.type === "string" && spec.default !== "" ? ` (default "${String(spec.default)}")` : "";

@@ -2,9 +2,14 @@
 // The `brain` command.
 import { ConfigError, helpText, parseConfig } from "./config.js";
 import { log, setLogLevel } from "./log.js";
+import { runMigrateCommand } from "./migrate/command.js";
 import { startBrain } from "./server/server.js";
 
 async function main(): Promise<void> {
+  if (process.argv[2] === "migrate") {
+    process.exitCode = await runMigrateCommand(process.argv.slice(3));
+    return;
+  }
   let config;
   try {
     config = parseConfig(process.argv.slice(2));

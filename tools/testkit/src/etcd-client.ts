@@ -1,7 +1,7 @@
-import { makeGenericClientConstructor, credentials, type Client, type ClientDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { credentials, type ClientDuplexStream } from "@grpc/grpc-js";
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
-import { serviceDefinition } from "@wharf/proto/grpc";
+import { createGrpcClient, type GrpcClient } from "@wharf/proto/grpc";
 import { Cluster, KV, Lease, Maintenance, Watch } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 
 type Unary = <I extends DescMessage, O extends DescMessage>(
@@ -24,38 +24,21 @@ export interface RawEtcdClient {
 
 export function rawEtcdClient(endpoint: string): RawEtcdClient {
   const address = endpoint.replace(/^https?:\/\//, "");
-  const clients = new Map<string, Client & Record<string, unknown>>();
+  const clients = new Map<string, GrpcClient>();
   const clientFor = (service: DescService) => {
     let client = clients.get(service.typeName);
     if (!client) {
-      const Constructor = makeGenericClientConstructor(serviceDefinition(service), service.name);
-      client = new Constructor(address, credentials.createInsecure(), {
+      client = createGrpcClient(service, address, credentials.createInsecure(), {
         "grpc.max_receive_message_length": 64 * 1024 * 1024,
         "grpc.max_send_message_length": 64 * 1024 * 1024,
-      }) as Client & Record<string, unknown>;
+      });
       clients.set(service.typeName, client);
     }
     return client;
   };
-  const localName = (service: DescService, method: string) => {
-    const found = service.methods.find((m) => m.name === method || m.localName === method);
-    if (!found) throw new Error(`${service.typeName} has no method ${method}`);
-    return found;
-  };
   return {
-    call(service, method, input, request) {
-      const client = clientFor(service);
-      const desc = localName(service, method);
-      const fn = client[desc.localName] as (req: unknown, cb: (error: ServiceError | null, res: unknown) => void) => void;
-      return new Promise((resolve, reject) =>
-        fn.call(client, create(input, request), (error, response) => (error ? reject(error) : resolve(response as never))),
-      );
-    },
-    stream<Req, Res>(service: DescService, method: string) {
-      const client = clientFor(service);
-      const fn = client[localName(service, method).localName] as () => ClientDuplexStream<Req, Res>;
-      return fn.call(client);
-    },
+    call: (service, method, input, request) => clientFor(service).unary(method, create(input, request)) as never,
+    stream: (service, method) => clientFor(service).duplex(method),
     close() {
       for (const client of clients.values()) client.close();
     },
