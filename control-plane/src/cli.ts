@@ -153,9 +153,12 @@ async function status(args: string[]): Promise<void> {
   ]);
   const healthy = health.every((probe) => probe.healthy) && !(response instanceof Error);
   if (values.json) {
+    // The admin API's GetStatusResponse, plus the stack's components when there is a stack file.
     const out = {
-      components: health.map(({ component, healthy, detail }) => ({ name: component.name, address: component.address, healthy, detail })),
-      controlPlane: response instanceof Error ? { error: response.message } : toJson(GetStatusResponseSchema, response),
+      ...(response instanceof Error ? { error: response.message } : (toJson(GetStatusResponseSchema, response) as object)),
+      ...(stack === undefined
+        ? {}
+        : { components: health.map(({ component, healthy, detail }) => ({ name: component.name, address: component.address, healthy, detail })) }),
     };
     process.stdout.write(JSON.stringify(out, null, 2) + "\n");
   } else {
@@ -165,7 +168,7 @@ async function status(args: string[]): Promise<void> {
       sections.push(table([["COMPONENT", "ADDRESS", "HEALTH"], ...rows]));
     }
     if (response instanceof Error) {
-      sections.push(`control plane admin API: ${response.message}`);
+      process.stderr.write(`wharf: control plane admin API: ${response.message}\n`);
     } else {
       const rows = response.nodes.map((node) => {
         const acked = Object.entries(node.ackedVersions).map(([kind, version]) => `${kind}=${version}`).join(",");
@@ -174,7 +177,7 @@ async function status(args: string[]): Promise<void> {
       });
       sections.push(`config version ${response.configVersion}\n` + table([["NODE", "CONNECTED", "ACKED", "LAST NACK"], ...rows]));
     }
-    process.stdout.write(sections.join("\n\n") + "\n");
+    if (sections.length > 0) process.stdout.write(sections.join("\n\n") + "\n");
   }
   if (!healthy) process.exitCode = 1;
 }

@@ -33,15 +33,19 @@ export interface GatewayDeployment {
 
 const ads = { ads: {}, resource_api_version: "V3" };
 const sds = (name: string) => ({ name, sds_config: ads });
+// Reads are retried on another apiserver when the first could not take them,
+// including the 503 an apiserver answers while it shuts down (before any
+// handler runs). Writes only when they cannot have reached a handler.
 const readRetries = {
-  retry_on: "reset,connect-failure,refused-stream",
+  retry_on: "reset,connect-failure,refused-stream,retriable-status-codes",
+  retriable_status_codes: [503],
   num_retries: 3,
   retry_host_predicate: [
     { name: "envoy.retry_host_predicates.previous_hosts", typed_config: { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" } },
   ],
   host_selection_retry_max_attempts: 3,
 };
-const writeRetries = { ...readRetries, retry_on: "connect-failure,refused-stream,reset-before-request" };
+const writeRetries = { ...readRetries, retry_on: "connect-failure,refused-stream,reset-before-request", retriable_status_codes: [] };
 
 function routesFor(pool: string, header: string, isDefault: boolean): JsonValue[] {
   const byPool = isDefault ? [] : [{ name: header, string_match: { exact: pool } }];
