@@ -26,8 +26,8 @@ import {
   type WatchRequest,
   type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
-import { Event_EventType, type KeyValue } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
-import { MigrationError, type ImportedEvent, type ImportedKeyValue } from "./import-writer.js";
+import { Event_EventType } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
+import { importedKeyValue, MigrationError, type ImportedEvent } from "./import-writer.js";
 import type { MigrationSource } from "./source.js";
 
 export interface EtcdSourceOptions {
@@ -45,17 +45,6 @@ function channelCredentials(options: EtcdSourceOptions): ChannelCredentials {
   if (options.endpoint.startsWith("http://")) return credentials.createInsecure();
   const read = (file: string | undefined) => (file ? readFileSync(file) : null);
   return credentials.createSsl(read(options.caFile), read(options.keyFile), read(options.certFile));
-}
-
-function imported(kv: KeyValue): ImportedKeyValue {
-  return {
-    key: kv.key,
-    value: kv.value,
-    createRevision: Number(kv.createRevision),
-    modRevision: Number(kv.modRevision),
-    version: Number(kv.version),
-    lease: kv.lease,
-  };
 }
 
 /** The responses of one watch, pulled one at a time. */
@@ -127,7 +116,7 @@ export function openEtcdSource(options: EtcdSourceOptions): MigrationSource {
             const main = Number(kv.modRevision);
             const sub = subs.get(main) ?? 0;
             subs.set(main, sub + 1);
-            yield { type: "put", main, sub, kv: imported(kv), base: true };
+            yield { type: "put", main, sub, kv: importedKeyValue(kv), base: true };
           }
           if (!page.more || page.kvs.length === 0) break;
           key = Uint8Array.from([...page.kvs[page.kvs.length - 1]!.key, 0]);
@@ -151,7 +140,7 @@ export function openEtcdSource(options: EtcdSourceOptions): MigrationSource {
               }
               sub = main === revision ? sub + 1 : 0;
               revision = main;
-              yield event.type === Event_EventType.Delete ? { type: "delete", main, sub, key: kv.key } : { type: "put", main, sub, kv: imported(kv) };
+              yield event.type === Event_EventType.Delete ? { type: "delete", main, sub, key: kv.key } : { type: "put", main, sub, kv: importedKeyValue(kv) };
               if (main === Number(target)) done = true;
             }
           }

@@ -3,6 +3,7 @@
 // current table, the key's history, the revision log), so after a migration
 // brain answers reads at every retained revision, and watches from any of
 // them, as the source etcd did: resource versions held by clients stay valid.
+import type { KeyValue } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
 import { MvccStore } from "../mvcc/store.js";
 import { encodeLogEntry, encodeRecord, EventKind, tombstoneRecord } from "../mvcc/record.js";
 import { metaNames } from "../mvcc/store-view.js";
@@ -25,6 +26,18 @@ export interface ImportedKeyValue {
  * than revision order (a live etcd reads them with one range at that
  * revision); they are distinct keys, so their order does not matter.
  */
+/** etcd's KeyValue message (from a snapshot or the API) as an import. */
+export function importedKeyValue(kv: KeyValue): ImportedKeyValue {
+  return {
+    key: kv.key,
+    value: kv.value,
+    createRevision: Number(kv.createRevision),
+    modRevision: Number(kv.modRevision),
+    version: Number(kv.version),
+    lease: kv.lease,
+  };
+}
+
 export type ImportedEvent =
   | { type: "put"; main: number; sub: number; kv: ImportedKeyValue; base?: boolean }
   | { type: "delete"; main: number; sub: number; key: Uint8Array; base?: undefined };

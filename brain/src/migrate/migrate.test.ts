@@ -140,32 +140,28 @@ describe("brain migrate", () => {
     return { name: "brain", endpoint: brain.endpoint, client: rawEtcdClient(brain.endpoint) };
   }
 
+  /** Migrates with `args`, starts brain on the result and compares everything a client can read with the source. */
+  async function expectMigratedLikeSource(name: string, ...args: string[]): Promise<void> {
+    const dataDir = join(work, name);
+    const result = await brainMigrate("--data-dir", dataDir, ...args);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`up to revision ${finalRevision} \\(compacted at ${compactRevision}\\)`));
+    const migrated = await startMigrated(dataDir);
+    try {
+      expect(await observe(migrated)).toEqual(await observe(source));
+    } finally {
+      migrated.client.close();
+    }
+  }
+
   it("from an etcdctl snapshot: every revision, the history's events, the compaction and the leases as etcd has them", async () => {
     const snapshot = join(work, "etcd.snapshot");
     await run(toolPath("etcdctl"), ["--endpoints", etcd.endpoint, "snapshot", "save", snapshot]);
-    const dataDir = join(work, "from-snapshot");
-    const result = await brainMigrate("--data-dir", dataDir, "--from-snapshot", snapshot);
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(new RegExp(`up to revision ${finalRevision} \\(compacted at ${compactRevision}\\)`));
-    const migrated = await startMigrated(dataDir);
-    try {
-      expect(await observe(migrated)).toEqual(await observe(source));
-    } finally {
-      migrated.client.close();
-    }
+    await expectMigratedLikeSource("from-snapshot", "--from-snapshot", snapshot);
   });
 
   it("from the running etcd: the same", async () => {
-    const dataDir = join(work, "from-etcd");
-    const result = await brainMigrate("--data-dir", dataDir, "--from-etcd", etcd.endpoint);
-    expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(new RegExp(`up to revision ${finalRevision} \\(compacted at ${compactRevision}\\)`));
-    const migrated = await startMigrated(dataDir);
-    try {
-      expect(await observe(migrated)).toEqual(await observe(source));
-    } finally {
-      migrated.client.close();
-    }
+    await expectMigratedLikeSource("from-etcd", "--from-etcd", etcd.endpoint);
   });
 
   it("refuses a data dir that holds anything, and a file that is not a snapshot, leaving nothing behind", async () => {

@@ -6,7 +6,7 @@ import { BinaryReader } from "@bufbuild/protobuf/wire";
 import { fromBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
 import { BboltFile } from "./bbolt.js";
-import { MigrationError, type ImportedEvent } from "./import-writer.js";
+import { importedKeyValue, MigrationError, type ImportedEvent } from "./import-writer.js";
 import type { MigrationSource } from "./source.js";
 
 const revisionBytes = 17;
@@ -52,19 +52,7 @@ export function openSnapshotSource(path: string): MigrationSource {
         if (key.length === revisionBytes + 1) {
           yield { type: "delete", main, sub, key: kv.key };
         } else {
-          yield {
-            type: "put",
-            main,
-            sub,
-            kv: {
-              key: kv.key,
-              value: kv.value,
-              createRevision: Number(kv.createRevision),
-              modRevision: Number(kv.modRevision),
-              version: Number(kv.version),
-              lease: kv.lease,
-            },
-          };
+          yield { type: "put", main, sub, kv: importedKeyValue(kv) };
         }
       }
     },
