@@ -34,6 +34,7 @@ import {
   startReferenceEtcd,
   toolPath,
   type Brain,
+  type KubeApiserver,
   type ReferenceEtcd,
 } from "@wharf/testkit";
 import { bytes, Scenario, type Target } from "../compat/differential.js";
@@ -186,12 +187,13 @@ describe("brain migrate", () => {
   });
 
   it("moves a Kubernetes cluster from etcd to brain: objects, resource versions and watches from them carry over", async () => {
-    const clusterEtcd = await startReferenceEtcd();
     await mkdir(join(work, "cluster-pki"));
     const pki = await createClusterPki(join(work, "cluster-pki"));
-    let apiserver = await startKubeApiserver({ etcdServers: [clusterEtcd.endpoint], pki });
-    const kubectl = async (...args: string[]) => (await run(toolPath("kubectl"), ["--kubeconfig", apiserver.kubeconfig, ...args])).stdout;
+    const clusterEtcd = await startReferenceEtcd();
+    let apiserver: KubeApiserver | undefined;
+    const kubectl = async (...args: string[]) => (await run(toolPath("kubectl"), ["--kubeconfig", apiserver!.kubeconfig, ...args])).stdout;
     try {
+      apiserver = await startKubeApiserver({ etcdServers: [clusterEtcd.endpoint], pki });
       await kubectl("create", "namespace", "moving");
       await kubectl("-n", "moving", "create", "configmap", "settings", "--from-literal=mode=etcd");
       const before = JSON.parse(await kubectl("-n", "moving", "get", "configmap", "settings", "-o", "json")) as { metadata: { resourceVersion: string; uid: string } };
@@ -215,7 +217,7 @@ describe("brain migrate", () => {
       const events = (await watch).stdout.trim().split("\n").map((line) => JSON.parse(line) as { type: string; object: { data: { mode: string } } });
       expect(events.map((event) => [event.type, event.object.data.mode])).toEqual([["MODIFIED", "brain"]]);
     } finally {
-      await apiserver.stop();
+      await apiserver?.stop();
       await clusterEtcd.stop();
     }
   }, 180_000);
