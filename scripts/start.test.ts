@@ -1,9 +1,10 @@
 // End to end, as a user meets wharf: start the stack, use the printed
 // kubeconfig, lose an apiserver, change the config live, stop with Ctrl-C.
 //
-// The test runs scripts/start.ts, the program `npm start` runs once setup
-// and build are done; `npm test` has just done both, and building again here
-// would rewrite dist/ under the test files running beside this one.
+// The test runs `node --import tsx scripts/start.ts`, the command `npm start`
+// runs once setup and build are done; `npm test` has just done both, and
+// building again here would rewrite dist/ under the test files running
+// beside this one.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
