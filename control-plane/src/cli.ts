@@ -5,15 +5,15 @@ import { readFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { toJson } from "@bufbuild/protobuf";
 import { stringify as stringifyYaml } from "yaml";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { AdminService, GetStatusResponseSchema } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
+import { AdminService } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
 import { startAdminServer, type RunningAdminServer } from "./admin/admin-server.js";
 import { ConfigSource } from "./config-source.js";
 import { ControlPlaneMetrics } from "./metrics.js";
 import { probeStack, readStackFile } from "./stack-health.js";
+import { statusJson, statusText } from "./status-report.js";
 import { ConfigError, loadConfigText } from "./config/load-config.js";
 import { parseRef, watchGatewayConfig } from "./kube-source.js";
 import { SnapshotCache } from "./xds/cache.js";
@@ -131,12 +131,6 @@ function adminClient(values: { admin?: string; "token-file"?: string }, token: s
   return createClient(AdminService, transport);
 }
 
-/** Rows of cells as aligned columns. */
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]?.length ?? 0)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd()).join("\n");
-}
-
 async function status(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -148,37 +142,16 @@ async function status(args: string[]): Promise<void> {
   const admin = values.admin ?? (stack?.adminUrl || undefined);
   const client = adminClient({ admin }, await readToken(values["token-file"] ?? (stack?.adminTokenFile || undefined)));
   const [health, response] = await Promise.all([
-    stack === undefined ? [] : probeStack(stack),
+    stack === undefined ? undefined : probeStack(stack),
     client.getStatus({}).catch((error: Error) => error),
   ]);
-  const healthy = health.every((probe) => probe.healthy) && !(response instanceof Error);
   if (values.json) {
-    // The admin API's GetStatusResponse, plus the stack's components when there is a stack file.
-    const out = {
-      ...(response instanceof Error ? { error: response.message } : (toJson(GetStatusResponseSchema, response) as object)),
-      ...(stack === undefined
-        ? {}
-        : { components: health.map(({ component, healthy, detail }) => ({ name: component.name, address: component.address, healthy, detail })) }),
-    };
-    process.stdout.write(JSON.stringify(out, null, 2) + "\n");
+    process.stdout.write(statusJson(health, response));
   } else {
-    const sections: string[] = [];
-    if (stack !== undefined) {
-      const rows = health.map(({ component, healthy, detail }) => [component.name, component.address, healthy ? "healthy" : `DOWN (${detail})`]);
-      sections.push(table([["COMPONENT", "ADDRESS", "HEALTH"], ...rows]));
-    }
-    if (response instanceof Error) {
-      process.stderr.write(`wharf: control plane admin API: ${response.message}\n`);
-    } else {
-      const rows = response.nodes.map((node) => {
-        const acked = Object.entries(node.ackedVersions).map(([kind, version]) => `${kind}=${version}`).join(",");
-        const nack = node.lastNack ? `${node.lastNack.kind}@${node.lastNack.version}: ${node.lastNack.message}` : "-";
-        return [node.id, node.connected ? "yes" : "no", acked || "-", nack];
-      });
-      sections.push(`config version ${response.configVersion}\n` + table([["NODE", "CONNECTED", "ACKED", "LAST NACK"], ...rows]));
-    }
-    if (sections.length > 0) process.stdout.write(sections.join("\n\n") + "\n");
+    if (response instanceof Error) process.stderr.write(`wharf: control plane admin API: ${response.message}\n`);
+    process.stdout.write(statusText(health, response instanceof Error ? undefined : response));
   }
+  const healthy = (health ?? []).every((probe) => probe.healthy) && !(response instanceof Error);
   if (!healthy) process.exitCode = 1;
 }
 
