@@ -43,7 +43,19 @@ const readRetries = {
   retry_host_predicate: [
     { name: "envoy.retry_host_predicates.previous_hosts", typed_config: { "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate" } },
   ],
-  host_selection_retry_max_attempts: 3,
+  host_selection_retry_max_attempts: 5,
+};
+// An apiserver that refuses a connection is taken out of balancing at once
+// (the health check would need two intervals), so the retry of the request
+// that found it dead goes elsewhere. HTTP 5xx do not eject: an apiserver
+// answers those for one request's reasons (a failing webhook, a timeout).
+const outlierDetection = {
+  split_external_local_origin_errors: true,
+  consecutive_local_origin_failure: 1,
+  enforcing_consecutive_local_origin_failure: 100,
+  enforcing_consecutive_5xx: 0,
+  enforcing_success_rate: 0,
+  base_ejection_time: "5s",
 };
 const writeRetries = { ...readRetries, retry_on: "connect-failure,refused-stream,reset-before-request", retriable_status_codes: [] };
 
@@ -80,6 +92,7 @@ export function gatewayResources(deployment: GatewayDeployment): ResourceSet {
         },
       },
       circuit_breakers: { thresholds: [{ max_connections: 100000, max_pending_requests: 100000, max_requests: 100000, max_retries: 1000 }] },
+      outlier_detection: outlierDetection,
       health_checks: [
         {
           timeout: "2s",
