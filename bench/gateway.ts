@@ -3,7 +3,7 @@
 // filter, in one run. Writes bench/results/gateway.{md,json} and a PNG chart.
 import { readFileSync } from "node:fs";
 import { connect, type ClientHttp2Session } from "node:http2";
-import { parse, stringify } from "yaml";
+import type { JsonObject } from "@bufbuild/protobuf";
 import { wasmPath } from "@wharf/filters";
 import {
   createClusterPki,
@@ -111,8 +111,8 @@ const gatewayConfig = encodeGatewayConfig({
  * The same Envoy minus the filter; a fixed identity stands in for what the
  * filter would have forwarded, so the apiserver does the same work.
  */
-function withoutFilter(rendered: string): string {
-  const config = parse(rendered) as {
+function withoutFilter(bootstrap: JsonObject): JsonObject {
+  const config = structuredClone(bootstrap) as unknown as {
     static_resources: { listeners: Array<{ filter_chains: Array<{ filters: Array<{ typed_config: { http_filters: Array<{ name: string }>; route_config: Record<string, unknown> } }> }> }> };
   };
   const manager = config.static_resources.listeners[0]!.filter_chains[0]!.filters[0]!.typed_config;
@@ -121,7 +121,7 @@ function withoutFilter(rendered: string): string {
     { header: { key: "x-remote-user", value: "bench" } },
     { header: { key: "x-remote-group", value: "system:masters" } },
   ];
-  return stringify(config);
+  return config as unknown as JsonObject;
 }
 
 const common = { pki, serving, wasmFile: wasmPath("gateway"), gatewayConfig, poolA: [kube.url], poolB: [kube.url] };

@@ -1,6 +1,7 @@
-// The gateway filter in real Envoy (envoy/gateway.yaml) in front of real
-// kube-apiservers: pool-a has two, pool-b one, all on the reference etcd
-// under their own prefix and one PKI.
+// The gateway in real Envoy (the control plane's resources as one static
+// config, see startGatewayEnvoy) in front of real kube-apiservers: pool-a
+// has two, pool-b one, all on the reference etcd under their own prefix and
+// one PKI.
 import { execFile, spawn } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";

@@ -5,7 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 import {
   createClusterPki,
   freePort,
@@ -17,6 +17,7 @@ import {
   startEnvoy,
   startKubeApiserver,
   startProcess,
+  toolPath,
   waitUntilReady,
   type ClusterPki,
   type Envoy,
@@ -189,5 +190,19 @@ describe("wharf control-plane with a YAML file", () => {
     expect((failure as { stderr: string }).stderr).toMatch(/surprise/);
     await writeFile(join(dir, "good.yaml"), config([]));
     expect((await run(process.execPath, [wharf, "config", "validate", "-f", join(dir, "good.yaml")])).stdout).toContain("valid");
+  });
+
+  it("prints the same gateway as one static Envoy config, which Envoy accepts", async () => {
+    await writeFile(join(dir, "static-source.yaml"), config([{ name: "closed", rules: [{ resources: ["secrets"] }], action: { deny: { message: "no" } } }]));
+    const { stdout } = await run(process.execPath, [wharf, "envoy", "static", "-f", join(dir, "static-source.yaml"), "--admin-port", "19901"], { maxBuffer: 64 * 1024 * 1024 });
+    const bootstrap = parse(stdout) as { static_resources: { clusters: Array<{ name: string; type: string }>; secrets: Array<{ name: string }> } };
+    expect(bootstrap.static_resources.clusters.map((cluster) => [cluster.name, cluster.type])).toEqual([["main", "STATIC"]]);
+    expect(bootstrap.static_resources.secrets.map((secret) => secret.name).sort()).toEqual(["client-ca", "front-proxy-client", "gateway-serving", "upstream-ca"]);
+    expect(stdout).not.toMatch(/sds_config|config_discovery|\brds:/);
+    await writeFile(join(dir, "static.yaml"), stdout);
+    const validation = await run(toolPath("envoy"), ["--mode", "validate", "--config-path", join(dir, "static.yaml")]);
+    expect(validation.stdout + validation.stderr).toMatch(/configuration '.*' OK/);
+    const refused = await run(process.execPath, [wharf, "envoy", "static", "-f", join(dir, "bad.yaml")]).catch((error: { code: number; stderr: string }) => error);
+    expect(refused).toMatchObject({ code: 1 });
   });
 });

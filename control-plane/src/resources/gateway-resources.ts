@@ -1,7 +1,8 @@
 // The one place that builds the gateway sidecar's Envoy resources, in
-// Envoy's JSON form (the same shapes as envoy/gateway.yaml, which stays the
-// readable static reference). Certificates travel as SDS secrets, so rotating
-// one is a snapshot update, not a restart.
+// Envoy's JSON form: pushed over xDS by the control plane, or put together as
+// one static config (static-bootstrap.ts) for the tests, the benchmark and
+// `wharf envoy static`. Certificates travel as SDS secrets, so rotating one
+// is a snapshot update, not a restart.
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { ResourceSet } from "../xds/snapshot.js";
 

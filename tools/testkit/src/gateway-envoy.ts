@@ -1,10 +1,10 @@
-import { join } from "node:path";
+import { readFile } from "node:fs/promises";
+import type { JsonObject } from "@bufbuild/protobuf";
+import { gatewayResources, staticBootstrap } from "@wharf/control-plane/resources";
 import type { ClusterPki } from "./cluster-pki.js";
 import { startEnvoy, type Envoy } from "./envoy.js";
 import { freePort } from "./ports.js";
 import type { KeyPair } from "./pki.js";
-import { renderTemplate } from "./template.js";
-import { repoRoot } from "./tools.js";
 
 export interface GatewayEnvoyOptions {
   pki: ClusterPki;
@@ -13,13 +13,13 @@ export interface GatewayEnvoyOptions {
   wasmFile: string;
   /** Encoded wharf.gateway.v1.GatewayConfig. */
   gatewayConfig: Uint8Array;
-  /** kube-apiserver URLs of each pool. */
+  /** kube-apiserver URLs of each pool; pool-a takes what the filter sends nowhere else. */
   poolA: string[];
   poolB: string[];
   listenPort?: number;
   adminPort?: number;
-  /** Edits the rendered bootstrap (e.g. a variant without the filter). */
-  transform?: (bootstrap: string) => string;
+  /** Edits the bootstrap before Envoy starts (e.g. a variant without the filter). */
+  transform?: (bootstrap: JsonObject) => JsonObject;
 }
 
 export interface GatewayEnvoy extends Envoy {
@@ -27,30 +27,33 @@ export interface GatewayEnvoy extends Envoy {
   url: string;
 }
 
-function endpoints(urls: string[]): string {
-  const entries = urls.map((url) => `{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${new URL(url).port} } } } }`);
-  return `[${entries.join(", ")}]`;
+function pool(name: string, urls: string[]) {
+  return { name, endpoints: urls.map((url) => ({ host: "127.0.0.1", port: Number(new URL(url).port) })) };
 }
 
-/** Renders envoy/gateway.yaml for kube-apiservers of one PKI and starts Envoy. */
+/**
+ * Starts Envoy with the gateway the control plane would push for these
+ * apiservers (its resource builder, as one static bootstrap), in front of
+ * kube-apiservers of one PKI.
+ */
 export async function startGatewayEnvoy(options: GatewayEnvoyOptions): Promise<GatewayEnvoy> {
   const adminPort = options.adminPort ?? (await freePort());
   const listenPort = options.listenPort ?? (await freePort());
-  const rendered = await renderTemplate(join(repoRoot, "envoy", "gateway.yaml"), {
-    ADMIN_PORT: adminPort,
-    LISTEN_PORT: listenPort,
-    SERVING_CERT: options.serving.certFile,
-    SERVING_KEY: options.serving.keyFile,
-    CLIENT_CA: options.pki.ca.certFile,
-    UPSTREAM_CA: options.pki.ca.certFile,
-    FRONT_PROXY_CERT: options.pki.frontProxyClient.certFile,
-    FRONT_PROXY_KEY: options.pki.frontProxyClient.keyFile,
-    WASM_PATH: options.wasmFile,
-    GATEWAY_CONFIG: Buffer.from(options.gatewayConfig).toString("base64"),
-    POOL_A_ENDPOINTS: endpoints(options.poolA),
-    POOL_B_ENDPOINTS: endpoints(options.poolB),
+  const pem = (file: string) => readFile(file, "utf8");
+  const resources = gatewayResources({
+    listenPort,
+    servingCert: await pem(options.serving.certFile),
+    servingKey: await pem(options.serving.keyFile),
+    clientCa: await pem(options.pki.ca.certFile),
+    upstreamCa: await pem(options.pki.ca.certFile),
+    frontProxyCert: await pem(options.pki.frontProxyClient.certFile),
+    frontProxyKey: await pem(options.pki.frontProxyClient.keyFile),
+    wasmModule: await readFile(options.wasmFile),
+    gatewayConfig: options.gatewayConfig,
+    pools: [pool("pool-a", options.poolA), pool("pool-b", options.poolB)],
+    defaultPool: "pool-a",
   });
-  const bootstrap = options.transform ? options.transform(rendered) : rendered;
-  const envoy = await startEnvoy({ bootstrap, adminPort });
+  const bootstrap = staticBootstrap(resources, adminPort);
+  const envoy = await startEnvoy({ bootstrap: JSON.stringify(options.transform ? options.transform(bootstrap) : bootstrap), adminPort });
   return { ...envoy, url: `https://127.0.0.1:${listenPort}` };
 }

@@ -1,0 +1,4 @@
+// What other packages (the test kit, benchmarks) take from the control plane:
+// the gateway's Envoy resources and their static-bootstrap form.
+export { gatewayResources, type GatewayDeployment, type UpstreamPool } from "./gateway-resources.js";
+export { staticBootstrap } from "./static-bootstrap.js";
