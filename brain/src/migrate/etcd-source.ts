@@ -9,20 +9,20 @@
 // kube-apiservers) must be stopped first: writes after R are not migrated,
 // and the migration fails if it sees any.
 import { readFileSync } from "node:fs";
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { createGrpcClient, type GrpcClient } from "@wharf/proto/grpc";
 import {
   KV,
   Lease,
   LeaseLeasesRequestSchema,
+  LeaseLeasesResponseSchema,
   LeaseTimeToLiveRequestSchema,
+  LeaseTimeToLiveResponseSchema,
   RangeRequestSchema,
+  RangeResponseSchema,
   Watch,
   WatchRequestSchema,
-  type LeaseLeasesResponse,
-  type LeaseTimeToLiveResponse,
-  type RangeResponse,
   type WatchRequest,
   type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
@@ -83,8 +83,7 @@ export function openEtcdSource(options: EtcdSourceOptions): MigrationSource {
   const kv = createGrpcClient(KV, address, channel, channelOptions);
   const watch = createGrpcClient(Watch, address, channel, channelOptions);
   const lease = createGrpcClient(Lease, address, channel, channelOptions);
-  const range = (request: Parameters<typeof create<typeof RangeRequestSchema>>[1]) =>
-    kv.unary<typeof RangeRequestSchema>("Range", create(RangeRequestSchema, request)) as unknown as Promise<RangeResponse>;
+  const range = (request: MessageInitShape<typeof RangeRequestSchema>) => kv.unary<typeof RangeResponseSchema>("Range", create(RangeRequestSchema, request));
   let target = 0n;
   let compactRevision = 0n;
 
@@ -150,10 +149,10 @@ export function openEtcdSource(options: EtcdSourceOptions): MigrationSource {
       }
     },
     async finish() {
-      const ids = ((await lease.unary("LeaseLeases", create(LeaseLeasesRequestSchema, {}))) as unknown as LeaseLeasesResponse).leases.map((status) => status.ID);
+      const ids = (await lease.unary<typeof LeaseLeasesResponseSchema>("LeaseLeases", create(LeaseLeasesRequestSchema, {}))).leases.map((status) => status.ID);
       const leases: Array<{ id: bigint; ttl: number }> = [];
       for (const id of ids) {
-        const status = (await lease.unary("LeaseTimeToLive", create(LeaseTimeToLiveRequestSchema, { ID: id }))) as unknown as LeaseTimeToLiveResponse;
+        const status = await lease.unary<typeof LeaseTimeToLiveResponseSchema>("LeaseTimeToLive", create(LeaseTimeToLiveRequestSchema, { ID: id }));
         if (status.TTL > 0n) leases.push({ id, ttl: Number(status.grantedTTL) });
       }
       const now = (await range({ ...allKeys, countOnly: true })).header!.revision;

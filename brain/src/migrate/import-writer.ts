@@ -58,7 +58,6 @@ export class ImportWriter {
   private ops: WriteOp[] = [];
   private last = { main: 0, sub: -1 };
   private events = 0;
-  private readonly live = new Set<string>();
 
   private constructor(private readonly engine: StorageEngine) {}
 
@@ -100,14 +99,12 @@ export class ImportWriter {
         { type: "put", key: historyKey(event.kv.key, at), value: record },
         { type: "put", key: logKey(at), value: encodeLogEntry(EventKind.Put, event.kv.key) },
       );
-      this.live.add(Buffer.from(event.kv.key).toString("latin1"));
     } else {
       this.ops.push(
         { type: "del", key: currentKey(event.key) },
         { type: "put", key: historyKey(event.key, at), value: tombstoneRecord(event.main) },
         { type: "put", key: logKey(at), value: encodeLogEntry(EventKind.Delete, event.key) },
       );
-      this.live.delete(Buffer.from(event.key).toString("latin1"));
     }
     this.events++;
     if (this.ops.length >= batchOps) await this.flush(false);
@@ -133,7 +130,13 @@ export class ImportWriter {
       { type: "put", key: metaKey(metaNames.revision), value: encodeUint64(revision) },
     );
     await this.flush(true);
-    return { revision, compactRevision: options.compactRevision, events: this.events, liveKeys: this.live.size, leases: options.leases.length };
+    const view = this.engine.view();
+    try {
+      const liveKeys = await view.count(tableStart(Table.Current), tableEnd(Table.Current));
+      return { revision, compactRevision: options.compactRevision, events: this.events, liveKeys, leases: options.leases.length };
+    } finally {
+      await view.close();
+    }
   }
 
   close(): Promise<void> {
