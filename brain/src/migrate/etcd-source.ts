@@ -12,15 +12,16 @@ import { readFileSync } from "node:fs";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { createGrpcClient, type GrpcClient } from "@wharf/proto/grpc";
+import type {
+  LeaseLeasesResponseSchema,
+  LeaseTimeToLiveResponseSchema,
+  RangeResponseSchema} from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import {
   KV,
   Lease,
   LeaseLeasesRequestSchema,
-  LeaseLeasesResponseSchema,
   LeaseTimeToLiveRequestSchema,
-  LeaseTimeToLiveResponseSchema,
   RangeRequestSchema,
-  RangeResponseSchema,
   Watch,
   WatchRequestSchema,
   type WatchRequest,
