@@ -12,10 +12,6 @@ import { readFileSync } from "node:fs";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { credentials, type ChannelCredentials } from "@grpc/grpc-js";
 import { createGrpcClient, type GrpcClient } from "@wharf/proto/grpc";
-import type {
-  LeaseLeasesResponseSchema,
-  LeaseTimeToLiveResponseSchema,
-  RangeResponseSchema} from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import {
   KV,
   Lease,
@@ -24,6 +20,9 @@ import {
   RangeRequestSchema,
   Watch,
   WatchRequestSchema,
+  type LeaseLeasesResponseSchema,
+  type LeaseTimeToLiveResponseSchema,
+  type RangeResponseSchema,
   type WatchRequest,
   type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
