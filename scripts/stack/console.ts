@@ -31,6 +31,7 @@ export class StackConsole {
   private nextColor = 0;
   private readonly width: number;
   private readonly files: WriteStream[] = [];
+  private readonly sinks = new Map<string, LineSink>();
 
   constructor(
     private readonly logDir: string,
@@ -52,8 +53,20 @@ export class StackConsole {
     }
   }
 
-  /** A sink for one process: all lines to .wharf/logs/NAME.log, the useful ones to the terminal. */
+  /**
+   * The sink for one process: all lines to .wharf/logs/NAME.log, the useful
+   * ones to the terminal. A restarted process gets the same one (same colour, same file).
+   */
   sink(name: string): LineSink {
+    let sink = this.sinks.get(name);
+    if (sink === undefined) {
+      sink = this.newSink(name);
+      this.sinks.set(name, sink);
+    }
+    return sink;
+  }
+
+  private newSink(name: string): LineSink {
     const code = palette[this.nextColor++ % palette.length]!;
     const prefix = this.paint(code, `${name.padEnd(this.width)} │`);
     const file = createWriteStream(join(this.logDir, `${name}.log`), { flags: "a" });
