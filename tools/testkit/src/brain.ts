@@ -66,7 +66,8 @@ export async function startBrainProcess(options: BrainOptions = {}): Promise<Bra
       } else {
         await process.stop();
       }
-      if (!keepData) await removeWorkDir(workDir);
+      // The work dir holds the log, and the data unless the caller chose where.
+      if (!keepData || options.dataDir !== undefined) await removeWorkDir(workDir);
     },
   };
 }
