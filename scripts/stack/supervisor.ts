@@ -52,6 +52,11 @@ export class Supervised {
       if (this.stopping) return;
       try {
         await this.start();
+        // The stack began stopping while this one was starting: stop it too.
+        if (this.stopping) {
+          await this.current?.stop();
+          return;
+        }
         this.events.say(`${this.name} is back (pid ${this.current?.process.child.pid})`);
         return;
       } catch (error) {
