@@ -21,6 +21,8 @@ const maxAttempts = 5;
 export class Supervised {
   current: Started | undefined;
   private stopping = false;
+  private restarting: Promise<void> | undefined;
+  private wake: () => void = () => undefined;
 
   constructor(
     readonly name: string,
@@ -41,14 +43,22 @@ export class Supervised {
       await new Promise((resolve) => setTimeout(resolve, 250));
       if (this.stopping || started !== this.current) return;
       this.events.say(`${this.name} exited (code ${code ?? "signal"}); starting it again`);
-      await started.stop().catch(() => undefined);
-      await this.restart();
+      this.restarting = started
+        .stop()
+        .catch(() => undefined)
+        .then(() => this.restart());
     });
   }
 
   private async restart(): Promise<void> {
     for (let attempt = 1; attempt <= maxAttempts && !this.stopping; attempt++) {
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1000 * 2 ** (attempt - 1), 15_000)));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.min(1000 * 2 ** (attempt - 1), 15_000));
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
       if (this.stopping) return;
       try {
         await this.start();
@@ -68,6 +78,9 @@ export class Supervised {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    // A restart under way ends first (its pause cut short), so nothing it starts outlives the stack.
+    this.wake();
+    await this.restarting;
     await this.current?.stop();
   }
 }
