@@ -7,20 +7,13 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, parseAllDocuments, stringify } from "yaml";
-import { makeWorkDir, repoRoot, toolPath } from "@wharf/testkit";
+import { kubectlOn, makeWorkDir, repoRoot, toolPath } from "@wharf/testkit";
 
 const run = promisify(execFile);
 const deploy = join(repoRoot, "deploy");
 const kube = inject("kube");
 
-async function kubectl(...args: string[]): Promise<string> {
-  try {
-    return (await run(toolPath("kubectl"), ["--kubeconfig", kube.kubeconfig, ...args])).stdout;
-  } catch (error) {
-    const { stderr, stdout } = error as { stderr: string; stdout: string };
-    throw new Error(`kubectl ${args.join(" ")}: ${stderr || stdout}`, { cause: error });
-  }
-}
+const kubectl = kubectlOn(kube.kubeconfig);
 
 /** "kind/name" of every object a multi-document YAML text holds. */
 function objectNames(text: string): string[] {

@@ -11,6 +11,7 @@ import { wasmPath } from "@wharf/filters";
 import {
   createClusterPki,
   httpsGet,
+  kubectlOn,
   issueCertificate,
   makeWorkDir,
   removeWorkDir,
@@ -82,7 +83,7 @@ afterAll(async () => {
   if (dir) await removeWorkDir(dir);
 });
 
-const kubectl = async (...args: string[]) => (await run(toolPath("kubectl"), ["--kubeconfig", kubeconfig, ...args])).stdout;
+const kubectl = (...args: string[]) => kubectlOn(kubeconfig)(...args);
 const get = (path: string) => httpsGet(`${gatewayUrl}${path}`, pki.ca.certFile, alice);
 
 async function servedCounts(): Promise<Map<string, number>> {
@@ -136,7 +137,7 @@ describe("the gateway filter in Envoy in front of kube-apiservers", () => {
     const denied = await get("/api/v1/namespaces/default/secrets");
     expect(denied.status).toBe(403);
     expect(JSON.parse(denied.body)).toMatchObject({ kind: "Status", reason: "Forbidden", code: 403, message: "devs may not touch secrets" });
-    const failure = await kubectl("get", "secrets").catch((error: { stderr: string }) => error.stderr);
+    const failure = await kubectl("get", "secrets").catch((error: Error) => error.message);
     expect(failure).toContain("devs may not touch secrets");
   });
 

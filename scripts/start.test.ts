@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
-import { freePort, httpsGet, makeWorkDir, repoRoot, toolPath, waitFor } from "@wharf/testkit";
+import { freePort, httpsGet, kubectlOn, makeWorkDir, repoRoot, toolPath, waitFor } from "@wharf/testkit";
 
 const run = promisify(execFile);
 
@@ -71,8 +71,7 @@ describe("npm start", () => {
   let caFile: string;
   const admin = { certFile: "", keyFile: "" };
 
-  const kubectl = async (...args: string[]) =>
-    (await run(toolPath("kubectl"), args, { env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 30_000 })).stdout;
+  const kubectl = (...args: string[]) => kubectlOn(kubeconfig)(...args);
   const readStack = async () => JSON.parse(await readFile(join(state, "stack.json"), "utf8")) as StackFile;
   const pidOf = async (name: string) => (await readStack()).components.find((component) => component.name === name)!.pid;
   const wharfStatus = () =>

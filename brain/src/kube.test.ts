@@ -1,11 +1,8 @@
 // A real kube-apiserver on brain, driven by kubectl, compared with one on the
 // reference etcd (started once per run by the global setup).
 import { execFile, spawn } from "node:child_process";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { startBrainProcess, startKubeApiserver, toolPath, type Brain, type KubeApiserver, waitFor } from "@wharf/testkit";
-
-const run = promisify(execFile);
+import { kubectlOn, startBrainProcess, startKubeApiserver, toolPath, type Brain, type KubeApiserver, waitFor } from "@wharf/testkit";
 
 let brain: Brain;
 let kube: KubeApiserver;
@@ -23,9 +20,6 @@ afterAll(async () => {
   await kube?.stop();
   await brain?.stop();
 });
-
-const kubectlOn = (kubeconfig: string) => async (...args: string[]) =>
-  (await run(toolPath("kubectl"), ["--kubeconfig", kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout;
 
 /** The same kubectl session against a cluster; returns what a user would see. */
 async function session(kubeconfig: string): Promise<Record<string, unknown>> {

@@ -1,9 +1,7 @@
 // The control plane fed by a GatewayConfig custom resource on a real
 // kube-apiserver (the management cluster of the global test setup).
-import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { stringify } from "yaml";
 import {
@@ -13,7 +11,7 @@ import {
   removeWorkDir,
   repoRoot,
   startProcess,
-  toolPath,
+  kubectlOn,
   waitUntilReady,
   type ClusterPki,
   type RunningProcess,
@@ -23,7 +21,6 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AdminService } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
 
-const run = promisify(execFile);
 const wharf = join(repoRoot, "control-plane", "dist", "cli.js");
 const token = "kube-source-test-token-0123456789";
 
@@ -32,7 +29,7 @@ let pki: ClusterPki;
 let controlPlane: RunningProcess;
 let adminUrl: string;
 const kube = inject("kube");
-const kubectl = (...args: string[]) => run(toolPath("kubectl"), ["--kubeconfig", kube.kubeconfig, ...args]);
+const kubectl = kubectlOn(kube.kubeconfig);
 
 function resource(policies: unknown[]): string {
   return stringify({

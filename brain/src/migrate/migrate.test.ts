@@ -26,6 +26,7 @@ import {
 import {
   createClusterPki,
   etcdServices,
+  kubectlOn,
   makeWorkDir,
   rawEtcdClient,
   repoRoot,
@@ -191,7 +192,7 @@ describe("brain migrate", () => {
     const pki = await createClusterPki(join(work, "cluster-pki"));
     const clusterEtcd = await startReferenceEtcd();
     let apiserver: KubeApiserver | undefined;
-    const kubectl = async (...args: string[]) => (await run(toolPath("kubectl"), ["--kubeconfig", apiserver!.kubeconfig, ...args])).stdout;
+    const kubectl = (...args: string[]) => kubectlOn(apiserver!.kubeconfig)(...args);
     try {
       apiserver = await startKubeApiserver({ etcdServers: [clusterEtcd.endpoint], pki });
       await kubectl("create", "namespace", "moving");

@@ -1,10 +1,9 @@
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import type { TestProject } from "vitest/node";
 import { startReferenceEtcd } from "./etcd.js";
 import { startKubeApiserver } from "./kube-apiserver.js";
-import { repoRoot, toolPath } from "./tools.js";
+import { kubectlOn } from "./kubectl.js";
+import { repoRoot } from "./tools.js";
 
 /**
  * Starts the real parts that many test files share, once per `vitest run`:
@@ -18,7 +17,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   let kube;
   try {
     kube = await startKubeApiserver({ etcdServers: [etcd.endpoint] });
-    const kubectl = (...args: string[]) => promisify(execFile)(toolPath("kubectl"), ["--kubeconfig", kube!.kubeconfig, ...args]);
+    const kubectl = kubectlOn(kube.kubeconfig);
     await kubectl("apply", "-f", join(repoRoot, "deploy", "crds"));
     await kubectl("wait", "--for=condition=Established", "crd/gatewayconfigs.wharf.dev", "--timeout=60s");
   } catch (error) {

@@ -15,3 +15,4 @@ export { startBrainProcess, type Brain } from "./brain.js";
 export { rawEtcdClient, etcdServices, type RawEtcdClient } from "./etcd-client.js";
 export { startGatewayEnvoy, type GatewayEnvoy, type GatewayEnvoyOptions } from "./gateway-envoy.js";
 export { waitFor } from "./wait.js";
+export { kubectlOn } from "./kubectl.js";

@@ -1,22 +1,16 @@
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { describe, expect, inject, it } from "vitest";
-import { toolPath } from "./tools.js";
-
-const run = promisify(execFile);
+import { kubectlOn } from "./kubectl.js";
 
 describe("kube-apiserver on the reference etcd", () => {
   const kube = inject("kube");
-  const kubectl = (...args: string[]) => run(toolPath("kubectl"), ["--kubeconfig", kube.kubeconfig, ...args]);
+  const kubectl = kubectlOn(kube.kubeconfig);
 
   it("answers kubectl get --raw /readyz with ok", async () => {
-    const { stdout } = await kubectl("get", "--raw", "/readyz");
-    expect(stdout.trim()).toBe("ok");
+    expect((await kubectl("get", "--raw", "/readyz")).trim()).toBe("ok");
   });
 
   it("reports the Kubernetes version setup built", async () => {
-    const { stdout } = await kubectl("version", "-o", "json");
-    const versions = JSON.parse(stdout) as { clientVersion: { minor: string }; serverVersion: { gitVersion: string; minor: string } };
+    const versions = JSON.parse(await kubectl("version", "-o", "json")) as { clientVersion: { minor: string }; serverVersion: { gitVersion: string; minor: string } };
     expect(Number.parseInt(versions.serverVersion.minor, 10)).toBeGreaterThanOrEqual(36);
     expect(versions.clientVersion.minor).toBe(versions.serverVersion.minor);
   });
@@ -24,8 +18,7 @@ describe("kube-apiserver on the reference etcd", () => {
   it("stores objects in etcd: a configmap round-trips", async () => {
     const name = `foundation-${process.pid}`;
     await kubectl("create", "configmap", name, "--from-literal=answer=42");
-    const { stdout } = await kubectl("get", "configmap", name, "-o", "jsonpath={.data.answer}");
-    expect(stdout).toBe("42");
+    expect(await kubectl("get", "configmap", name, "-o", "jsonpath={.data.answer}")).toBe("42");
     await kubectl("delete", "configmap", name);
   });
 
