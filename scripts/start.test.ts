@@ -42,15 +42,6 @@ function isFree(port: number): Promise<boolean> {
   });
 }
 
-/** waitFor, with a description computed when it fails (it can quote what was seen). */
-async function until(check: () => Promise<boolean>, timeoutMs: number, what: () => string): Promise<void> {
-  try {
-    await waitFor(check, timeoutMs, "", 250);
-  } catch {
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what()}`);
-  }
-}
-
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -145,13 +136,14 @@ describe("npm start", () => {
     let events = "";
     watch.stdout.on("data", (chunk: Buffer) => (events += chunk.toString()));
     try {
-      await until(async () => /ADDED\s+first\s/.test(events), 20_000, () => `the watch to list first (saw: ${events})`);
+      await waitFor(async () => /ADDED\s+first\s/.test(events), 20_000, () => `the watch to list first (saw: ${events})`, 250);
       await kubectl("-n", "e2e", "create", "configmap", "second", "--from-literal=b=2");
       await kubectl("-n", "e2e", "delete", "configmap", "first");
-      await until(
+      await waitFor(
         async () => /ADDED\s+second\s/.test(events) && /DELETED\s+first\s/.test(events),
         20_000,
         () => `the watch to see second added and first deleted (saw: ${events})`,
+        250,
       );
     } finally {
       watch.kill();
@@ -178,10 +170,11 @@ describe("npm start", () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(failures).toEqual([]);
-    await until(
+    await waitFor(
       async () => (await pidOf("kube-apiserver-1")) !== victim && (await wharfStatus()).code === 0,
       90_000,
       () => `kube-apiserver-1 to come back; npm start printed:\n${output.slice(-3000)}`,
+      250,
     );
     expect(output).toMatch(/kube-apiserver-1 exited .*starting it again/);
   });
@@ -204,13 +197,14 @@ describe("npm start", () => {
       return Number(/: (\d+)/.exec(stats)?.[1] ?? 0);
     };
     // The new pool receives the namespace's requests once Envoy has the config.
-    await until(
+    await waitFor(
       async () => {
         await throughGateway("/api/v1/namespaces/e2e/configmaps");
         return (await routedToE2e()) > 0;
       },
       15_000,
       () => `a request to reach the new pool; npm start printed:\n${output.slice(-3000)}`,
+      250,
     );
     // A burst past qps 1 / burst 2 is refused with Kubernetes' 429 Status.
     const statuses: number[] = [];
