@@ -87,15 +87,15 @@ await mkdir(logDir, { recursive: true });
 const out = new StackConsole(logDir, [storeName, ...apiserverNames, "control-plane", "envoy"], flags.verbose);
 
 type ComponentInit = MessageInitShape<typeof StackComponentSchema>;
-const parts: Supervised[] = [];
-const components = new Map<Supervised, ComponentInit>();
+/** Every supervised part, in start order, with how `wharf status` reaches it. */
+const parts: Array<{ supervised: Supervised; component: ComponentInit }> = [];
 let stopping = false;
 async function shutdown(code: number): Promise<never> {
   if (!stopping) {
     stopping = true;
     out.phase(undefined);
     out.say("stopping …");
-    for (const part of [...parts].reverse()) await part.stop().catch(() => undefined);
+    for (const { supervised } of [...parts].reverse()) await supervised.stop().catch(() => undefined);
     out.say("stopped");
     out.close();
   }
@@ -119,11 +119,7 @@ async function writeStackFileNow(): Promise<void> {
   const stack = create(LocalStackSchema, {
     adminUrl,
     adminTokenFile: tokenFile,
-    components: parts.flatMap((part) => {
-      const component = components.get(part);
-      if (component === undefined) return [];
-      return [create(StackComponentSchema, { ...component, pid: part.current?.process.child.pid ?? 0 })];
-    }),
+    components: parts.map(({ supervised, component }) => create(StackComponentSchema, { ...component, pid: supervised.current?.process.child.pid ?? 0 })),
   });
   await writeFile(`${stackFile}.tmp`, toJsonString(LocalStackSchema, stack, { prettySpaces: 2 }) + "\n");
   await rename(`${stackFile}.tmp`, stackFile);
@@ -139,10 +135,9 @@ const events: SupervisorEvents = {
 };
 
 function supervise(name: string, component: ComponentInit, launch: () => Promise<Started>): Supervised {
-  const part = new Supervised(name, launch, events);
-  parts.push(part);
-  components.set(part, { ...component, logFile: join(logDir, `${name}.log`) });
-  return part;
+  const supervised = new Supervised(name, launch, events);
+  parts.push({ supervised, component: { ...component, logFile: join(logDir, `${name}.log`) } });
+  return supervised;
 }
 
 try {
