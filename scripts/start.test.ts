@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
-import { freePort, httpsGet, kubectlOn, makeWorkDir, repoRoot, toolPath, waitFor } from "@wharf/testkit";
+import { freePort, freePortRange, httpsGet, kubectlOn, makeWorkDir, repoRoot, toolPath, waitFor } from "@wharf/testkit";
 
 const run = promisify(execFile);
 
@@ -21,17 +21,8 @@ interface StackFile {
   components: Array<{ name: string; address: string; pid: number }>;
 }
 
-/** A base port with `count` free ports from it (the apiservers take consecutive ports). */
-async function freePortRun(count: number): Promise<number> {
-  for (;;) {
-    const base = await freePort();
-    if (base + count > 65535) continue;
-    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
-    if (free.every(Boolean)) return base;
-  }
-}
-
-function isFree(port: number): Promise<boolean> {
+/** Whether nothing listens on the port any more (a connection is refused). */
+function nothingListens(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connect(port, "127.0.0.1");
     socket.once("connect", () => {
@@ -82,7 +73,7 @@ describe("npm start", () => {
       WHARF_STATE_DIR: state,
       WHARF_BRAIN_PORT: String(await freePort()),
       WHARF_BRAIN_METRICS_PORT: String(await freePort()),
-      WHARF_APISERVER_PORT: String(await freePortRun(2)),
+      WHARF_APISERVER_PORT: String(await freePortRange(2)),
       WHARF_GATEWAY_PORT: String(gatewayPort),
       WHARF_ENVOY_ADMIN_PORT: String(envoyAdminPort),
       WHARF_XDS_PORT: String(await freePort()),
@@ -228,6 +219,6 @@ describe("npm start", () => {
     expect(output).toMatch(/│ stopped/);
     for (const { name, pid } of components) expect(isRunning(pid), `${name} (pid ${pid}) still running`).toBe(false);
     const ports = components.flatMap(({ address }) => /:(\d+)$/.exec(address)?.[1] ?? []).map(Number);
-    for (const port of ports) expect(await isFree(port), `port ${port} still open`).toBe(true);
+    for (const port of ports) expect(await nothingListens(port), `port ${port} still open`).toBe(true);
   });
 });

@@ -1,6 +1,6 @@
 // One place that starts a real part for tests (and for `npm start`).
 export { repoRoot, toolPath, type Tool } from "./tools.js";
-export { freePort } from "./ports.js";
+export { freePort, freePortRange } from "./ports.js";
 export { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
 export { makeWorkDir, removeWorkDir } from "./workdir.js";
 export { createCertificateAuthority, issueCertificate, createSigningKey, type KeyPair } from "./pki.js";
