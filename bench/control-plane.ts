@@ -17,7 +17,7 @@ import {
   type Envoy,
 } from "@wharf/testkit";
 import { encodeGatewayConfig } from "../filters/src/gateway/harness.js";
-import { gatewayResources, type GatewayDeployment } from "../control-plane/src/resources/gateway-resources.js";
+import { gatewayResources, type SingleClusterDeployment } from "../control-plane/src/resources/gateway-resources.js";
 import { SnapshotCache } from "../control-plane/src/xds/cache.js";
 import { Snapshot, pushOrder } from "../control-plane/src/xds/snapshot.js";
 import { startXdsServer } from "../control-plane/src/xds/xds-server.js";
@@ -38,7 +38,7 @@ const cache = new SnapshotCache();
 const xds = await startXdsServer(cache);
 const rows: Row[] = [];
 
-function deployment(pools: number, policies: number, marker: number): GatewayDeployment {
+function deployment(pools: number, policies: number, marker: number): SingleClusterDeployment {
   const names = Array.from({ length: pools }, (_, i) => `pool-${i}`);
   return {
     listenPort: 0,

@@ -51,7 +51,11 @@ function poolServers(servers: string[]): Array<[string, string[]]> {
   ];
 }
 
-/** Writes the sample if there is no config yet, else points its pools at `servers`. */
+/**
+ * Writes the sample if there is no config yet, else points its pools at
+ * `servers`. The sample is one `upstream_cluster`; a config the user turned
+ * into `upstream_clusters` names its own servers and is left as it is.
+ */
 export async function ensureStackConfig(file: string, options: SampleConfigOptions): Promise<void> {
   if (!existsSync(file)) {
     await writeFile(file, sampleConfig(options));

@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { createCertificateAuthority, makeWorkDir, removeWorkDir, type KeyPair } from "@wharf/testkit";
 import { wasmPath } from "@wharf/filters";
+import { fromBinary } from "@bufbuild/protobuf";
+import { GatewayConfigSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js";
 import { ConfigError, loadConfigText } from "./load-config.js";
 
 let dir: string;
@@ -46,11 +48,15 @@ describe("the config validator", () => {
     const { deployment } = await loadConfigText(stringify(base()), { baseDir: dir, wasmFile: wasmPath("gateway") });
     expect(deployment.listenAddress).toBe("127.0.0.1");
     expect(deployment.listenPort).toBe(7443);
-    expect(deployment.pools).toEqual([
+    // upstream_cluster is one unnamed cluster on every hostname, with the listener's certificate.
+    expect(deployment.clusters).toHaveLength(1);
+    expect(deployment.clusters[0]!.name).toBe("");
+    expect(deployment.clusters[0]!.hostnames).toEqual([]);
+    expect(deployment.clusters[0]!.pools).toEqual([
       { name: "main", endpoints: [{ host: "127.0.0.1", port: 6443 }] },
       { name: "watch", endpoints: [{ host: "10.0.0.2", port: 6443 }, { host: "::1", port: 6443 }] },
     ]);
-    expect(deployment.gatewayConfig.length).toBeGreaterThan(0);
+    expect(deployment.clusters[0]!.gatewayConfig.length).toBeGreaterThan(0);
   });
 
   it.each([
@@ -69,5 +75,75 @@ describe("the config validator", () => {
 
   it("refuses text that is not YAML", async () => {
     await expect(loadConfigText("listener: [unclosed", { baseDir: dir, wasmFile: wasmPath("gateway") })).rejects.toThrow(/not valid YAML/);
+  });
+});
+
+/** Two clusters, each on its own hostnames with its own certificate and CA. */
+function several(): Record<string, unknown> & { listener: Record<string, unknown>; upstream_clusters: Array<Record<string, unknown>> } {
+  const cluster = (name: string, hostnames: string[], pool: string) => ({
+    name,
+    hostnames,
+    cert_file: ca.certFile,
+    key_file: ca.keyFile,
+    client_ca_file: ca.certFile,
+    pools: [{ name: pool, servers: ["127.0.0.1:6443"] }],
+    default_pool: pool,
+    ca_file: ca.certFile,
+    client_cert_file: ca.certFile,
+    client_key_file: ca.keyFile,
+    token_review: { cluster: pool },
+  });
+  return { listener: { port: 7443 }, upstream_clusters: [cluster("alpha", ["alpha.example", "*.alpha.example"], "main"), cluster("beta", ["beta.example"], "main")] };
+}
+
+async function refusalOf(config: Record<string, unknown>): Promise<string> {
+  const error = await loadConfigText(stringify(config), { baseDir: dir, wasmFile: wasmPath("gateway") }).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(ConfigError);
+  return (error as ConfigError).message;
+}
+
+describe("the config validator, several upstream clusters", () => {
+  it("turns each into a named cluster on its hostnames, pools named apart", async () => {
+    const { deployment } = await loadConfigText(stringify(several()), { baseDir: dir, wasmFile: wasmPath("gateway") });
+    expect(deployment.clusters.map((cluster) => [cluster.name, cluster.hostnames])).toEqual([
+      ["alpha", ["alpha.example", "*.alpha.example"]],
+      ["beta", ["beta.example"]],
+    ]);
+    // Both name their pool "main"; each filter's token review calls its own cluster's.
+    const review = deployment.clusters.map((cluster) => fromBinary(GatewayConfigSchema, cluster.gatewayConfig).tokenReview?.cluster);
+    expect(review).toEqual(["alpha/main", "beta/main"]);
+  });
+
+  const clusters = (edit: (config: ReturnType<typeof several>) => void) => {
+    const config = several();
+    edit(config);
+    return config;
+  };
+  it.each([
+    ["a hostname two clusters list", (c: ReturnType<typeof several>) => (c.upstream_clusters[1]!.hostnames = ["beta.example", "alpha.example"]), /upstream_clusters\[1\]\.hostnames\[1\]: "alpha\.example" is already served by upstream_clusters\[0\] \("alpha"\)/],
+    ["two clusters of one name", (c: ReturnType<typeof several>) => (c.upstream_clusters[1]!.name = "alpha"), /upstream_clusters\[1\]\.name: duplicate name "alpha"/],
+    ["a cluster without a name", (c: ReturnType<typeof several>) => delete c.upstream_clusters[0]!.name, /upstream_clusters\[0\]\.name: required/],
+    ["a name that cannot be part of Envoy names", (c: ReturnType<typeof several>) => (c.upstream_clusters[0]!.name = "Alpha/1"), /upstream_clusters\[0\]\.name: "Alpha\/1" is not lowercase/],
+    ["a cluster without hostnames", (c: ReturnType<typeof several>) => (c.upstream_clusters[1]!.hostnames = []), /upstream_clusters\[1\]\.hostnames: at least one hostname/],
+    ["a hostname in capitals", (c: ReturnType<typeof several>) => (c.upstream_clusters[1]!.hostnames = ["Beta.example"]), /upstream_clusters\[1\]\.hostnames\[0\]: "Beta\.example" is not a lowercase DNS name/],
+    ["a wildcard in the middle", (c: ReturnType<typeof several>) => (c.upstream_clusters[1]!.hostnames = ["beta.*.example"]), /upstream_clusters\[1\]\.hostnames\[0\]: "beta\.\*\.example" is not a lowercase DNS name/],
+    ["a cluster without its serving certificate", (c: ReturnType<typeof several>) => delete c.upstream_clusters[1]!.cert_file, /upstream_clusters\[1\]\.cert_file: required/],
+    ["a cluster without its client CA", (c: ReturnType<typeof several>) => delete c.upstream_clusters[0]!.client_ca_file, /upstream_clusters\[0\]\.client_ca_file: required/],
+    ["a duplicate pool within a cluster", (c: ReturnType<typeof several>) => (c.upstream_clusters[1]!.pools = [{ name: "main", servers: ["a:1"] }, { name: "main", servers: ["b:2"] }]), /upstream_clusters\[1\]\.pools\[1\]\.name: duplicate name "main"/],
+    ["a token review naming another cluster's pool", (c: ReturnType<typeof several>) => (c.upstream_clusters[1]!.token_review = { cluster: "alpha/main" }), /upstream_clusters\[1\]\.token_review\.cluster: names no pool \("alpha\/main"\)/],
+    ["a listener certificate as well", (c: ReturnType<typeof several>) => (c.listener.cert_file = ca.certFile), /listener\.cert_file: only with upstream_cluster/],
+    ["upstream_cluster as well", (c: ReturnType<typeof several>) => (c.upstream_cluster = base().upstream_cluster), /upstream_clusters: set upstream_cluster .* or upstream_clusters, not both/],
+  ])("refuses %s, naming the field", async (_, edit, message) => {
+    expect(await refusalOf(clusters(edit))).toMatch(message);
+  });
+
+  it("refuses hostnames on the single upstream_cluster, which serves every hostname", async () => {
+    const config = base();
+    config.upstream_cluster!.hostnames = ["alpha.example"];
+    expect(await refusalOf(config)).toMatch(/upstream_cluster\.hostnames: only in upstream_clusters/);
+  });
+
+  it("refuses a config with no cluster at all", async () => {
+    expect(await refusalOf({ listener: base().listener })).toMatch(/upstream_cluster: required \(or upstream_clusters\)/);
   });
 });

@@ -4,10 +4,10 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
-import { ConfigSchema, type Config } from "@wharf/proto/wharf/config/v1/config_pb.js";
+import { ConfigSchema, type Config, type UpstreamCluster } from "@wharf/proto/wharf/config/v1/config_pb.js";
 import { GatewayConfigSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js";
 import { parse } from "yaml";
-import type { GatewayDeployment, UpstreamPool } from "../resources/gateway-resources.js";
+import { envoyClusterName, type GatewayDeployment, type UpstreamClusterDeployment, type UpstreamPool } from "../resources/gateway-resources.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -78,39 +78,108 @@ function uniqueNames(field: string, names: string[]): Set<string> {
 async function toDeployment(config: Config, options: LoadOptions): Promise<GatewayDeployment> {
   const listener = config.listener;
   if (!listener) throw new ConfigError("listener", "required");
-  const upstream = config.upstreamCluster;
-  if (!upstream) throw new ConfigError("upstream_cluster", "required");
-  if (upstream.pools.length === 0) throw new ConfigError("upstream_cluster.pools", "at least one pool is required");
-  const poolNames = uniqueNames("upstream_cluster.pools", upstream.pools.map((pool) => pool.name));
+  const single = config.upstreamCluster;
+  const several = config.upstreamClusters;
+  if (single && several.length > 0) throw new ConfigError("upstream_clusters", "set upstream_cluster (one cluster on every hostname) or upstream_clusters, not both");
+  if (!single && several.length === 0) throw new ConfigError("upstream_cluster", "required (or upstream_clusters)");
+  let clusters: UpstreamClusterDeployment[];
+  if (single) {
+    for (const [field, value] of perClusterOnly(single)) {
+      if (value) throw new ConfigError(`upstream_cluster.${field}`, "only in upstream_clusters; upstream_cluster serves every hostname with the listener's certificate and client CA");
+    }
+    const tls = { certFile: "listener.cert_file", keyFile: "listener.key_file", clientCaFile: "listener.client_ca_file" };
+    clusters = [await toCluster(single, "upstream_cluster", "", [], tls, listener, options)];
+  } else {
+    for (const [field, value] of [["cert_file", listener.certFile], ["key_file", listener.keyFile], ["client_ca_file", listener.clientCaFile]] as const) {
+      if (value) throw new ConfigError(`listener.${field}`, "only with upstream_cluster; each of upstream_clusters names its own");
+    }
+    uniqueNames("upstream_clusters", several.map((cluster) => cluster.name));
+    const servedBy = new Map<string, number>();
+    clusters = [];
+    // One after another, so the first error in the file is the one reported.
+    for (const [index, cluster] of several.entries()) {
+      const field = `upstream_clusters[${index}]`;
+      if (!clusterName.test(cluster.name)) throw new ConfigError(`${field}.name`, `"${cluster.name}" is not lowercase letters, digits and '-' (at most 63)`);
+      if (cluster.hostnames.length === 0) throw new ConfigError(`${field}.hostnames`, "at least one hostname is required");
+      cluster.hostnames.forEach((hostname, at) => {
+        if (!isHostname(hostname)) throw new ConfigError(`${field}.hostnames[${at}]`, `"${hostname}" is not a lowercase DNS name or *.name`);
+        const other = servedBy.get(hostname);
+        if (other !== undefined) throw new ConfigError(`${field}.hostnames[${at}]`, `"${hostname}" is already served by upstream_clusters[${other}] ("${several[other]!.name}")`);
+        servedBy.set(hostname, index);
+      });
+      const tls = { certFile: `${field}.cert_file`, keyFile: `${field}.key_file`, clientCaFile: `${field}.client_ca_file` };
+      clusters.push(await toCluster(cluster, field, cluster.name, cluster.hostnames, tls, cluster, options));
+    }
+  }
+  return {
+    listenAddress: listener.address || "127.0.0.1",
+    listenPort: listener.port || 7443,
+    wasmModule: await readWasm(options.wasmFile),
+    clusters,
+  };
+}
+
+const clusterName = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const label = "[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?";
+const hostnamePattern = new RegExp(`^(\\*\\.)?(${label}\\.)*${label}$`);
+
+// Lowercase only: Envoy matches the SNI without regard to case, so two
+// spellings of one name in two clusters would be one name that the
+// duplicate check could not see.
+function isHostname(name: string): boolean {
+  return name.length <= 253 && hostnamePattern.test(name);
+}
+
+function perClusterOnly(cluster: UpstreamCluster): Array<[string, boolean]> {
+  return [
+    ["name", cluster.name !== ""],
+    ["hostnames", cluster.hostnames.length > 0],
+    ["cert_file", cluster.certFile !== ""],
+    ["key_file", cluster.keyFile !== ""],
+    ["client_ca_file", cluster.clientCaFile !== ""],
+  ];
+}
+
+/** One cluster, checked; `field` is where it sits in the config, for errors. */
+async function toCluster(
+  upstream: UpstreamCluster,
+  field: string,
+  name: string,
+  hostnames: string[],
+  tlsFields: { certFile: string; keyFile: string; clientCaFile: string },
+  tls: { certFile: string; keyFile: string; clientCaFile: string },
+  options: LoadOptions,
+): Promise<UpstreamClusterDeployment> {
+  if (upstream.pools.length === 0) throw new ConfigError(`${field}.pools`, "at least one pool is required");
+  const poolNames = uniqueNames(`${field}.pools`, upstream.pools.map((pool) => pool.name));
   const pools: UpstreamPool[] = upstream.pools.map((pool, index) => {
-    if (pool.servers.length === 0) throw new ConfigError(`upstream_cluster.pools[${index}].servers`, "at least one server is required");
+    if (pool.servers.length === 0) throw new ConfigError(`${field}.pools[${index}].servers`, "at least one server is required");
     return {
       name: pool.name,
       endpoints: pool.servers.map((server, at) => {
         const match = /^([^:\s]+|\[[0-9a-f:]+\]):(\d{1,5})$/i.exec(server);
         const port = Number(match?.[2]);
-        if (!match || port < 1 || port > 65535) throw new ConfigError(`upstream_cluster.pools[${index}].servers[${at}]`, `"${server}" is not host:port`);
+        if (!match || port < 1 || port > 65535) throw new ConfigError(`${field}.pools[${index}].servers[${at}]`, `"${server}" is not host:port`);
         return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
       }),
     };
   });
-  if (!poolNames.has(upstream.defaultPool)) throw new ConfigError("upstream_cluster.default_pool", `names no pool ("${upstream.defaultPool}")`);
-  const schemaNames = uniqueNames("upstream_cluster.flow_control_schemas", upstream.flowControlSchemas.map((schema) => schema.name));
-  uniqueNames("upstream_cluster.dispatch_policies", upstream.dispatchPolicies.map((policy) => policy.name));
+  if (!poolNames.has(upstream.defaultPool)) throw new ConfigError(`${field}.default_pool`, `names no pool ("${upstream.defaultPool}")`);
+  const schemaNames = uniqueNames(`${field}.flow_control_schemas`, upstream.flowControlSchemas.map((schema) => schema.name));
+  uniqueNames(`${field}.dispatch_policies`, upstream.dispatchPolicies.map((policy) => policy.name));
   upstream.dispatchPolicies.forEach((policy, index) => {
-    const field = `upstream_cluster.dispatch_policies[${index}]`;
-    if (policy.rules.length === 0) throw new ConfigError(`${field}.rules`, "at least one rule is required");
+    const at = `${field}.dispatch_policies[${index}]`;
+    if (policy.rules.length === 0) throw new ConfigError(`${at}.rules`, "at least one rule is required");
     const target = policy.action?.target;
-    if (target?.case === "upstream" && !poolNames.has(target.value)) throw new ConfigError(`${field}.action.upstream`, `names no pool ("${target.value}")`);
+    if (target?.case === "upstream" && !poolNames.has(target.value)) throw new ConfigError(`${at}.action.upstream`, `names no pool ("${target.value}")`);
     const schema = policy.action?.flowControl ?? "";
-    if (schema !== "" && !schemaNames.has(schema)) throw new ConfigError(`${field}.action.flow_control`, `names no flow-control schema ("${schema}")`);
+    if (schema !== "" && !schemaNames.has(schema)) throw new ConfigError(`${at}.action.flow_control`, `names no flow-control schema ("${schema}")`);
   });
   upstream.flowControlSchemas.forEach((schema, index) => {
-    if (!(schema.qps >= 0)) throw new ConfigError(`upstream_cluster.flow_control_schemas[${index}].qps`, "must be >= 0");
+    if (!(schema.qps >= 0)) throw new ConfigError(`${field}.flow_control_schemas[${index}].qps`, "must be >= 0");
   });
-  if (upstream.tokenReview && !poolNames.has(upstream.tokenReview.cluster)) {
-    throw new ConfigError("upstream_cluster.token_review.cluster", `names no pool ("${upstream.tokenReview.cluster}")`);
-  }
+  const review = upstream.tokenReview;
+  if (review && !poolNames.has(review.cluster)) throw new ConfigError(`${field}.token_review.cluster`, `names no pool ("${review.cluster}")`);
 
   const gatewayConfig = toBinary(
     GatewayConfigSchema,
@@ -118,19 +187,19 @@ async function toDeployment(config: Config, options: LoadOptions): Promise<Gatew
       policies: upstream.dispatchPolicies,
       flowControlSchemas: upstream.flowControlSchemas,
       defaultAction: { target: { case: "upstream", value: upstream.defaultPool } },
-      tokenReview: upstream.tokenReview,
+      // The filter calls an Envoy cluster; pools of named clusters are prefixed.
+      tokenReview: review && { ...review, cluster: envoyClusterName({ name }, review.cluster) },
     }),
   );
   return {
-    listenAddress: listener.address || "127.0.0.1",
-    listenPort: listener.port || 7443,
-    servingCert: await readPem("listener.cert_file", listener.certFile, options.baseDir),
-    servingKey: await readPem("listener.key_file", listener.keyFile, options.baseDir),
-    clientCa: await readPem("listener.client_ca_file", listener.clientCaFile, options.baseDir),
-    upstreamCa: await readPem("upstream_cluster.ca_file", upstream.caFile, options.baseDir),
-    frontProxyCert: await readPem("upstream_cluster.client_cert_file", upstream.clientCertFile, options.baseDir),
-    frontProxyKey: await readPem("upstream_cluster.client_key_file", upstream.clientKeyFile, options.baseDir),
-    wasmModule: await readWasm(options.wasmFile),
+    name,
+    hostnames,
+    servingCert: await readPem(tlsFields.certFile, tls.certFile, options.baseDir),
+    servingKey: await readPem(tlsFields.keyFile, tls.keyFile, options.baseDir),
+    clientCa: await readPem(tlsFields.clientCaFile, tls.clientCaFile, options.baseDir),
+    upstreamCa: await readPem(`${field}.ca_file`, upstream.caFile, options.baseDir),
+    frontProxyCert: await readPem(`${field}.client_cert_file`, upstream.clientCertFile, options.baseDir),
+    frontProxyKey: await readPem(`${field}.client_key_file`, upstream.clientKeyFile, options.baseDir),
     gatewayConfig,
     pools,
     defaultPool: upstream.defaultPool,

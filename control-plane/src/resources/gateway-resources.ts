@@ -11,10 +11,20 @@ export interface UpstreamPool {
   endpoints: Array<{ host: string; port: number }>;
 }
 
-export interface GatewayDeployment {
-  /** Default 127.0.0.1: nothing listens beyond loopback unless configured. */
-  listenAddress?: string;
-  listenPort: number;
+/**
+ * One cluster of kube-apiservers behind the gateway, with everything that
+ * belongs to it alone: the hostnames that select it, the certificate it
+ * serves and the CA its clients' certificates chain to, its pools and the
+ * filter config (policies, limits, token review) that applies to it.
+ */
+export interface UpstreamClusterDeployment {
+  /**
+   * Prefixes its Envoy resource names ("<name>/<pool>"). "" only for the one
+   * cluster of a config's `upstream_cluster`: its names stay unprefixed.
+   */
+  name: string;
+  /** TLS SNI names that select this cluster; empty: every connection (one cluster only). */
+  hostnames: string[];
   /** PEM texts. */
   servingCert: string;
   servingKey: string;
@@ -22,14 +32,44 @@ export interface GatewayDeployment {
   upstreamCa: string;
   frontProxyCert: string;
   frontProxyKey: string;
-  /** The gateway filter's compiled module: shipped inline, so sidecars need no copy of it. */
-  wasmModule: Uint8Array;
-  /** Encoded wharf.gateway.v1.GatewayConfig. */
+  /** Encoded wharf.gateway.v1.GatewayConfig; its token_review.cluster names an Envoy cluster (see envoyClusterName). */
   gatewayConfig: Uint8Array;
   pools: UpstreamPool[];
   /** The pool requests go to when the filter names none. */
   defaultPool: string;
+}
+
+export interface GatewayDeployment {
+  /** Default 127.0.0.1: nothing listens beyond loopback unless configured. */
+  listenAddress?: string;
+  listenPort: number;
+  /** The gateway filter's compiled module: shipped inline, so sidecars need no copy of it. */
+  wasmModule: Uint8Array;
+  /** One listener filter chain each, chosen by SNI. */
+  clusters: UpstreamClusterDeployment[];
   routingHeader?: string;
+}
+
+/**
+ * The short form for one cluster on every hostname (what a config's
+ * `upstream_cluster` says): its fields flat beside the listener's.
+ */
+export type SingleClusterDeployment = Omit<GatewayDeployment, "clusters"> & Omit<UpstreamClusterDeployment, "name" | "hostnames">;
+
+function clustersOf(deployment: GatewayDeployment | SingleClusterDeployment): UpstreamClusterDeployment[] {
+  if ("clusters" in deployment) return deployment.clusters;
+  const { listenAddress: _address, listenPort: _port, wasmModule: _wasm, routingHeader: _header, ...cluster } = deployment;
+  return [{ ...cluster, name: "", hostnames: [] }];
+}
+
+/** A resource of `cluster`: unprefixed for the single unnamed cluster, so its names stay what they always were. */
+function scoped(cluster: UpstreamClusterDeployment, name: string): string {
+  return cluster.name === "" ? name : `${cluster.name}/${name}`;
+}
+
+/** The Envoy cluster that holds `pool` of `cluster` (what the filter's token review calls). */
+export function envoyClusterName(cluster: Pick<UpstreamClusterDeployment, "name">, pool: string): string {
+  return cluster.name === "" ? pool : `${cluster.name}/${pool}`;
 }
 
 const ads = { ads: {}, resource_api_version: "V3" };
@@ -60,28 +100,45 @@ const outlierDetection = {
 };
 const writeRetries = { ...readRetries, retry_on: "connect-failure,refused-stream,reset-before-request", retriable_status_codes: [] };
 
-function routesFor(pool: string, header: string, isDefault: boolean): JsonValue[] {
+function routesFor(pool: string, envoyCluster: string, header: string, isDefault: boolean): JsonValue[] {
   const byPool = isDefault ? [] : [{ name: header, string_match: { exact: pool } }];
   const reads = { name: ":method", string_match: { safe_regex: { regex: "GET|HEAD" } } };
   const served = [{ header: { key: "x-wharf-served-by", value: pool } }];
   return [
-    { match: { prefix: "/", headers: [...byPool, reads] }, route: { cluster: pool, timeout: "0s", retry_policy: readRetries }, response_headers_to_add: served },
-    { match: { prefix: "/", headers: byPool }, route: { cluster: pool, timeout: "0s", retry_policy: writeRetries }, response_headers_to_add: served },
+    { match: { prefix: "/", headers: [...byPool, reads] }, route: { cluster: envoyCluster, timeout: "0s", retry_policy: readRetries }, response_headers_to_add: served },
+    { match: { prefix: "/", headers: byPool }, route: { cluster: envoyCluster, timeout: "0s", retry_policy: writeRetries }, response_headers_to_add: served },
   ];
 }
 
-export function gatewayResources(deployment: GatewayDeployment): ResourceSet {
-  const header = deployment.routingHeader ?? "x-wharf-upstream";
-  const others = deployment.pools.filter((pool) => pool.name !== deployment.defaultPool);
+interface ClusterResources {
+  secret: JsonValue[];
+  cluster: JsonValue[];
+  endpoint: JsonValue[];
+  extension: JsonValue[];
+  route: JsonValue[];
+  filterChain: JsonValue;
+}
+
+/**
+ * Everything one upstream cluster needs, named apart from every other
+ * cluster's: its own secrets, Envoy clusters, route configuration and filter
+ * config (with its own VM, so shared data such as cached TokenReviews and
+ * flow-control buckets is never read across clusters), and the filter chain
+ * that its hostnames select.
+ */
+function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8Array, header: string): ClusterResources {
+  const others = cluster.pools.filter((pool) => pool.name !== cluster.defaultPool);
+  const name = (resource: string) => scoped(cluster, resource);
+  const filterName = name("wharf.gateway");
   return {
     secret: [
-      { name: "gateway-serving", tls_certificate: { certificate_chain: { inline_string: deployment.servingCert }, private_key: { inline_string: deployment.servingKey } } },
-      { name: "client-ca", validation_context: { trusted_ca: { inline_string: deployment.clientCa } } },
-      { name: "front-proxy-client", tls_certificate: { certificate_chain: { inline_string: deployment.frontProxyCert }, private_key: { inline_string: deployment.frontProxyKey } } },
-      { name: "upstream-ca", validation_context: { trusted_ca: { inline_string: deployment.upstreamCa } } },
+      { name: name("gateway-serving"), tls_certificate: { certificate_chain: { inline_string: cluster.servingCert }, private_key: { inline_string: cluster.servingKey } } },
+      { name: name("client-ca"), validation_context: { trusted_ca: { inline_string: cluster.clientCa } } },
+      { name: name("front-proxy-client"), tls_certificate: { certificate_chain: { inline_string: cluster.frontProxyCert }, private_key: { inline_string: cluster.frontProxyKey } } },
+      { name: name("upstream-ca"), validation_context: { trusted_ca: { inline_string: cluster.upstreamCa } } },
     ],
-    cluster: deployment.pools.map((pool) => ({
-      name: pool.name,
+    cluster: cluster.pools.map((pool) => ({
+      name: envoyClusterName(cluster, pool.name),
       type: "EDS",
       eds_cluster_config: { eds_config: ads },
       lb_policy: "LEAST_REQUEST",
@@ -114,87 +171,116 @@ export function gatewayResources(deployment: GatewayDeployment): ResourceSet {
           sni: "localhost",
           common_tls_context: {
             alpn_protocols: ["h2"],
-            tls_certificate_sds_secret_configs: [sds("front-proxy-client")],
-            validation_context_sds_secret_config: sds("upstream-ca"),
+            tls_certificate_sds_secret_configs: [sds(name("front-proxy-client"))],
+            validation_context_sds_secret_config: sds(name("upstream-ca")),
           },
         },
       },
     })),
-    endpoint: deployment.pools.map((pool) => ({
-      cluster_name: pool.name,
+    endpoint: cluster.pools.map((pool) => ({
+      cluster_name: envoyClusterName(cluster, pool.name),
       endpoints: [{ lb_endpoints: pool.endpoints.map(({ host, port }) => ({ endpoint: { address: { socket_address: { address: host, port_value: port } } } })) }],
     })),
     extension: [
       {
-        name: "wharf.gateway",
+        name: filterName,
         typed_config: {
           "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
           config: {
-            name: "wharf.gateway",
+            name: filterName,
             root_id: "wharf.gateway",
             fail_open: false,
-            configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: Buffer.from(deployment.gatewayConfig).toString("base64") },
-            vm_config: { vm_id: "wharf.gateway", runtime: "envoy.wasm.runtime.v8", code: { local: { inline_bytes: Buffer.from(deployment.wasmModule).toString("base64") } } },
+            configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: Buffer.from(cluster.gatewayConfig).toString("base64") },
+            vm_config: { vm_id: filterName, runtime: "envoy.wasm.runtime.v8", code: { local: { inline_bytes: Buffer.from(wasmModule).toString("base64") } } },
           },
         },
       },
     ],
-    listener: [
+    route: [
       {
-        name: "kube-apiserver",
-        address: { socket_address: { address: deployment.listenAddress ?? "127.0.0.1", port_value: deployment.listenPort } },
-        filter_chains: [
+        name: name("kube-apiserver"),
+        virtual_hosts: [
           {
-            transport_socket: {
-              name: "envoy.transport_sockets.tls",
-              typed_config: {
-                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-                require_client_certificate: false,
-                common_tls_context: {
-                  alpn_protocols: ["h2", "http/1.1"],
-                  tls_certificate_sds_secret_configs: [sds("gateway-serving")],
-                  validation_context_sds_secret_config: sds("client-ca"),
-                },
-              },
-            },
-            filters: [
-              {
-                name: "envoy.filters.network.http_connection_manager",
-                typed_config: {
-                  "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                  stat_prefix: "gateway",
-                  codec_type: "AUTO",
-                  stream_idle_timeout: "0s",
-                  forward_client_cert_details: "SANITIZE",
-                  rds: { route_config_name: "kube-apiserver", config_source: ads },
-                  http_filters: [
-                    {
-                      // The filter's config comes by ECDS: a change reaches
-                      // new streams on open connections too, with no
-                      // listener drain (and open watches stay up).
-                      name: "wharf.gateway",
-                      config_discovery: { config_source: ads, type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"] },
-                    },
-                    { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
-                  ],
-                },
-              },
+            // The SNI picked this route configuration: the Host header
+            // cannot reach another cluster's pools (no domain fronting).
+            name: "kube",
+            domains: ["*"],
+            routes: [
+              ...others.flatMap((pool) => routesFor(pool.name, envoyClusterName(cluster, pool.name), header, false)),
+              ...routesFor(cluster.defaultPool, envoyClusterName(cluster, cluster.defaultPool), header, true),
             ],
           },
         ],
       },
     ],
-    route: [
+    filterChain: {
+      ...(cluster.hostnames.length > 0 ? { name: name("kube-apiserver"), filter_chain_match: { server_names: cluster.hostnames } } : {}),
+      transport_socket: {
+        name: "envoy.transport_sockets.tls",
+        typed_config: {
+          "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+          require_client_certificate: false,
+          common_tls_context: {
+            alpn_protocols: ["h2", "http/1.1"],
+            tls_certificate_sds_secret_configs: [sds(name("gateway-serving"))],
+            validation_context_sds_secret_config: sds(name("client-ca")),
+          },
+        },
+      },
+      filters: [
+        {
+          name: "envoy.filters.network.http_connection_manager",
+          typed_config: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            stat_prefix: cluster.name === "" ? "gateway" : `gateway.${cluster.name}`,
+            codec_type: "AUTO",
+            stream_idle_timeout: "0s",
+            forward_client_cert_details: "SANITIZE",
+            rds: { route_config_name: name("kube-apiserver"), config_source: ads },
+            http_filters: [
+              {
+                // The filter's config comes by ECDS: a change reaches
+                // new streams on open connections too, with no
+                // listener drain (and open watches stay up).
+                name: filterName,
+                config_discovery: { config_source: ads, type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"] },
+              },
+              { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
+            ],
+          },
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * The gateway's resources: one listener with a filter chain per upstream
+ * cluster (picked by SNI; a hostname no cluster lists matches no chain, and
+ * Envoy closes the connection before any certificate is served), and each
+ * cluster's own resources beside it.
+ */
+export function gatewayResources(deployment: GatewayDeployment | SingleClusterDeployment): ResourceSet {
+  const header = deployment.routingHeader ?? "x-wharf-upstream";
+  const upstreams = clustersOf(deployment);
+  const clusters = upstreams.map((cluster) => clusterResources(cluster, deployment.wasmModule, header));
+  const bySni = upstreams.some((cluster) => cluster.hostnames.length > 0);
+  return {
+    secret: clusters.flatMap((cluster) => cluster.secret),
+    cluster: clusters.flatMap((cluster) => cluster.cluster),
+    endpoint: clusters.flatMap((cluster) => cluster.endpoint),
+    extension: clusters.flatMap((cluster) => cluster.extension),
+    listener: [
       {
         name: "kube-apiserver",
-        virtual_hosts: [
-          {
-            name: "kube",
-            domains: ["*"],
-            routes: [...others.flatMap((pool) => routesFor(pool.name, header, false)), ...routesFor(deployment.defaultPool, header, true)],
-          },
-        ],
+        address: { socket_address: { address: deployment.listenAddress ?? "127.0.0.1", port_value: deployment.listenPort } },
+        // The SNI is read from the ClientHello before a filter chain is chosen.
+        ...(bySni
+          ? { listener_filters: [{ name: "envoy.filters.listener.tls_inspector", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" } }] }
+          : {}),
+        filter_chains: clusters.map((cluster) => cluster.filterChain),
       },
     ],
+    route: clusters.flatMap((cluster) => cluster.route),
   };
 }

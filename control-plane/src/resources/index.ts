@@ -1,4 +1,11 @@
 // What other packages (the test kit, benchmarks) take from the control plane:
 // the gateway's Envoy resources and their static-bootstrap form.
-export { gatewayResources, type GatewayDeployment, type UpstreamPool } from "./gateway-resources.js";
+export {
+  envoyClusterName,
+  gatewayResources,
+  type GatewayDeployment,
+  type SingleClusterDeployment,
+  type UpstreamClusterDeployment,
+  type UpstreamPool,
+} from "./gateway-resources.js";
 export { staticBootstrap } from "./static-bootstrap.js";

@@ -31,7 +31,7 @@ import {
   waitFor,
 } from "@wharf/testkit";
 import { encodeGatewayConfig, type GatewayConfigInit } from "../../../filters/src/gateway/harness.js";
-import { gatewayResources, type GatewayDeployment } from "../resources/gateway-resources.js";
+import { gatewayResources, type SingleClusterDeployment } from "../resources/gateway-resources.js";
 import { ControlPlaneMetrics } from "../metrics.js";
 import { SnapshotCache } from "./cache.js";
 import { Snapshot, SnapshotError } from "./snapshot.js";
@@ -78,7 +78,7 @@ beforeAll(async () => {
   xds = await startXdsServer(cache, 0, "127.0.0.1", metrics);
 }, 120_000);
 
-async function deploymentOn(listenPort: number): Promise<GatewayDeployment> {
+async function deploymentOn(listenPort: number): Promise<SingleClusterDeployment> {
   return {
     listenPort,
     servingCert: await pem(serving.certFile),
@@ -95,7 +95,7 @@ async function deploymentOn(listenPort: number): Promise<GatewayDeployment> {
 }
 
 /** An Envoy for one protocol variant, booted from the xDS bootstrap alone. */
-async function startSidecar(nodeId: string, apiType: "GRPC" | "DELTA_GRPC", deployment: GatewayDeployment): Promise<{ envoy: Envoy; url: string }> {
+async function startSidecar(nodeId: string, apiType: "GRPC" | "DELTA_GRPC", deployment: SingleClusterDeployment): Promise<{ envoy: Envoy; url: string }> {
   cache.set(nodeId, Snapshot.build("1", gatewayResources(deployment)));
   const adminPort = await freePort();
   const [host, port] = xds.address.split(":");
@@ -128,7 +128,7 @@ describe.each([
   const nodeId = `gateway-${apiType.toLowerCase()}`;
   let envoy: Envoy;
   let gatewayUrl: string;
-  let deployment: GatewayDeployment;
+  let deployment: SingleClusterDeployment;
   const uptime = async () =>
     Number((JSON.parse(await (await fetch(`${envoy.adminUrl}/server_info`)).text()) as { uptime_current_epoch: string }).uptime_current_epoch.replace("s", ""));
 
@@ -166,7 +166,7 @@ describe.each([
     watcher.stdout.on("data", (chunk: Buffer) => (watched += chunk.toString()));
     const get = (path: string) => httpsGet(`${gatewayUrl}${path}`, pki.ca.certFile, client);
     let version = 10;
-    const push = (next: GatewayDeployment) => {
+    const push = (next: SingleClusterDeployment) => {
       deployment = next;
       cache.set(nodeId, Snapshot.build(String(++version), gatewayResources(next)));
     };

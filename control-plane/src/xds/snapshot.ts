@@ -13,6 +13,7 @@ import { ListenerSchema } from "@wharf/proto/envoy/config/listener/v3/listener_p
 import { RouteConfigurationSchema } from "@wharf/proto/envoy/config/route/v3/route_pb.js";
 import { file_envoy_extensions_filters_http_router_v3_router } from "@wharf/proto/envoy/extensions/filters/http/router/v3/router_pb.js";
 import { file_envoy_extensions_filters_http_wasm_v3_wasm } from "@wharf/proto/envoy/extensions/filters/http/wasm/v3/wasm_pb.js";
+import { file_envoy_extensions_filters_listener_tls_inspector_v3_tls_inspector } from "@wharf/proto/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.js";
 import { file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager } from "@wharf/proto/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js";
 import { file_envoy_extensions_retry_host_previous_hosts_v3_previous_hosts } from "@wharf/proto/envoy/extensions/retry/host/previous_hosts/v3/previous_hosts_pb.js";
 import { SecretSchema, file_envoy_extensions_transport_sockets_tls_v3_secret } from "@wharf/proto/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
@@ -48,6 +49,7 @@ const registry = createRegistry(
   file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager,
   file_envoy_extensions_filters_http_router_v3_router,
   file_envoy_extensions_filters_http_wasm_v3_wasm,
+  file_envoy_extensions_filters_listener_tls_inspector_v3_tls_inspector,
   file_envoy_extensions_transport_sockets_tls_v3_tls,
   file_envoy_extensions_transport_sockets_tls_v3_secret,
   file_envoy_extensions_upstreams_http_v3_http_protocol_options,
