@@ -50,6 +50,28 @@ function resource(policies: unknown[]): string {
   });
 }
 
+/** The same resource with two clusters, chosen by hostname, in place of upstream_cluster. */
+function severalClusters(hostnamesOfB: string[]): string {
+  const cluster = (name: string, hostnames: string[]) => ({
+    name,
+    hostnames,
+    cert_file: pki.apiserver.certFile,
+    key_file: pki.apiserver.keyFile,
+    client_ca_file: pki.ca.certFile,
+    pools: [{ name: "main", servers: ["127.0.0.1:6443"] }],
+    default_pool: "main",
+    ca_file: pki.ca.certFile,
+    client_cert_file: pki.frontProxyClient.certFile,
+    client_key_file: pki.frontProxyClient.keyFile,
+  });
+  return stringify({
+    apiVersion: "wharf.dev/v1",
+    kind: "GatewayConfig",
+    metadata: { name: "gateway", namespace: "default" },
+    spec: { listener: { port: 17443 }, upstream_clusters: [cluster("a", ["a.example"]), cluster("b", hostnamesOfB)] },
+  });
+}
+
 async function applyResource(yaml: string): Promise<void> {
   const file = join(dir, `resource-${Date.now()}.yaml`);
   await writeFile(file, yaml);
@@ -110,6 +132,15 @@ describe("the control plane from a GatewayConfig custom resource", () => {
     const config = await admin().getConfig({});
     expect(config.version).toBe("2");
     expect(config.yaml).toContain("from the CR");
+  });
+
+  it("serves several upstream clusters from the resource, and refuses a hostname two of them list", async () => {
+    await applyResource(severalClusters(["b.example"]));
+    await waitFor(async () => (await admin().getConfig({})).version === "3", 10_000, "the resource with two clusters");
+    expect((await admin().getConfig({})).yaml).toContain("b.example");
+    await applyResource(severalClusters(["a.example"]));
+    await waitFor(async () => controlPlane.logTail(20).includes('upstream_clusters[1].hostnames[0]: \\"a.example\\" is already served by upstream_clusters[0]'), 10_000, () => `the refusal in ${controlPlane.logTail(5)}`);
+    expect((await admin().getConfig({})).version).toBe("3");
   });
 
   it("sends admin applies back to the resource", async () => {

@@ -2,6 +2,7 @@
 // one real Envoy, configured from one config file through the validator and
 // the resource builder: the hostname a client connects to (TLS SNI) picks
 // the cluster, and nothing one cluster's clients send reaches the other.
+import { connect as http2Connect } from "node:http2";
 import { request } from "node:https";
 import { readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
@@ -104,18 +105,23 @@ async function stat(name: string): Promise<number> {
 
 const listenerStat = (name: string) => stat(`listener.127.0.0.1_${port}.${name}`);
 
-async function side(name: string, kube: KubeApiserver): Promise<{ hostname: string; serving: KeyPair; admin: KeyPair; kube: KubeApiserver }> {
+// b also serves every name under it, except one that a lists exactly.
+const wildcardOfB = "*.b.clusters.wharf.test";
+const exactUnderB = "exact.b.clusters.wharf.test";
+
+async function side(name: string, kube: KubeApiserver, more: string[]): Promise<{ hostname: string; hostnames: string[]; serving: KeyPair; admin: KeyPair; kube: KubeApiserver }> {
   const hostname = `${name}.clusters.wharf.test`;
-  const serving = await issueCertificate(dir, kube.pki.ca, { name: `gateway-${name}`, commonName: hostname, dnsNames: [hostname], usage: "server" });
+  const hostnames = [hostname, ...more];
+  const serving = await issueCertificate(dir, kube.pki.ca, { name: `gateway-${name}`, commonName: hostname, dnsNames: hostnames, usage: "server" });
   // One user name in both clusters: whatever the filter keys by user (limits, caches) must still not cross.
   const admin = await issueCertificate(dir, kube.pki.ca, { name: `admin-${name}`, commonName: "ops-admin", organizations: ["system:masters"], usage: "client" });
-  return { hostname, serving, admin, kube };
+  return { hostname, hostnames, serving, admin, kube };
 }
 
 function clusterConfig(name: string, s: Awaited<ReturnType<typeof side>>, policies: unknown[], schemas: unknown[]) {
   return {
     name,
-    hostnames: [s.hostname],
+    hostnames: s.hostnames,
     cert_file: s.serving.certFile,
     key_file: s.serving.keyFile,
     client_ca_file: s.kube.pki.ca.certFile,
@@ -139,8 +145,8 @@ beforeAll(async () => {
     startKubeApiserver({ etcdServers: [etcd], extraArgs: [`--etcd-prefix=/several-clusters-a-${unique}`] }),
     startKubeApiserver({ etcdServers: [etcd], extraArgs: [`--etcd-prefix=/several-clusters-b-${unique}`] }),
   ]);
-  const sideA = await side("a", kubeA);
-  const sideB = await side("b", kubeB);
+  const sideA = await side("a", kubeA, [exactUnderB]);
+  const sideB = await side("b", kubeB, [wildcardOfB]);
   port = await freePort();
   // Same policy and schema names on both sides, with different contents:
   // each cluster's filter must use its own.
@@ -228,6 +234,16 @@ describe("several clusters behind one gateway", () => {
     expect((await get(b)).status).toBe(429);
   });
 
+  it("lets an exact hostname win over another cluster's wildcard, which covers one or more labels", async () => {
+    // The answer says which cluster: each holds only its own namespace, and each admits only its own client certificate.
+    const namespace = async (s: Side, servername: string, checkServerIdentity?: () => undefined) =>
+      (await call({ servername, ca: s.kube.pki.ca.certFile, client: s.admin, path: `/api/v1/namespaces/only-on-${s === a ? "a" : "b"}`, checkServerIdentity })).status;
+    expect(await namespace(a, exactUnderB)).toBe(200);
+    expect(await namespace(b, "other.b.clusters.wharf.test")).toBe(200);
+    // A certificate's wildcard covers one label, Envoy's server_names more: the chain (b's CA) is still checked.
+    expect(await namespace(b, "deeper.other.b.clusters.wharf.test", () => undefined)).toBe(200);
+  });
+
   it("verifies bearer tokens with the cluster the hostname names", async () => {
     for (const s of [a, b]) {
       await s.direct("create", "serviceaccount", "robot", "-n", "default");
@@ -303,6 +319,28 @@ describe("attack: one cluster's clients against the other behind the same gatewa
     }
     // b's upstream saw none of it: its only namespace lookups are the ones b's own clients make.
     expect(await b.direct("get", "namespace", "only-on-a", "--ignore-not-found", "-o", "name")).toBe("");
+  });
+
+  it("an HTTP/2 :authority naming b on a connection to a is served by a", async () => {
+    const session = http2Connect(`https://127.0.0.1:${port}`, {
+      servername: a.hostname,
+      ca: readFileSync(a.kube.pki.ca.certFile),
+      cert: readFileSync(a.admin.certFile),
+      key: readFileSync(a.admin.keyFile),
+    });
+    const status = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ":path": path, ":authority": `${b.hostname}:${port}` });
+        stream.on("response", (headers) => resolve(Number(headers[":status"])));
+        stream.on("error", reject);
+        stream.resume();
+      });
+    try {
+      expect(await status("/api/v1/namespaces/only-on-b")).toBe(404);
+      expect(await status("/api/v1/namespaces/only-on-a")).toBe(200);
+    } finally {
+      session.close();
+    }
   });
 
   it("a routing header naming b's pool is dropped: the request stays in a", async () => {
