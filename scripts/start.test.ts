@@ -142,6 +142,18 @@ describe("npm start", () => {
     expect(await kubectl("-n", "e2e", "get", "configmaps", "-o", "name")).not.toContain("configmap/first");
   });
 
+  it("takes a service account's bearer token out of the box: the gateway may send its TokenReviews", async () => {
+    await kubectl("-n", "e2e", "create", "serviceaccount", "robot");
+    const token = (await kubectl("-n", "e2e", "create", "token", "robot")).trim();
+    const withToken = (value: string) =>
+      kubectlOn("/dev/null")(`--server=https://127.0.0.1:${gatewayPort}`, `--certificate-authority=${caFile}`, `--token=${value}`, "auth", "whoami", "-o", "json");
+    const review = JSON.parse(await withToken(token)) as { status: { userInfo: { username: string; groups: string[] } } };
+    expect(review.status.userInfo.username).toBe("system:serviceaccount:e2e:robot");
+    expect(review.status.userInfo.groups).toContain("system:serviceaccounts:e2e");
+    // A token the apiserver does not know is refused as it would refuse it, not with 503.
+    await expect(withToken(token.slice(0, -4) + "AAAA")).rejects.toThrow(/Unauthorized/);
+  });
+
   it("wharf status shows every part healthy and the sidecar's accepted config", async () => {
     const { code, stdout } = await wharfStatus();
     expect(code, stdout).toBe(0);

@@ -30,7 +30,8 @@ import {
   writeKubeconfig,
 } from "@wharf/testkit";
 import { StackConsole } from "./stack/console.js";
-import { ensureStackConfig } from "./stack/sample-config.js";
+import { grantTokenReviews, defaultReviewer } from "./stack/cluster-rbac.js";
+import { configuredReviewer, ensureStackConfig } from "./stack/sample-config.js";
 import { Supervised, type Started, type SupervisorEvents } from "./stack/supervisor.js";
 
 const usage = `Usage: npm start -- [--apiservers N] [--etcd] [--verbose]
@@ -178,6 +179,9 @@ try {
   });
   out.phase(`starting ${apiservers.length} kube-apiserver${apiservers.length > 1 ? "s" : ""} on ${storeName}`);
   await Promise.all(apiservers.map((part) => part.start()));
+  out.phase("granting the gateway its TokenReviews");
+  const adminKubeconfig = await writeKubeconfig(join(pkiDir, "admin-direct.kubeconfig"), `https://127.0.0.1:${ports.apiservers[0]}`, pki.ca.certFile, pki.admin);
+  await grantTokenReviews(adminKubeconfig, await configuredReviewer(configFile, defaultReviewer), pkiDir);
 
   const controlPlane = supervise("control-plane", { name: "control-plane", address: `xDS 127.0.0.1:${ports.xds}`, healthUrl: `${adminUrl}/healthz` }, async () => {
     const process = startProcess({

@@ -76,3 +76,9 @@ export async function ensureStackConfig(file: string, options: SampleConfigOptio
   }
   if (changed) await writeFile(file, document.toString());
 }
+
+/** The user the gateway sends TokenReviews as, per the config (default wharf:gateway). */
+export async function configuredReviewer(file: string, fallback: string): Promise<string> {
+  const reviewer = parseDocument(await readFile(file, "utf8")).getIn(["upstream_cluster", "token_review", "reviewer"]);
+  return typeof reviewer === "string" && reviewer !== "" ? reviewer : fallback;
+}
