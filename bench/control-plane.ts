@@ -11,16 +11,14 @@ import {
   issueCertificate,
   makeWorkDir,
   removeWorkDir,
-  renderTemplate,
-  repoRoot,
-  startEnvoy,
+  startXdsEnvoy,
   type Envoy,
 } from "@wharf/testkit";
 import { encodeGatewayConfig } from "../filters/src/gateway/harness.js";
 import { gatewayResources, type SingleClusterDeployment } from "../control-plane/src/resources/gateway-resources.js";
-import { SnapshotCache } from "../control-plane/src/xds/cache.js";
+import { startControlPlane } from "../control-plane/src/control-plane.js";
+import { writeCredentials } from "../control-plane/src/credentials/node-ca.js";
 import { Snapshot, pushOrder } from "../control-plane/src/xds/snapshot.js";
-import { startXdsServer } from "../control-plane/src/xds/xds-server.js";
 import { writeResults, type Row } from "./report.js";
 
 const sizes = [
@@ -34,8 +32,7 @@ const dir = await makeWorkDir("bench-xds");
 const pki = await createClusterPki(dir);
 const serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
 const pem = (file: string) => readFileSync(file, "utf8");
-const cache = new SnapshotCache();
-const xds = await startXdsServer(cache);
+const controlPlane = await startControlPlane({ stateDir: join(dir, "control-plane"), xds: { host: "127.0.0.1", port: 0 } });
 const rows: Row[] = [];
 
 function deployment(pools: number, policies: number, marker: number): SingleClusterDeployment {
@@ -66,7 +63,7 @@ function deployment(pools: number, policies: number, marker: number): SingleClus
 async function waitForAck(nodeId: string, version: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const node = xds.ads.nodes.get(nodeId);
+    const node = controlPlane.cache.nodeStatus(nodeId);
     if (node && pushOrder.every((kind) => node.acked[kind] === version)) return;
     if (node?.lastNack?.version === version) throw new Error(`NACK: ${node.lastNack.message}`);
     if (Date.now() > deadline) throw new Error(`no ACK of version ${version}: ${JSON.stringify(node)}`);
@@ -77,29 +74,18 @@ async function waitForAck(nodeId: string, version: string): Promise<void> {
 let envoy: Envoy | undefined;
 try {
   for (const apiType of ["GRPC", "DELTA_GRPC"] as const) {
-    const nodeId = `bench-${apiType}`;
+    const nodeId = `bench-${apiType.toLowerCase().replace("_", "-")}`;
     let version = 0;
     const listenPort = await freePort();
     const set = (pools: number, policies: number) => {
       const snapshot = Snapshot.build(String(++version), gatewayResources({ ...deployment(pools, policies, version), listenPort }));
-      cache.set(nodeId, snapshot);
+      controlPlane.cache.setNodeSnapshot(nodeId, snapshot);
       return snapshot.version;
     };
     set(1, 1);
-    const adminPort = await freePort();
-    const [host, port] = xds.address.split(":");
-    envoy = await startEnvoy({
-      bootstrap: await renderTemplate(join(repoRoot, "envoy", "xds-bootstrap.yaml"), {
-        NODE_ID: nodeId,
-        NODE_CLUSTER: "bench",
-        ADMIN_PORT: adminPort,
-        XDS_HOST: host!,
-        XDS_PORT: port!,
-        XDS_API_TYPE: apiType,
-      }),
-      adminPort,
-      logLevel: "warn",
-    });
+    const credentialsDir = join(dir, `credentials-${nodeId}`);
+    await writeCredentials(credentialsDir, controlPlane.ca.issueNode({ name: nodeId, role: "gateway" }));
+    envoy = await startXdsEnvoy({ nodeId, xdsAddress: controlPlane.xdsAddress, credentialsDir, apiType });
     await waitForAck(nodeId, String(version));
     for (const { pools, policies } of sizes) {
       set(pools, policies); // first push of this size: not timed (Envoy creates clusters)
@@ -121,7 +107,7 @@ try {
   }
 } finally {
   await envoy?.stop();
-  await xds.stop();
+  await controlPlane.stop();
   await removeWorkDir(dir);
 }
 

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, parseAllDocuments, stringify } from "yaml";
+import { NodeCa, writeCredentials } from "@wharf/control-plane/credentials";
 import { kubectlOn, makeWorkDir, repoRoot, toolPath } from "@wharf/testkit";
 
 const run = promisify(execFile);
@@ -86,8 +87,12 @@ describe("deploy/ manifests", () => {
     expect(committed, "regenerate deploy/sidecar/bootstrap-configmap.yaml with the command in its first line").toBe(stdout);
 
     const bootstrap = (parse(committed) as { data: Record<string, string> }).data["bootstrap.yaml"]!;
+    // Envoy reads the xDS credentials the pod mounts: real ones, where the test can put them.
+    const credentials = join(dir, "xds-credentials");
+    await writeCredentials(credentials, (await NodeCa.loadOrCreate(join(dir, "node-ca"))).issueNode({ name: "sidecar", role: "gateway" }));
+    expect(bootstrap).toContain("/etc/wharf/xds/node.key");
     const file = join(dir, "bootstrap.yaml");
-    await writeFile(file, bootstrap);
+    await writeFile(file, bootstrap.replaceAll("/etc/wharf/xds/", `${credentials}/`));
     const validation = await run(toolPath("envoy"), ["--mode", "validate", "--config-path", file, "--service-node", "default.controller", "--service-cluster", "wharf-gateway"]);
     expect(validation.stdout + validation.stderr).toMatch(/configuration '.*' OK/);
   });

@@ -160,7 +160,7 @@ describe("npm start", () => {
     for (const name of ["brain", "kube-apiserver-1", "kube-apiserver-2", "control-plane", "envoy"]) {
       expect(stdout).toMatch(new RegExp(`^${name}\\s+\\S+.*\\s+healthy$`, "m"));
     }
-    expect(stdout).toMatch(/^local-sidecar\s+yes\s+.*listener=/m);
+    expect(stdout).toMatch(/^local-gateway\s+gateway\s+yes\s+.*listener=/m);
   });
 
   it("keeps answering through Envoy when a kube-apiserver dies, and brings it back", async () => {

@@ -19,7 +19,7 @@ import { LocalStackSchema, StackComponentSchema } from "@wharf/proto/wharf/admin
 import {
   issueCertificate,
   loadOrCreateClusterPki,
-  renderTemplate,
+  renderXdsBootstrap,
   repoRoot,
   startBrainProcess,
   startEnvoy,
@@ -29,6 +29,7 @@ import {
   waitUntilReady,
   writeKubeconfig,
 } from "@wharf/testkit";
+import { NodeCa, writeCredentials } from "@wharf/control-plane/credentials";
 import { StackConsole } from "./stack/console.js";
 import { grantTokenReviews, defaultReviewer } from "./stack/cluster-rbac.js";
 import { configuredReviewer, ensureStackConfig } from "./stack/sample-config.js";
@@ -150,6 +151,7 @@ try {
     await issueCertificate(pkiDir, pki.ca, { name: "gateway", commonName: "wharf-gateway", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
   }
   const configFile = join(state, "wharf.yaml");
+  const controlPlaneState = join(state, "control-plane");
   await ensureStackConfig(configFile, { pkiDir, gatewayPort: ports.gateway, servers: ports.apiservers.map((port) => `127.0.0.1:${port}`) });
   if (!existsSync(tokenFile)) await writeFile(tokenFile, randomBytes(24).toString("hex") + "\n", { mode: 0o600 });
 
@@ -191,6 +193,7 @@ try {
         join(repoRoot, "control-plane", "dist", "cli.js"),
         "control-plane",
         "--config", configFile,
+        "--state-dir", controlPlaneState,
         "--xds-listen", `127.0.0.1:${ports.xds}`,
         "--admin-token-file", tokenFile,
         "--admin-listen", `127.0.0.1:${ports.admin}`,
@@ -205,13 +208,15 @@ try {
   await controlPlane.start();
 
   const gatewayUrl = `https://127.0.0.1:${ports.gateway}`;
-  const bootstrap = await renderTemplate(join(repoRoot, "envoy", "xds-bootstrap.yaml"), {
-    NODE_ID: "local-sidecar",
-    NODE_CLUSTER: "wharf-gateway",
-    ADMIN_PORT: ports.envoyAdmin,
-    XDS_HOST: "127.0.0.1",
-    XDS_PORT: ports.xds,
-    XDS_API_TYPE: "GRPC",
+  // The gateway's xDS credentials, from the node CA the control plane made
+  // in its state directory: they are what makes it the gateway.
+  const gatewayCredentials = join(state, "envoy-gateway");
+  await writeCredentials(gatewayCredentials, (await NodeCa.load(controlPlaneState)).issueNode({ name: "local-gateway", role: "gateway" }));
+  const bootstrap = await renderXdsBootstrap({
+    nodeId: "local-gateway",
+    adminPort: ports.envoyAdmin,
+    xdsAddress: `127.0.0.1:${ports.xds}`,
+    credentialsDir: gatewayCredentials,
   });
   const envoyAdmin = `http://127.0.0.1:${ports.envoyAdmin}`;
   const envoy = supervise("envoy", { name: "envoy", address: gatewayUrl, healthUrl: `${envoyAdmin}/ready`, healthyBody: "LIVE" }, () =>

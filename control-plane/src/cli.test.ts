@@ -43,13 +43,22 @@ let listenPort: number;
 let adminUrl: string;
 let tokenFile: string;
 let xdsAddress: string;
+let stateDir: string;
+
+/** A bootstrap for a gateway node, with credentials from `wharf envoy credentials`. */
+async function gatewayBootstrap(node: string, adminPort: number, ...flags: string[]): Promise<string> {
+  const credentials = join(dir, `credentials-${node}`);
+  await run(process.execPath, [wharf, "envoy", "credentials", "--role", "gateway", "--node", node, "--out", credentials, "--state-dir", stateDir]);
+  const args = ["envoy", "bootstrap", "--node", node, "--xds", xdsAddress, "--xds-server-name", "localhost", "--credentials", credentials, "--admin-port", String(adminPort)];
+  return (await run(process.execPath, [wharf, ...args, ...flags])).stdout;
+}
 
 let starts = 0;
 function startControlPlane(): RunningProcess {
   return startProcess({
     name: "wharf control-plane",
     command: process.execPath,
-    args: [wharf, "control-plane", "--config", configFile, "--xds-listen", xdsAddress, "--admin-token-file", tokenFile, "--admin-listen", adminUrl.replace("http://", "")],
+    args: [wharf, "control-plane", "--config", configFile, "--state-dir", stateDir, "--xds-listen", xdsAddress, "--admin-token-file", tokenFile, "--admin-listen", adminUrl.replace("http://", "")],
     // A log per start, so a readiness check never reads the previous run's lines.
     logFile: join(dir, `control-plane-${++starts}.log`),
   });
@@ -83,10 +92,11 @@ beforeAll(async () => {
   tokenFile = join(dir, "admin-token");
   await writeFile(tokenFile, "a-test-admin-token-0123456789\n", { mode: 0o600 });
   xdsAddress = `127.0.0.1:${xdsPort}`;
+  stateDir = join(dir, "control-plane-state");
   controlPlane = startControlPlane();
   await waitUntilReady(controlPlane, async () => controlPlane.logTail(50).includes("control plane serving ADS"), 20_000);
   const adminPort = await freePort();
-  const { stdout: bootstrap } = await run(process.execPath, [wharf, "envoy", "bootstrap", "--node", "sidecar-1", "--xds", xdsAddress, "--admin-port", String(adminPort)]);
+  const bootstrap = await gatewayBootstrap("sidecar-1", adminPort);
   envoy = await startEnvoy({ bootstrap, adminPort });
   gatewayUrl = `https://127.0.0.1:${listenPort}`;
   await waitFor(async () => (await httpsGet(`${gatewayUrl}/readyz`, pki.ca.certFile, client)).status === 200, 30_000, "the gateway");
@@ -163,7 +173,7 @@ describe("wharf control-plane with a YAML file", () => {
         nodes: Array<{ id: string; connected: boolean; ackedVersions: Record<string, string> }>;
       };
     const adminPort = await freePort();
-    const { stdout: bootstrap } = await run(process.execPath, [wharf, "envoy", "bootstrap", "--node", "sidecar-2", "--xds", xdsAddress, "--admin-port", String(adminPort), "--delta"]);
+    const bootstrap = await gatewayBootstrap("sidecar-2", adminPort, "--delta");
     const second = await startEnvoy({ bootstrap, adminPort });
     try {
       await waitFor(async () => {

@@ -9,20 +9,18 @@ import { stringify as stringifyYaml } from "yaml";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AdminService } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
-import { startAdminServer, type RunningAdminServer } from "./admin/admin-server.js";
-import { ConfigSource } from "./config-source.js";
-import { ControlPlaneMetrics } from "./metrics.js";
+import { startControlPlane } from "./control-plane.js";
+import { CredentialError, NodeCa, checkNodeIdentity, writeCredentials } from "./credentials/node-ca.js";
 import { gatewayResources, staticBootstrap } from "./resources/index.js";
 import { probeStack, readStackFile } from "./stack-health.js";
 import { statusJson, statusText } from "./status-report.js";
 import { ConfigError, loadConfigText } from "./config/load-config.js";
-import { parseRef, watchGatewayConfig } from "./kube-source.js";
-import { SnapshotCache } from "./xds/cache.js";
-import { startXdsServer } from "./xds/xds-server.js";
+import { parseRef } from "./kube-source.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const defaultWasm = join(repo, "filters", "build", "gateway.wasm");
 const defaultStackFile = join(".wharf", "stack.json");
+const defaultStateDir = join(".wharf", "control-plane");
 
 const usage = `Usage:
   wharf control-plane (--config FILE | --kube-resource NAMESPACE/NAME [--kubeconfig FILE])
@@ -39,9 +37,16 @@ const usage = `Usage:
       the health of every process of the stack. Exits 1 if anything is down.
   wharf config apply -f FILE [--admin URL] --token-file FILE
       Validates FILE and makes it the served config (and the config file).
-  wharf envoy bootstrap --node NAME [--xds HOST:PORT] [--admin-port N] [--delta] [--configmap NAME]
-      Prints the sidecar's bootstrap (envoy/xds-bootstrap.yaml) for NAME,
-      or a ConfigMap NAME holding it (key bootstrap.yaml).
+  wharf envoy credentials --role gateway|client-sidecar --node NAME --out DIR [--state-dir DIR]
+      Issues a node's xDS credentials from the control plane's node CA (in
+      --state-dir, default .wharf/control-plane): DIR/ca.crt, DIR/node.crt,
+      DIR/node.key. The certificate fixes the node's role and name; the
+      control plane serves each node by it alone.
+  wharf envoy bootstrap --node NAME [--xds HOST:PORT] [--xds-server-name NAME] [--credentials DIR]
+                        [--admin-port N] [--delta] [--configmap NAME]
+      Prints an Envoy bootstrap (envoy/xds-bootstrap.yaml) for NAME that
+      presents the credentials in DIR (default /etc/wharf/xds) to the
+      control plane, or a ConfigMap NAME holding it (key bootstrap.yaml).
   wharf envoy static -f FILE [--admin-port N] [--wasm PATH]
       Prints a complete static Envoy config for the gateway FILE describes
       (certificates and the filter module inline): the same resources the
@@ -75,6 +80,8 @@ async function controlPlane(args: string[]): Promise<void> {
     options: {
       config: { type: "string" },
       "xds-listen": { type: "string" },
+      "xds-server-name": { type: "string", multiple: true },
+      "state-dir": { type: "string" },
       wasm: { type: "string" },
       "admin-listen": { type: "string" },
       "admin-token-file": { type: "string" },
@@ -83,43 +90,28 @@ async function controlPlane(args: string[]): Promise<void> {
     },
   });
   if (!values.config === !values["kube-resource"]) fail("control-plane needs one of --config FILE or --kube-resource NAMESPACE/NAME");
-  const cache = new SnapshotCache();
-  const wasmFile = resolve(values.wasm ?? defaultWasm);
-  const ref = values["kube-resource"] ? parseRef(values["kube-resource"]) : undefined;
-  const config = ref
-    ? new ConfigSource(join(process.cwd(), "gatewayconfig.yaml"), wasmFile, cache, log, `the config is GatewayConfig ${ref.namespace}/${ref.name}: change that resource`)
-    : new ConfigSource(values.config!, wasmFile, cache, log);
-  if (!ref) {
-    try {
-      await config.loadFile();
-    } catch (error) {
-      fail(`${values.config}: ${(error as Error).message}`);
-    }
-  }
   const [xdsHost, xdsPort] = hostPort(values["xds-listen"] ?? "127.0.0.1:18000", "18000");
-  const metrics = new ControlPlaneMetrics();
-  const xds = await startXdsServer(cache, xdsPort, xdsHost, metrics);
-  metrics.attach(xds.ads, config);
-  log("info", "control plane serving ADS", { address: xds.address });
-  let admin: RunningAdminServer | undefined;
-  if (values["admin-token-file"]) {
-    const [adminHost, adminPort] = hostPort(values["admin-listen"] ?? "127.0.0.1:18001", "18001");
-    admin = await startAdminServer(config, xds.ads, metrics, await readToken(values["admin-token-file"]), adminHost, adminPort);
-    log("info", "admin API serving", { url: admin.url });
+  const [adminHost, adminPort] = hostPort(values["admin-listen"] ?? "127.0.0.1:18001", "18001");
+  let running;
+  try {
+    running = await startControlPlane({
+      stateDir: resolve(values["state-dir"] ?? defaultStateDir),
+      xds: { host: xdsHost, port: xdsPort },
+      xdsServerNames: values["xds-server-name"]?.flatMap((names) => names.split(",")),
+      config: values["kube-resource"]
+        ? { kubeResource: parseRef(values["kube-resource"]), kubeconfig: values.kubeconfig }
+        : { file: values.config! },
+      wasmFile: resolve(values.wasm ?? defaultWasm),
+      admin: values["admin-token-file"] ? { token: await readToken(values["admin-token-file"]), host: adminHost, port: adminPort } : undefined,
+      log,
+    });
+  } catch (error) {
+    fail(values.config ? `${values.config}: ${(error as Error).message}` : (error as Error).message);
   }
-  const abort = new AbortController();
-  const stop = () => {
-    abort.abort();
-    void Promise.all([xds.stop(), admin?.stop()]).then(() => process.exit(0));
-  };
+  const stop = () => void running.stop().then(() => process.exit(0));
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  if (ref) {
-    log("info", "watching GatewayConfig", { resource: `${ref.namespace}/${ref.name}` });
-    await watchGatewayConfig(values.kubeconfig, ref, async (text) => void (await config.apply(text)), log, abort.signal);
-  } else {
-    await config.watchFile(abort.signal);
-  }
+  await running.watching;
 }
 
 function adminClient(values: { admin?: string; "token-file"?: string }, token: string) {
@@ -177,6 +169,8 @@ async function envoyBootstrap(args: string[]): Promise<void> {
       "admin-port": { type: "string" },
       delta: { type: "boolean" },
       cluster: { type: "string" },
+      "xds-server-name": { type: "string" },
+      credentials: { type: "string" },
       configmap: { type: "string" },
     },
   });
@@ -190,6 +184,8 @@ async function envoyBootstrap(args: string[]): Promise<void> {
     XDS_HOST: host,
     XDS_PORT: port,
     XDS_API_TYPE: values.delta ? "DELTA_GRPC" : "GRPC",
+    XDS_SERVER_NAME: values["xds-server-name"] ?? "wharf-control-plane.wharf-system.svc",
+    XDS_CREDENTIALS_DIR: values.credentials ?? "/etc/wharf/xds",
   };
   const bootstrap = template.replace(/\$\{([A-Z_]+)\}/g, (_, name: string) => values_[name] ?? fail(`template placeholder ${name} has no value`));
   if (values.configmap === undefined) {
@@ -199,6 +195,20 @@ async function envoyBootstrap(args: string[]): Promise<void> {
   // deploy/sidecar/bootstrap-configmap.yaml is this output; a test keeps the two equal.
   const configMap = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: values.configmap }, data: { "bootstrap.yaml": bootstrap } };
   process.stdout.write(`# Generated by: wharf envoy bootstrap ${args.join(" ")}\n${stringifyYaml(configMap, { blockQuote: "literal", lineWidth: 0 })}`);
+}
+
+async function envoyCredentials(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { role: { type: "string" }, node: { type: "string" }, out: { type: "string" }, "state-dir": { type: "string" } } });
+  if (!values.role || !values.node || !values.out) fail("envoy credentials needs --role gateway|client-sidecar --node NAME --out DIR");
+  try {
+    const identity = checkNodeIdentity(values.node, values.role);
+    const ca = await NodeCa.load(resolve(values["state-dir"] ?? defaultStateDir));
+    const files = await writeCredentials(values.out, ca.issueNode(identity));
+    process.stdout.write(`${identity.role} node ${identity.name}: ${files.caFile}, ${files.certFile}, ${files.keyFile}\n`);
+  } catch (error) {
+    if (error instanceof CredentialError) fail(error.message);
+    throw error;
+  }
 }
 
 /** Loads a config file the way the control plane would, or exits naming what is wrong. */
@@ -230,6 +240,7 @@ const [command, sub, ...rest] = process.argv.slice(2);
 if (command === "control-plane") await controlPlane(process.argv.slice(3));
 else if (command === "envoy" && sub === "bootstrap") await envoyBootstrap(rest);
 else if (command === "envoy" && sub === "static") await envoyStatic(rest);
+else if (command === "envoy" && sub === "credentials") await envoyCredentials(rest);
 else if (command === "config" && sub === "validate") await validate(rest);
 else if (command === "config" && sub === "apply") await apply(rest);
 else if (command === "status") await status(process.argv.slice(3));

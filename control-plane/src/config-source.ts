@@ -41,7 +41,7 @@ export class ConfigSource {
     const snapshot = Snapshot.build(String(this.version + 1), gatewayResources(deployment));
     this.version++;
     this.appliedText = text;
-    this.cache.setDefault(snapshot);
+    this.cache.setRoleSnapshot("gateway", snapshot);
     this.log("info", "config applied", { source: this.readOnlyReason ? "kubernetes" : this.file, version: snapshot.version });
     return snapshot.version;
   }

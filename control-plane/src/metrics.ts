@@ -3,21 +3,21 @@
 // config version being served.
 import { Counter, Gauge, Registry } from "prom-client";
 import type { ConfigSource } from "./config-source.js";
-import type { AdsObserver, AdsServer } from "./xds/ads-server.js";
+import type { SnapshotCache } from "./xds/cache.js";
 
-export class ControlPlaneMetrics implements AdsObserver {
+export class ControlPlaneMetrics {
   readonly registry = new Registry();
   private readonly pushes = new Counter({ name: "wharf_xds_pushes_total", help: "Discovery responses sent, by resource kind.", labelNames: ["kind"], registers: [this.registry] });
   private readonly nacks = new Counter({ name: "wharf_xds_nacks_total", help: "Configurations Envoy rejected, by resource kind.", labelNames: ["kind"], registers: [this.registry] });
 
   /** Gauges read the live state when scraped. */
-  attach(ads: AdsServer, config: ConfigSource): void {
+  attach(cache: SnapshotCache, config: ConfigSource | undefined): void {
     new Gauge({
       name: "wharf_xds_connected_envoys",
       help: "Envoys with an open ADS stream.",
       registers: [this.registry],
       collect() {
-        this.set([...ads.nodes.values()].filter((node) => node.connected).length);
+        this.set(cache.status().filter((node) => node.connected).length);
       },
     });
     new Gauge({
@@ -25,7 +25,7 @@ export class ControlPlaneMetrics implements AdsObserver {
       help: "Version of the configuration being served.",
       registers: [this.registry],
       collect() {
-        this.set(Number(config.currentVersion));
+        this.set(Number(config?.currentVersion ?? 0));
       },
     });
   }

@@ -21,9 +21,9 @@ export function statusText(health: ComponentHealth[] | undefined, status: GetSta
     const rows = status.nodes.map((node) => {
       const acked = Object.entries(node.ackedVersions).map(([kind, version]) => `${kind}=${version}`).join(",");
       const nack = node.lastNack ? `${node.lastNack.kind}@${node.lastNack.version}: ${node.lastNack.message}` : "-";
-      return [node.id, node.connected ? "yes" : "no", acked || "-", nack];
+      return [node.id, node.role || "-", node.connected ? "yes" : "no", acked || "-", nack];
     });
-    sections.push(`config version ${status.configVersion}\n` + table([["NODE", "CONNECTED", "ACKED", "LAST NACK"], ...rows]));
+    sections.push(`config version ${status.configVersion}\n` + table([["NODE", "ROLE", "CONNECTED", "ACKED", "LAST NACK"], ...rows]));
   }
   return sections.length === 0 ? "" : sections.join("\n\n") + "\n";
 }

@@ -16,22 +16,23 @@ import {
 } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
 import type { ConfigSource } from "../config-source.js";
 import type { ControlPlaneMetrics } from "../metrics.js";
-import type { AdsServer } from "../xds/ads-server.js";
+import type { SnapshotCache } from "../xds/cache.js";
 
 export interface RunningAdminServer {
   url: string;
   stop(): Promise<void>;
 }
 
-function routes(config: ConfigSource, ads: AdsServer) {
+function routes(config: ConfigSource | undefined, cache: SnapshotCache) {
   return (router: ConnectRouter) =>
     router.service(AdminService, {
       getStatus: () =>
         create(GetStatusResponseSchema, {
-          configVersion: config.currentVersion,
-          nodes: [...ads.nodes.values()].map((node) =>
+          configVersion: config?.currentVersion ?? "",
+          nodes: cache.status().map((node) =>
             create(EnvoyNodeSchema, {
               id: node.nodeId,
+              role: node.role,
               connected: node.connected,
               ackedVersions: Object.fromEntries(Object.entries(node.acked).filter((entry): entry is [string, string] => entry[1] !== undefined)),
               lastNack: node.lastNack
@@ -40,8 +41,9 @@ function routes(config: ConfigSource, ads: AdsServer) {
             }),
           ),
         }),
-      getConfig: () => create(GetConfigResponseSchema, { yaml: config.currentText, version: config.currentVersion }),
+      getConfig: () => create(GetConfigResponseSchema, { yaml: config?.currentText ?? "", version: config?.currentVersion ?? "" }),
       applyConfig: async (request) => {
+        if (!config) throw new ConnectError("this control plane serves no config source", Code.FailedPrecondition);
         try {
           return create(ApplyConfigResponseSchema, { version: await config.applyAndSave(request.yaml) });
         } catch (error) {
@@ -51,17 +53,19 @@ function routes(config: ConfigSource, ads: AdsServer) {
     });
 }
 
-export async function startAdminServer(
-  config: ConfigSource,
-  ads: AdsServer,
-  metrics: ControlPlaneMetrics,
-  token: string,
-  host: string,
-  port: number,
-): Promise<RunningAdminServer> {
+export interface AdminServerOptions {
+  config: ConfigSource | undefined;
+  cache: SnapshotCache;
+  metrics: ControlPlaneMetrics;
+  token: string;
+  host: string;
+  port: number;
+}
+
+export async function startAdminServer({ config, cache, metrics, token, host, port }: AdminServerOptions): Promise<RunningAdminServer> {
   if (token.length < 16) throw new Error("the admin token must be at least 16 characters");
   const expected = Buffer.from(`Bearer ${token}`);
-  const handler = connectNodeAdapter({ routes: routes(config, ads) });
+  const handler = connectNodeAdapter({ routes: routes(config, cache) });
   const server: Server = createServer((request, response) => {
     if (request.url === "/healthz" && request.method === "GET") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok");

@@ -18,9 +18,7 @@ import {
   issueCertificate,
   makeWorkDir,
   removeWorkDir,
-  renderTemplate,
-  repoRoot,
-  startEnvoy,
+  startXdsEnvoy,
   startKubeApiserver,
   toolPath,
   writeKubeconfig,
@@ -31,21 +29,18 @@ import {
   waitFor,
 } from "@wharf/testkit";
 import { encodeGatewayConfig, type GatewayConfigInit } from "../../../filters/src/gateway/harness.js";
+import { startControlPlane, type RunningControlPlane } from "../control-plane.js";
+import { writeCredentials } from "../credentials/node-ca.js";
 import { gatewayResources, type SingleClusterDeployment } from "../resources/gateway-resources.js";
-import { ControlPlaneMetrics } from "../metrics.js";
-import { SnapshotCache } from "./cache.js";
 import { Snapshot, SnapshotError } from "./snapshot.js";
-import { startXdsServer, type RunningXdsServer } from "./xds-server.js";
 
 const run = promisify(execFile);
 
 let dir: string;
 let pki: ClusterPki;
 let kube: KubeApiserver;
-let xds: RunningXdsServer;
+let controlPlane: RunningControlPlane;
 let client: KeyPair;
-const cache = new SnapshotCache();
-const metrics = new ControlPlaneMetrics();
 
 const allowAll: GatewayConfigInit = { defaultAction: { target: { case: "upstream", value: "main" } } };
 const denyConfigMaps: GatewayConfigInit = {
@@ -75,7 +70,7 @@ beforeAll(async () => {
   kube = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], pki, extraArgs: ["--etcd-prefix=/xds-test"] });
   serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
   client = await issueCertificate(dir, pki.ca, { name: "carol", commonName: "carol", organizations: ["system:masters"], usage: "client" });
-  xds = await startXdsServer(cache, 0, "127.0.0.1", metrics);
+  controlPlane = await startControlPlane({ stateDir: join(dir, "control-plane"), xds: { host: "127.0.0.1", port: 0 } });
 }, 120_000);
 
 async function deploymentOn(listenPort: number): Promise<SingleClusterDeployment> {
@@ -94,29 +89,19 @@ async function deploymentOn(listenPort: number): Promise<SingleClusterDeployment
   };
 }
 
-/** An Envoy for one protocol variant, booted from the xDS bootstrap alone. */
+/** An Envoy for one protocol variant, booted from the xDS bootstrap and its gateway credentials alone. */
 async function startSidecar(nodeId: string, apiType: "GRPC" | "DELTA_GRPC", deployment: SingleClusterDeployment): Promise<{ envoy: Envoy; url: string }> {
-  cache.set(nodeId, Snapshot.build("1", gatewayResources(deployment)));
-  const adminPort = await freePort();
-  const [host, port] = xds.address.split(":");
-  const envoy = await startEnvoy({
-    bootstrap: await renderTemplate(join(repoRoot, "envoy", "xds-bootstrap.yaml"), {
-      NODE_ID: nodeId,
-      NODE_CLUSTER: "wharf-gateway",
-      ADMIN_PORT: adminPort,
-      XDS_HOST: host!,
-      XDS_PORT: port!,
-      XDS_API_TYPE: apiType,
-    }),
-    adminPort,
-  });
+  controlPlane.cache.setNodeSnapshot(nodeId, Snapshot.build("1", gatewayResources(deployment)));
+  const credentialsDir = join(dir, `credentials-${nodeId}`);
+  await writeCredentials(credentialsDir, controlPlane.ca.issueNode({ name: nodeId, role: "gateway" }));
+  const envoy = await startXdsEnvoy({ nodeId, xdsAddress: controlPlane.xdsAddress, credentialsDir, apiType });
   const url = `https://127.0.0.1:${deployment.listenPort}`;
   await waitFor(async () => (await httpsGet(`${url}/readyz`, pki.ca.certFile, client)).status === 200, 30_000, "the gateway listener from xDS");
   return { envoy, url };
 }
 
 afterAll(async () => {
-  await xds?.stop();
+  await controlPlane?.stop();
   await kube?.stop();
   if (dir) await removeWorkDir(dir);
 });
@@ -125,7 +110,7 @@ describe.each([
   ["state of the world", "GRPC" as const],
   ["delta", "DELTA_GRPC" as const],
 ])("xDS (ADS, %s) to a real Envoy", (variant, apiType) => {
-  const nodeId = `gateway-${apiType.toLowerCase()}`;
+  const nodeId = `gateway-${apiType.toLowerCase().replace("_", "-")}`;
   let envoy: Envoy;
   let gatewayUrl: string;
   let deployment: SingleClusterDeployment;
@@ -144,14 +129,14 @@ describe.each([
     const kubeconfig = await writeKubeconfig(join(dir, `carol-${apiType}.kubeconfig`), gatewayUrl, pki.ca.certFile, client);
     const { stdout } = await run(toolPath("kubectl"), ["--kubeconfig", kubeconfig, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
     expect(stdout).toBe("carol");
-    expect(xds.ads.nodes.get(nodeId)?.acked).toMatchObject({ secret: "1", cluster: "1", endpoint: "1", extension: "1", listener: "1", route: "1" });
+    expect(controlPlane.cache.nodeStatus(nodeId)?.acked).toMatchObject({ secret: "1", cluster: "1", endpoint: "1", extension: "1", listener: "1", route: "1" });
   });
 
   it("applies a new filter configuration live, within a second, without restarting Envoy", async () => {
     const pid = envoy.process.child.pid;
     const before = await uptime();
     expect((await httpsGet(`${gatewayUrl}/api/v1/namespaces/default/configmaps`, pki.ca.certFile, client)).status).toBe(200);
-    cache.set(nodeId, Snapshot.build("2", gatewayResources({ ...deployment, gatewayConfig: encodeGatewayConfig(denyConfigMaps) })));
+    controlPlane.cache.setNodeSnapshot(nodeId, Snapshot.build("2", gatewayResources({ ...deployment, gatewayConfig: encodeGatewayConfig(denyConfigMaps) })));
     const took = await waitFor(async () => (await httpsGet(`${gatewayUrl}/api/v1/namespaces/default/configmaps`, pki.ca.certFile, client)).status === 403, 5000, "the deny policy");
     expect(took).toBeLessThan(1000);
     expect(envoy.process.child.pid).toBe(pid);
@@ -168,7 +153,7 @@ describe.each([
     let version = 10;
     const push = (next: SingleClusterDeployment) => {
       deployment = next;
-      cache.set(nodeId, Snapshot.build(String(++version), gatewayResources(next)));
+      controlPlane.cache.setNodeSnapshot(nodeId, Snapshot.build(String(++version), gatewayResources(next)));
     };
     try {
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -221,16 +206,16 @@ describe.each([
   });
 
   it("keeps the last good version when Envoy rejects one, and records the NACK", async () => {
-    const ackedBefore = xds.ads.nodes.get(nodeId)?.acked.cluster;
+    const ackedBefore = controlPlane.cache.nodeStatus(nodeId)?.acked.cluster;
     const resources = gatewayResources({ ...deployment, gatewayConfig: encodeGatewayConfig(denyConfigMaps) });
     // Valid protobuf, but Envoy's own validation refuses a negative timeout.
     (resources.cluster![0] as Record<string, unknown>).connect_timeout = "-1s";
-    cache.set(nodeId, Snapshot.build("3", resources));
-    await waitFor(async () => xds.ads.nodes.get(nodeId)?.lastNack?.version === "3", 5000, "the NACK");
-    expect(xds.ads.nodes.get(nodeId)?.lastNack?.message).toMatch(/connect_timeout|Duration|value must be greater than/i);
+    controlPlane.cache.setNodeSnapshot(nodeId, Snapshot.build("3", resources));
+    await waitFor(async () => controlPlane.cache.nodeStatus(nodeId)?.lastNack?.version === "3", 5000, "the NACK");
+    expect(controlPlane.cache.nodeStatus(nodeId)?.lastNack?.message).toMatch(/connect_timeout|Duration|value must be greater than/i);
     expect(ackedBefore).toBeDefined();
-    expect(xds.ads.nodes.get(nodeId)?.acked.cluster).toBe(ackedBefore);
-    expect(await metrics.registry.metrics()).toMatch(/^wharf_xds_nacks_total\{kind="cluster"\} [1-9]/m);
+    expect(controlPlane.cache.nodeStatus(nodeId)?.acked.cluster).toBe(ackedBefore);
+    expect(await controlPlane.metrics.registry.metrics()).toMatch(/^wharf_xds_nacks_total\{kind="cluster"\} [1-9]/m);
     expect((await httpsGet(`${gatewayUrl}/api/v1/namespaces/default/configmaps`, pki.ca.certFile, client)).status).toBe(403);
   });
 });
@@ -240,6 +225,6 @@ describe("snapshots", () => {
     const resources = gatewayResources(await deploymentOn(1));
     resources.endpoint = [];
     expect(() => Snapshot.build("4", resources)).toThrow(SnapshotError);
-    expect(() => Snapshot.build("4", resources)).toThrow(/EDS cluster main has no ClusterLoadAssignment/);
+    expect(() => Snapshot.build("4", resources)).toThrow(/cluster main refers to endpoint main, which the snapshot lacks/);
   });
 });

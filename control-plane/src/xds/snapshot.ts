@@ -4,7 +4,7 @@
 // fields resolved against the generated registry, so a typo fails when the
 // snapshot is built, never in Envoy.
 import { createHash } from "node:crypto";
-import { createRegistry, fromJson, type DescMessage, type JsonValue } from "@bufbuild/protobuf";
+import { createRegistry, fromJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { anyPack, file_google_protobuf_wrappers, type Any } from "@bufbuild/protobuf/wkt";
 import { ClusterSchema } from "@wharf/proto/envoy/config/cluster/v3/cluster_pb.js";
 import { TypedExtensionConfigSchema } from "@wharf/proto/envoy/config/core/v3/extension_pb.js";
@@ -19,6 +19,7 @@ import { file_envoy_extensions_retry_host_previous_hosts_v3_previous_hosts } fro
 import { SecretSchema, file_envoy_extensions_transport_sockets_tls_v3_secret } from "@wharf/proto/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import { file_envoy_extensions_transport_sockets_tls_v3_tls } from "@wharf/proto/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
 import { file_envoy_extensions_upstreams_http_v3_http_protocol_options } from "@wharf/proto/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
+import { referencesOf } from "./references.js";
 
 export const typeUrls = {
   secret: "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
@@ -44,7 +45,7 @@ const schemas: Record<ResourceKind, DescMessage> = {
 };
 
 // Every message an @type in our resources may name.
-const registry = createRegistry(
+export const registry = createRegistry(
   file_google_protobuf_wrappers,
   file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager,
   file_envoy_extensions_filters_http_router_v3_router,
@@ -77,7 +78,7 @@ export class Snapshot {
   /** Parses and checks the resources; throws SnapshotError naming the bad one. */
   static build(version: string, set: ResourceSet): Snapshot {
     const resources = new Map<ResourceKind, NamedResource[]>();
-    const names = new Map<ResourceKind, Set<string>>();
+    const parsedMessages: Array<{ kind: ResourceKind; name: string; message: Message }> = [];
     for (const kind of pushOrder) {
       const parsed: NamedResource[] = [];
       for (const [index, json] of (set[kind] ?? []).entries()) {
@@ -91,13 +92,13 @@ export class Snapshot {
         }
         const packed = anyPack(schemas[kind], message);
         parsed.push({ name, packed, version: createHash("sha256").update(packed.value).digest("hex").slice(0, 16) });
+        parsedMessages.push({ kind, name, message });
       }
       const unique = new Set(parsed.map((resource) => resource.name));
       if (unique.size !== parsed.length) throw new SnapshotError(`${kind}: duplicate names`);
       resources.set(kind, parsed);
-      names.set(kind, unique);
     }
-    checkReferences(set, names);
+    checkReferences(parsedMessages, resources);
     return new Snapshot(version, resources);
   }
 
@@ -114,20 +115,14 @@ function resourceName(kind: ResourceKind, json: JsonValue): string | undefined {
   return typeof name === "string" && name.length > 0 ? name : undefined;
 }
 
-/** EDS clusters need their endpoints, listeners their routes, TLS its secrets. */
-function checkReferences(set: ResourceSet, names: Map<ResourceKind, Set<string>>): void {
-  const text = JSON.stringify(set);
-  const referenced = (pattern: RegExp) => [...text.matchAll(pattern)].map((match) => match[1]!);
-  for (const route of referenced(/"route_config_name":"([^"]+)"/g)) {
-    if (!names.get("route")?.has(route)) throw new SnapshotError(`listener refers to route ${route}, which the snapshot lacks`);
-  }
-  for (const secret of referenced(/"name":"([^"]+)","sds_config"/g)) {
-    if (!names.get("secret")?.has(secret)) throw new SnapshotError(`a TLS context refers to secret ${secret}, which the snapshot lacks`);
-  }
-  for (const cluster of set.cluster ?? []) {
-    const object = cluster as Record<string, unknown>;
-    if (object.type === "EDS" && !names.get("endpoint")?.has(String(object.name))) {
-      throw new SnapshotError(`EDS cluster ${String(object.name)} has no ClusterLoadAssignment in the snapshot`);
+/** EDS clusters need their endpoints, listeners their routes and filter configs, TLS its secrets. */
+function checkReferences(parsed: Array<{ kind: ResourceKind; name: string; message: Message }>, resources: Map<ResourceKind, NamedResource[]>): void {
+  const names = new Map([...resources].map(([kind, list]) => [kind, new Set(list.map((resource) => resource.name))]));
+  for (const { kind, name, message } of parsed) {
+    for (const reference of referencesOf(schemas[kind], message, registry)) {
+      if (!names.get(reference.kind)?.has(reference.name)) {
+        throw new SnapshotError(`${kind} ${name} refers to ${reference.kind} ${reference.name}, which the snapshot lacks`);
+      }
     }
   }
 }

@@ -1,31 +1,37 @@
-import { Server, ServerCredentials } from "@grpc/grpc-js";
+// The gRPC server Envoys connect to: both ADS variants (state of the world
+// and delta) on one port, over one cache.
+import type { ServerCredentials } from "@grpc/grpc-js";
+import { Server } from "@grpc/grpc-js";
 import { AggregatedDiscoveryService } from "@wharf/proto/envoy/service/discovery/v3/ads_pb.js";
 import { serviceDefinition } from "@wharf/proto/grpc";
-import { AdsServer, type AdsObserver } from "./ads-server.js";
-import type { SnapshotCache } from "./cache.js";
+import type { ConfigWatcher } from "./cache.js";
+import { deltaHandler } from "./delta-server.js";
+import { sotwHandler } from "./sotw-server.js";
+import type { StreamOptions } from "./stream.js";
 
 export interface RunningXdsServer {
   /** host:port Envoy's bootstrap names. */
   address: string;
-  ads: AdsServer;
   stop(): Promise<void>;
 }
 
-/** Serves ADS on `host:port` (loopback by default; plaintext on loopback only). */
-export async function startXdsServer(cache: SnapshotCache, port = 0, host = "127.0.0.1", observer?: AdsObserver): Promise<RunningXdsServer> {
-  const ads = new AdsServer(
-    cache,
-    (level, message, fields) => process.stderr.write(JSON.stringify({ ts: new Date().toISOString(), level, msg: message, ...fields }) + "\n"),
-    observer,
-  );
+export interface XdsServerOptions extends StreamOptions {
+  host: string;
+  port: number;
+  credentials: ServerCredentials;
+}
+
+export async function startXdsServer(cache: ConfigWatcher, options: XdsServerOptions): Promise<RunningXdsServer> {
   const server = new Server();
-  server.addService(serviceDefinition(AggregatedDiscoveryService), { streamAggregatedResources: ads.handler(), deltaAggregatedResources: ads.deltaHandler() });
+  server.addService(serviceDefinition(AggregatedDiscoveryService), {
+    streamAggregatedResources: sotwHandler(cache, options),
+    deltaAggregatedResources: deltaHandler(cache, options),
+  });
   const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:${port}`, ServerCredentials.createInsecure(), (error, actual) => (error ? reject(error) : resolve(actual))),
+    server.bindAsync(`${options.host}:${options.port}`, options.credentials, (error, actual) => (error ? reject(error) : resolve(actual))),
   );
   return {
-    address: `${host}:${bound}`,
-    ads,
+    address: `${options.host}:${bound}`,
     stop: () =>
       new Promise<void>((resolve) => {
         server.tryShutdown(() => resolve());

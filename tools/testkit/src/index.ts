@@ -16,3 +16,4 @@ export { rawEtcdClient, etcdServices, type RawEtcdClient } from "./etcd-client.j
 export { startGatewayEnvoy, type GatewayEnvoy, type GatewayEnvoyOptions } from "./gateway-envoy.js";
 export { waitFor } from "./wait.js";
 export { kubectlOn } from "./kubectl.js";
+export { renderXdsBootstrap, startXdsEnvoy, type XdsEnvoyOptions } from "./xds-envoy.js";
