@@ -181,6 +181,11 @@ class GatewayStream extends HttpContext {
     removeHeader(MapType.HttpRequestHeaders, config.routingHeader);
 
     const info = classify(this.method, this.path);
+    if (info.refusal.length > 0) {
+      countRejection("bad_request");
+      reply(400, "BadRequest", "the gateway refuses a request it cannot classify as the apiserver would: " + info.refusal, 0);
+      return FilterHeadersStatus.StopIteration;
+    }
     const decision = decide(config, info, identity);
     const resource = info.isResourceRequest ? info.resource + (info.subresource.length > 0 ? "/" + info.subresource : "") : "nonresource";
     countRequest(decision.policy, info.verb, resource);

@@ -1,9 +1,13 @@
 // Classifies a request the way kube-apiserver's RequestInfoFactory does:
 // resource vs non-resource, API group/version, namespace, resource, name,
 // subresource and the Kubernetes verb (list/watch/deletecollection derived
-// from the method and query). Written from the documented rules of
-// k8s.io/apiserver/pkg/endpoints/request; the gateway tests check it against
-// a table of expected values.
+// from the method and query). The path and query are read with Go's net/url
+// rules (go-url.ts) and the list options with apimachinery's (list-options.ts).
+// Where the gateway cannot be sure it reads a request as the apiserver does,
+// it sets `refusal` and the request is answered 400 instead of guessed at.
+// Tests compare it with a real apiserver's audit log (request-info.audit.test.ts).
+import { parseQuery, unescape } from "./go-url";
+import { decodeListOptions, listOptionKeys } from "./list-options";
 
 export class RequestInfo {
   isResourceRequest: bool = false;
@@ -18,153 +22,31 @@ export class RequestInfo {
   name: string = "";
   /** Set when the URL cannot be classified (kube-apiserver answers it with an error). */
   malformed: bool = false;
-}
+  /** Non-empty: the gateway cannot be sure how the apiserver reads this request; why. */
+  refusal: string = "";
+  /** The name came from the path (not from a field selector). */
+  nameInPath: bool = false;
+  /**
+   * For list, watch and deletecollection: a field selector limits the
+   * request to objects with this metadata.name (apiserver's Name only
+   * carries it for list and watch).
+   */
+  pinnedName: string | null = null;
+  /** Likewise for metadata.namespace, which narrows an all-namespace request. */
+  pinnedNamespace: string | null = null;
 
-function percentDecode(text: string, plusIsSpace: bool): string {
-  if (text.indexOf("%") < 0 && !(plusIsSpace && text.indexOf("+") >= 0)) return text;
-  const source = String.UTF8.encode(text);
-  const input = Uint8Array.wrap(source);
-  const out = new Uint8Array(input.length);
-  let n = 0;
-  for (let i = 0; i < input.length; i++) {
-    const c = input[i];
-    if (c == 0x25 && i + 2 < input.length && isHex(input[i + 1]) && isHex(input[i + 2])) {
-      out[n++] = <u8>((hexValue(input[i + 1]) << 4) | hexValue(input[i + 2]));
-      i += 2;
-    } else if (plusIsSpace && c == 0x2b) {
-      out[n++] = 0x20;
-    } else {
-      out[n++] = c;
-    }
-  }
-  return String.UTF8.decodeUnsafe(out.dataStart, n);
-}
-
-function isHex(c: u8): bool {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
-}
-
-function hexValue(c: u8): u8 {
-  if (c <= 0x39) return c - 0x30;
-  if (c <= 0x46) return c - 0x41 + 10;
-  return c - 0x61 + 10;
-}
-
-function splitPath(path: string): string[] {
-  let start = 0;
-  let end = path.length;
-  while (start < end && path.charCodeAt(start) == 0x2f) start++;
-  while (end > start && path.charCodeAt(end - 1) == 0x2f) end--;
-  if (start == end) return new Array<string>();
-  return path.substring(start, end).split("/");
-}
-
-class Query {
-  keys: string[] = [];
-  values: string[] = [];
-
-  first(key: string): string | null {
-    for (let i = 0; i < this.keys.length; i++) if (this.keys[i] == key) return this.values[i];
-    return null;
+  /** list, watch or deletecollection without a name in the path: it may reach many objects. */
+  get isCollection(): bool {
+    return this.isResourceRequest && !this.nameInPath && (this.verb == "list" || this.verb == "watch" || this.verb == "deletecollection");
   }
 }
 
-function parseQuery(query: string): Query {
-  const parsed = new Query();
-  if (query.length == 0) return parsed;
-  const pairs = query.split("&");
-  for (let i = 0; i < pairs.length; i++) {
-    const pair = pairs[i];
-    if (pair.length == 0) continue;
-    const eq = pair.indexOf("=");
-    parsed.keys.push(percentDecode(eq < 0 ? pair : pair.substring(0, eq), true));
-    parsed.values.push(eq < 0 ? "" : percentDecode(pair.substring(eq + 1), true));
-  }
-  return parsed;
-}
+/** kubectl and client-go never send more pairs; Go itself drops all values past 10,000. */
+const maxQueryPairs = 1000;
 
-/** apimachinery's bool conversion: anything but "0" and "false" is true. */
-function queryBool(value: string): bool {
-  return !(value == "0" || value.toLowerCase() == "false");
-}
-
-function isInteger(value: string): bool {
-  if (value.length == 0) return false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (!(c >= 0x30 && c <= 0x39) && !(i == 0 && c == 0x2d)) return false;
-  }
-  return true;
-}
-
-/** Splits a field selector on commas not escaped by a backslash. */
-function splitSelector(selector: string): string[] {
-  const terms = new Array<string>();
-  let current = "";
-  for (let i = 0; i < selector.length; i++) {
-    const c = selector.charAt(i);
-    if (c == "\\" && i + 1 < selector.length) {
-      current += c + selector.charAt(i + 1);
-      i++;
-    } else if (c == ",") {
-      terms.push(current);
-      current = "";
-    } else {
-      current += c;
-    }
-  }
-  terms.push(current);
-  return terms;
-}
-
-function unescapeSelectorValue(value: string): string {
-  let out = "";
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charAt(i);
-    if (c == "\\" && i + 1 < value.length) {
-      out += value.charAt(i + 1);
-      i++;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
-/** metadata.name from a field selector that requires an exact match; null on none, "\0" on a parse error. */
-function exactName(selector: string): string | null {
-  const terms = splitSelector(selector);
-  let found: string | null = null;
-  for (let i = 0; i < terms.length; i++) {
-    const term = terms[i].trim();
-    if (term.length == 0) continue;
-    let field: string;
-    let value: string;
-    let exact = true;
-    const ne = term.indexOf("!=");
-    const eqeq = term.indexOf("==");
-    const eq = term.indexOf("=");
-    if (ne >= 0 && (eq < 0 || ne < eq)) {
-      field = term.substring(0, ne);
-      value = term.substring(ne + 2);
-      exact = false;
-    } else if (eqeq >= 0 && eqeq == eq) {
-      field = term.substring(0, eqeq);
-      value = term.substring(eqeq + 2);
-    } else if (eq >= 0) {
-      field = term.substring(0, eq);
-      value = term.substring(eq + 1);
-    } else {
-      return "\0";
-    }
-    if (exact && field.trim() == "metadata.name") found = unescapeSelectorValue(value.trim());
-  }
-  return found;
-}
-
-function isValidPathSegmentName(name: string): bool {
-  if (name == "." || name == "..") return false;
-  return name.indexOf("/") < 0 && name.indexOf("%") < 0;
+function refuse(info: RequestInfo, why: string): RequestInfo {
+  info.refusal = why;
+  return info;
 }
 
 function methodVerb(method: string): string {
@@ -176,13 +58,89 @@ function methodVerb(method: string): string {
   return "";
 }
 
+/** IsValidPathSegmentName: not "." or "..", no "/" and no "%". */
+function isValidPathSegmentName(name: string): bool {
+  return name != "." && name != ".." && name.indexOf("/") < 0 && name.indexOf("%") < 0;
+}
+
+/**
+ * Checks the raw path the apiserver will receive (Envoy forwards it as is)
+ * and decodes it. Refused: raw bytes outside printable ASCII (clients
+ * percent-encode; Go would keep them as bytes), fragments, escaped "/" or
+ * "\\" (Go decodes %2F before splitting, so one segment becomes two),
+ * invalid escapes (Go's server answers 400), empty and dot segments (the
+ * apiserver does not clean paths; a router or a later proxy might).
+ */
+function decodePath(info: RequestInfo, raw: string, end: i32): string | null {
+  for (let i = 0; i < end; i++) {
+    const c = raw.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f || c == 0x23) {
+      refuse(info, "the request path has a character that must be percent-encoded");
+      return null;
+    }
+    if (c == 0x25 && i + 2 < end) {
+      const a = raw.charCodeAt(i + 1);
+      const b = raw.charCodeAt(i + 2) | 0x20;
+      if ((a == 0x32 && b == 0x66) || (a == 0x35 && b == 0x63)) {
+        refuse(info, "the request path has an encoded slash or backslash");
+        return null;
+      }
+    }
+  }
+  const decoded = unescape(raw, 0, end, false);
+  if (decoded.badEscape) {
+    refuse(info, "the request path has an invalid percent-encoding");
+    return null;
+  }
+  if (decoded.notUtf8) {
+    refuse(info, "the request path is not UTF-8 once decoded");
+    return null;
+  }
+  const path = decoded.text;
+  for (let i = 0; i < path.length; i++) {
+    if (path.charCodeAt(i) < 0x20 || path.charCodeAt(i) == 0x7f) {
+      refuse(info, "the request path has a control character");
+      return null;
+    }
+  }
+  // Trailing slashes are trimmed by the apiserver too; anything else odd is refused.
+  let last = path.length;
+  while (last > 1 && path.charCodeAt(last - 1) == 0x2f) last--;
+  let segmentStart = 1;
+  for (let i = 1; i <= last; i++) {
+    if (i < last && path.charCodeAt(i) != 0x2f) continue;
+    const length = i - segmentStart;
+    if (length == 0 && last > 1) {
+      refuse(info, "the request path has an empty segment");
+      return null;
+    }
+    if ((length == 1 && path.charCodeAt(segmentStart) == 0x2e) || (length == 2 && path.charCodeAt(segmentStart) == 0x2e && path.charCodeAt(segmentStart + 1) == 0x2e)) {
+      refuse(info, "the request path has a dot segment");
+      return null;
+    }
+    segmentStart = i + 1;
+  }
+  return path;
+}
+
+function splitPath(path: string): string[] {
+  let start = 0;
+  let end = path.length;
+  while (start < end && path.charCodeAt(start) == 0x2f) start++;
+  while (end > start && path.charCodeAt(end - 1) == 0x2f) end--;
+  if (start == end) return new Array<string>();
+  return path.substring(start, end).split("/");
+}
+
 export function classify(method: string, rawPath: string): RequestInfo {
   const info = new RequestInfo();
-  const queryAt = rawPath.indexOf("?");
-  const path = percentDecode(queryAt < 0 ? rawPath : rawPath.substring(0, queryAt), false);
-  const query = parseQuery(queryAt < 0 ? "" : rawPath.substring(queryAt + 1));
-  info.path = path;
   info.verb = method.toLowerCase();
+  const queryAt = rawPath.indexOf("?");
+  const pathEnd = queryAt < 0 ? rawPath.length : queryAt;
+  const decoded = decodePath(info, rawPath, pathEnd);
+  if (decoded === null) return info;
+  const path = decoded!;
+  info.path = path;
 
   let parts = splitPath(path);
   if (parts.length < 3) return info;
@@ -201,7 +159,7 @@ export function classify(method: string, rawPath: string): RequestInfo {
   if (parts[0] == "proxy" || parts[0] == "watch") {
     if (parts.length < 2) {
       info.malformed = true;
-      return info;
+      return refuse(info, "the request path names no resource after /" + parts[0]);
     }
     info.verb = parts[0];
     parts = parts.slice(1);
@@ -219,29 +177,27 @@ export function classify(method: string, rawPath: string): RequestInfo {
   if (parts.length >= 3 && info.verb != "proxy") info.subresource = parts[2];
   if (parts.length >= 2) info.name = parts[1];
   if (parts.length >= 1) info.resource = parts[0];
+  info.nameInPath = info.name.length > 0;
 
-  if (info.name.length == 0 && info.verb == "get") {
-    const watch = query.first("watch");
-    // Parse the list options as the apiserver does; on any error it keeps
-    // only `watch` and ignores the field selector.
-    let parseError = false;
-    const limit = query.first("limit");
-    if (limit !== null && limit.length > 0 && !isInteger(limit)) parseError = true;
-    const timeout = query.first("timeoutSeconds");
-    if (timeout !== null && timeout.length > 0 && !isInteger(timeout)) parseError = true;
-    let name: string | null = null;
-    const selector = query.first("fieldSelector");
-    if (selector !== null) {
-      name = exactName(selector);
-      if (name == "\0") {
-        parseError = true;
-        name = null;
-      }
-    }
-    info.verb = watch !== null && queryBool(watch) ? "watch" : "list";
-    if (!parseError && name !== null && isValidPathSegmentName(name)) info.name = name;
+  const listing = info.name.length == 0 && info.verb == "get";
+  const deletingMany = info.name.length == 0 && info.verb == "delete";
+  if (!listing && !deletingMany) return info;
+
+  const query = parseQuery(rawPath, queryAt < 0 ? rawPath.length : queryAt + 1, rawPath.length, listOptionKeys, maxQueryPairs);
+  if (query.tooManyPairs) return refuse(info, "the query has more than " + maxQueryPairs.toString() + " parameters");
+  const options = decodeListOptions(query);
+  if (options.failure.length > 0) return refuse(info, "the list options cannot be decoded (" + options.failure + ")");
+  const fields = options.fields;
+  if (options.labelsUncertain && (fields.name !== null || fields.namespace !== null || options.watchFoldOnly)) {
+    return refuse(info, "the label selector is not one the gateway can vouch for, and the classification depends on it");
   }
-
-  if (info.name.length == 0 && info.verb == "delete") info.verb = "deletecollection";
+  info.pinnedName = fields.name;
+  info.pinnedNamespace = fields.namespace;
+  if (listing) {
+    info.verb = options.watch ? "watch" : "list";
+    if (fields.name !== null && isValidPathSegmentName(fields.name!)) info.name = fields.name!;
+  } else {
+    info.verb = "deletecollection";
+  }
   return info;
 }

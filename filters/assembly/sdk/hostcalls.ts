@@ -3,6 +3,7 @@
 // through proxy_on_memory_allocate; it is copied and freed here.
 import * as host from "./host";
 import { BufferType, LogLevel, MapType, MetricType, StreamType, WasmResult } from "./enums";
+import { decodeUtf8 } from "./utf8";
 
 // Out-parameter slots the host writes pointers and sizes into.
 const returnData: usize = memory.data(8);
@@ -103,9 +104,9 @@ export function deserializeHeaders(data: ArrayBuffer): HeaderPair[] {
   for (let i = 0; i < count; i++) {
     const nameSize = <usize>load<u32>(base + 4 + <usize>i * 8);
     const valueSize = <usize>load<u32>(base + 8 + <usize>i * 8);
-    const name = String.UTF8.decodeUnsafe(at, nameSize);
+    const name = decodeUtf8(at, nameSize);
     at += nameSize + 1;
-    const value = String.UTF8.decodeUnsafe(at, valueSize);
+    const value = decodeUtf8(at, valueSize);
     at += valueSize + 1;
     pairs.push(new HeaderPair(name, value));
   }
@@ -125,7 +126,8 @@ export function setHeaders(map: MapType, pairs: HeaderPair[]): void {
 export function getHeader(map: MapType, name: string): string | null {
   const key = utf8(name);
   if (host.proxy_get_header_map_value(map, ptr(key), key.byteLength, returnData, returnSize) != WasmResult.Ok) return null;
-  return String.UTF8.decode(takeReturned());
+  const value = takeReturned();
+  return decodeUtf8(changetype<usize>(value), value.byteLength);
 }
 
 export function replaceHeader(map: MapType, name: string, value: string): void {

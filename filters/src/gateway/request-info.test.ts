@@ -1,7 +1,7 @@
 // The gateway's request classification against kube-apiserver's RequestInfo
 // rules, on the compiled filter in the test host.
 import { describe, expect, it, beforeAll } from "vitest";
-import { gatewayHost, requestInfoOf } from "./harness.js";
+import { gatewayHost, request, requestInfoOf } from "./harness.js";
 import type { ProxyWasmHost } from "../test-host/host.js";
 
 interface Expected {
@@ -69,8 +69,6 @@ const table: Array<[string, string, Expected]> = [
   ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%21%3Dp1", r("list", "", "v1", "ns", "pods")],
   ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=spec.nodeName%3Dn1", r("list", "", "v1", "ns", "pods")],
   ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=spec.nodeName%3Dn1,metadata.name%3Dp2", r("list", "", "v1", "ns", "pods", "p2")],
-  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=garbage", r("list", "", "v1", "ns", "pods")],
-  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp1&limit=abc", r("list", "", "v1", "ns", "pods")],
   ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Da%2Fb", r("list", "", "v1", "ns", "pods")],
   // legacy /watch/ and /proxy/ prefixes
   ["GET", "/api/v1/watch/pods", r("watch", "", "v1", "", "pods")],
@@ -107,6 +105,62 @@ const table: Array<[string, string, Expected]> = [
   ["POST", "/some/random/path", nr("post")],
   ["DELETE", "/logs/x", nr("delete")],
   ["GET", "/", nr("get")],
+  // Go's query rules: ";" drops a pair, bad escapes drop a pair, the first value wins, "+" is a space
+  ["GET", "/api/v1/namespaces/ns/pods?watch=1;", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=1;&watch=0", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=%ZZ", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=%ZZ&watch=1", r("watch", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=false&watch=true", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?w%61tch=1", r("watch", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=0+", r("watch", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch", r("watch", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=fal%C5%BFe", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=fals%C1%A5", r("watch", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?watch=fa%E2%84%AAse", r("watch", "", "v1", "ns", "pods")],
+  // field selectors as fields.ParseSelector reads them
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dzeta,metadata.name%3Dalpha", r("list", "", "v1", "ns", "pods", "alpha")],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3D%3Dzeta,metadata.name%3Dalpha", r("list", "", "v1", "ns", "pods", "zeta")],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=%20metadata.name%3Dp1", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp%5C%2C1", r("list", "", "v1", "ns", "pods", "p,1")],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp1&fieldSelector=metadata.name%3Dp2", r("list", "", "v1", "ns", "pods", "p1")],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3D..", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?labelSelector=app%3Dweb&fieldSelector=metadata.name%3Dp1", r("list", "", "v1", "ns", "pods", "p1")],
+  ["GET", "/api/v1/namespaces/ns/pods?labelSelector=app+in+(web)", r("list", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods?limit=%2B5&timeoutSeconds=-0", r("list", "", "v1", "ns", "pods")],
+  ["DELETE", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp1", r("deletecollection", "", "v1", "ns", "pods")],
+  ["GET", "/api/v1/namespaces/ns/pods/a+b", r("get", "", "v1", "ns", "pods", "a+b")],
+  ["GET", "/api/v1/namespaces/ns/pods/p1//", r("get", "", "v1", "ns", "pods", "p1")],
+  ["GET", "/api/v1/namespaces/ns/pods/%C3%A9", r("get", "", "v1", "ns", "pods", "é")],
+];
+
+/** Requests the gateway refuses (400) because it cannot be sure it reads them as the apiserver does. */
+const refused: Array<[string, string]> = [
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=garbage"],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp1&limit=abc"],
+  ["GET", "/api/v1/namespaces/ns/pods?limit="],
+  ["GET", "/api/v1/namespaces/ns/pods?limit=9223372036854775808"],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp1,garbage"],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Dp%5Cx1"],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3Da%3Db"],
+  ["GET", "/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3D%FF"],
+  ["GET", "/api/v1/namespaces/ns/pods?labelSelector=app+in+(web)&fieldSelector=metadata.name%3Dp1"],
+  ["GET", "/api/v1/namespaces/ns/pods?labelSelector=a+b&watch=fal%C5%BFe"],
+  ["GET", `/api/v1/namespaces/ns/pods?${"a&".repeat(1000)}watch=1`],
+  ["GET", "/api/v1/namespaces/ns/pods/a%2Fb"],
+  ["GET", "/api/v1/namespaces/ns/pods/a%5cb"],
+  ["GET", "/api/v1/namespaces/ns/pods/%ZZ"],
+  ["GET", "/api/v1/namespaces/ns/pods/%C1%A5"],
+  ["GET", "/api/v1/namespaces//pods"],
+  ["GET", "//api/v1/pods"],
+  ["GET", "/api/v1/namespaces/ns/./pods"],
+  ["GET", "/api/v1/namespaces/ns/pods/.."],
+  ["GET", "/api/v1/namespaces/other/../ns/pods"],
+  ["GET", "/api/v1/namespaces/ns/pods/%2e%2e"],
+  ["GET", "/api/v1/namespaces/ns/pods/p%00"],
+  ["GET", "/api/v1/namespaces/ns/pods#x"],
+  ["GET", "/api/v1/namespaces/ns/pods/\u00e9"],
+  ["GET", "/api/v1/watch"],
+  ["GET", "/healthz/../metrics"],
 ];
 
 let host: ProxyWasmHost;
@@ -136,5 +190,25 @@ describe("request classification (kube-apiserver RequestInfo rules)", () => {
         : {}),
     };
     expect(info).toMatchObject(want);
+  });
+
+  it.each(refused)("refuses %s %s with 400 and a Status", (method, path) => {
+    const { stream } = request(host, method, path.replace("\\u00e9", "\u00e9"));
+    expect(stream.localResponse?.status).toBe(400);
+    expect(JSON.parse(stream.localResponse!.body)).toMatchObject({ kind: "Status", reason: "BadRequest", code: 400 });
+    expect(stream.header("x-wharf-request-info")).toBeUndefined();
+    stream.finish();
+  });
+
+  it("parses in linear time: a 60 KB field selector and 1,000 parameters", () => {
+    const name = "a".repeat(60_000);
+    const started = performance.now();
+    const info = requestInfoOf(host, "GET", `/api/v1/namespaces/ns/pods?fieldSelector=metadata.name%3D${name}`);
+    const selector = `metadata.name=x,${"y=a\\,b,".repeat(10_000)}`;
+    const second = requestInfoOf(host, "GET", `/api/v1/namespaces/ns/pods?fieldSelector=${encodeURIComponent(selector)}&${"a=1&".repeat(998)}`);
+    const elapsed = performance.now() - started;
+    expect(info.name).toBe(name);
+    expect(second.name).toBe("x");
+    expect(elapsed).toBeLessThan(250);
   });
 });

@@ -1,3 +1,4 @@
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createClusterPki, frontProxyClientName, type ClusterPki } from "./cluster-pki.js";
 import { httpsGet } from "./https.js";
@@ -14,6 +15,8 @@ export interface KubeApiserver {
   /** An admin (system:masters) kubeconfig pointing straight at this apiserver. */
   kubeconfig: string;
   process: RunningProcess;
+  /** With `auditLog`: the JSON-lines audit log (one event per stage, level Metadata). */
+  auditLogFile?: string;
   stop(): Promise<void>;
 }
 
@@ -27,6 +30,29 @@ export interface KubeApiserverOptions {
   echo?: LineSink;
   /** A fixed port, to restart an apiserver where its clients expect it. */
   port?: number;
+  /**
+   * Write an audit log of every request at level Metadata (verb, objectRef,
+   * user): the apiserver's own classification of each request, to compare
+   * the gateway's with. Blocking mode, so an event is on disk before the
+   * response is sent.
+   */
+  auditLog?: boolean;
+}
+
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+  - level: Metadata
+`;
+
+async function auditArgs(workDir: string): Promise<{ args: string[]; file: string }> {
+  const policyFile = join(workDir, "audit-policy.yaml");
+  await writeFile(policyFile, auditPolicy);
+  const file = join(workDir, "audit.log");
+  return {
+    file,
+    args: [`--audit-policy-file=${policyFile}`, `--audit-log-path=${file}`, "--audit-log-format=json", "--audit-log-mode=blocking", "--audit-log-maxsize=0"],
+  };
 }
 
 export async function startKubeApiserver(options: KubeApiserverOptions): Promise<KubeApiserver> {
@@ -34,6 +60,7 @@ export async function startKubeApiserver(options: KubeApiserverOptions): Promise
   const pki = options.pki ?? (await createClusterPki(workDir));
   const port = options.port ?? (await freePort());
   const url = `https://127.0.0.1:${port}`;
+  const audit = options.auditLog ? await auditArgs(workDir) : undefined;
   const process = startProcess({
     name: "kube-apiserver",
     command: toolPath("kube-apiserver"),
@@ -70,6 +97,7 @@ export async function startKubeApiserver(options: KubeApiserverOptions): Promise
       // apiserver versions needs identities, so it goes too).
       "--feature-gates=APIServerIdentity=false,UnknownVersionInteroperabilityProxy=false",
       "--v=1",
+      ...(audit?.args ?? []),
       ...(options.extraArgs ?? []),
     ],
     logFile: join(workDir, "kube-apiserver.log"),
@@ -86,6 +114,7 @@ export async function startKubeApiserver(options: KubeApiserverOptions): Promise
     pki,
     kubeconfig,
     process,
+    auditLogFile: audit?.file,
     async stop() {
       await process.stop();
       await removeWorkDir(workDir);
