@@ -1,11 +1,13 @@
 // attack: the policy example in docs/config.md, loaded exactly as written
 // (every YAML block with dispatch policies, through the one config
-// validator), run in the compiled gateway filter: contractors can neither
-// get, list nor watch secrets, whichever policy comes first for others.
+// validator), run in the compiled gateway filter of each cluster that has
+// the deny: contractors can neither get, list nor watch secrets.
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { fromBinary } from "@bufbuild/protobuf";
+import { GatewayConfigSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js";
 import { wasmPath } from "@wharf/filters";
 import { createCertificateAuthority, makeWorkDir, removeWorkDir, repoRoot } from "@wharf/testkit";
 import { ProxyWasmHost } from "../../../filters/src/test-host/host.js";
@@ -39,13 +41,19 @@ afterAll(async () => {
   if (dir) await removeWorkDir(dir);
 });
 
-async function filterFor(example: string, subject: string): Promise<ProxyWasmHost> {
+/** The filter of every cluster of the example that has a policy named `policy`. */
+async function filtersWith(example: string, policy: string, subject: string): Promise<ProxyWasmHost[]> {
   // Absolute paths (the CRD form) are read under the work dir.
   const text = example.replaceAll(/"(\/etc\/[^"]+)"/g, (_, file: string) => `"${join(dir, "abs", file)}"`);
   const { deployment } = await loadConfigText(text, { baseDir: dir, wasmFile: wasmPath("gateway") });
-  const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: deployment.gatewayConfig, properties: { "connection.subject_peer_certificate": subject } });
-  if (!host.start()) throw new Error(`the gateway refused the docs example: ${JSON.stringify(host.logs)}`);
-  return host;
+  const hosts: ProxyWasmHost[] = [];
+  for (const cluster of deployment.clusters) {
+    if (!fromBinary(GatewayConfigSchema, cluster.gatewayConfig).policies.some((candidate) => candidate.name === policy)) continue;
+    const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: cluster.gatewayConfig, properties: { "connection.subject_peer_certificate": subject } });
+    if (!host.start()) throw new Error(`the gateway refused the docs example: ${JSON.stringify(host.logs)}`);
+    hosts.push(host);
+  }
+  return hosts;
 }
 
 const secretReads: Array<[string, string]> = [
@@ -58,15 +66,16 @@ const secretReads: Array<[string, string]> = [
 ];
 
 describe("attack: the docs/config.md policy example", () => {
-  it("has both forms (file and custom resource)", () => {
-    expect(examples.length).toBe(2);
+  it("has the file form, the several-clusters form and the custom resource, each with the deny", async () => {
+    expect(examples.length).toBe(3);
+    for (const example of examples) expect((await filtersWith(example, "no-secrets-for-contractors", "CN=carol")).length).toBe(1);
   });
 
   it("denies contractors every get, list and watch of secrets", async () => {
     for (const example of examples) {
-      const host = await filterFor(example, "CN=carol,O=contractors");
+      const [host] = await filtersWith(example, "no-secrets-for-contractors", "CN=carol,O=contractors");
       for (const [method, path] of secretReads) {
-        const { stream } = request(host, method, path);
+        const { stream } = request(host!, method, path);
         expect(stream.localResponse?.status, `${method} ${path}`).toBe(403);
         expect(JSON.parse(stream.localResponse!.body)).toMatchObject({ message: "contractors may not read secrets" });
         stream.finish();
@@ -75,8 +84,9 @@ describe("attack: the docs/config.md policy example", () => {
   });
 
   it("still routes everyone else's watches to the watch pool", async () => {
-    for (const example of examples) {
-      const host = await filterFor(example, "CN=dana,O=devs");
+    const hosts = (await Promise.all(examples.map((example) => filtersWith(example, "watches", "CN=dana,O=devs")))).flat();
+    expect(hosts.length).toBe(2);
+    for (const host of hosts) {
       const { stream } = request(host, "GET", "/api/v1/namespaces/default/secrets?watch=true");
       expect(stream.localResponse).toBeUndefined();
       expect(stream.header("x-wharf-upstream")).toBe("watches");
