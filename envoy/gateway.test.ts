@@ -3,6 +3,7 @@
 // has two, pool-b one, all on the reference etcd under their own prefix and
 // one PKI.
 import { execFile, spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -220,7 +221,7 @@ describe("the gateway filter in Envoy in front of kube-apiservers", () => {
   }, 40_000);
 
   it("decides exactly as the test host does for the same requests", async () => {
-    const host = await gatewayHost(gatewayConfig, { properties: { "connection.subject_peer_certificate": "CN=alice,O=system:masters,O=devs" } });
+    const host = await gatewayHost(gatewayConfig, { clientCert: await readFile(alice.certFile, "utf8") });
     const paths = ["/api/v1/namespaces/kube-system/services", "/api/v1/namespaces/default/secrets/x", "/api/v1/nodes", "/apis/apps/v1/deployments", "/version"];
     for (const path of paths) {
       const inEnvoy = await get(path);

@@ -10,7 +10,7 @@ import { readFile } from "node:fs/promises";
 import { request as httpsRequest } from "node:https";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { encodeGatewayConfig, gatewayHost, requestInfoOf, type GatewayConfigInit } from "../filters/src/gateway/harness.js";
+import { clientCertificate, encodeGatewayConfig, gatewayHost, requestInfoOf, type GatewayConfigInit } from "../filters/src/gateway/harness.js";
 import type { ProxyWasmHost } from "../filters/src/test-host/host.js";
 import { wasmPath } from "@wharf/filters";
 import {
@@ -154,7 +154,7 @@ beforeAll(async () => {
     poolA: [apiserver.url],
     poolB: [apiserver.url],
   });
-  host = await gatewayHost({ annotateRequests: true });
+  host = await gatewayHost({ annotateRequests: true }, { clientCert: await clientCertificate({ subject: "/CN=classifier" }) });
   const admin = kubectlOn(apiserver.kubeconfig);
   for (const namespace of ["prod", "dev", "vault", "quirks"]) await admin("create", "namespace", namespace);
   for (const name of ["critical", "other"]) await admin("create", "configmap", name, "-n", "prod", "--from-literal=k=v");

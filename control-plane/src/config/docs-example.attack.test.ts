@@ -11,7 +11,7 @@ import { GatewayConfigSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js
 import { wasmPath } from "@wharf/filters";
 import { createCertificateAuthority, makeWorkDir, removeWorkDir, repoRoot } from "@wharf/testkit";
 import { ProxyWasmHost } from "../../../filters/src/test-host/host.js";
-import { request } from "../../../filters/src/gateway/harness.js";
+import { clientCertificate, request, setClientCert } from "../../../filters/src/gateway/harness.js";
 import { loadConfigText } from "./load-config.js";
 
 let dir: string;
@@ -49,8 +49,9 @@ async function filtersWith(example: string, policy: string, subject: string): Pr
   const hosts: ProxyWasmHost[] = [];
   for (const cluster of deployment.clusters) {
     if (!fromBinary(GatewayConfigSchema, cluster.gatewayConfig).policies.some((candidate) => candidate.name === policy)) continue;
-    const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: cluster.gatewayConfig, properties: { "connection.subject_peer_certificate": subject } });
+    const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: cluster.gatewayConfig });
     if (!host.start()) throw new Error(`the gateway refused the docs example: ${JSON.stringify(host.logs)}`);
+    setClientCert(host, await clientCertificate({ subject }));
     hosts.push(host);
   }
   return hosts;
@@ -68,12 +69,12 @@ const secretReads: Array<[string, string]> = [
 describe("attack: the docs/config.md policy example", () => {
   it("has the file form, the several-clusters form and the custom resource, each with the deny", async () => {
     expect(examples.length).toBe(3);
-    for (const example of examples) expect((await filtersWith(example, "no-secrets-for-contractors", "CN=carol")).length).toBe(1);
+    for (const example of examples) expect((await filtersWith(example, "no-secrets-for-contractors", "/CN=carol")).length).toBe(1);
   });
 
   it("denies contractors every get, list and watch of secrets", async () => {
     for (const example of examples) {
-      const [host] = await filtersWith(example, "no-secrets-for-contractors", "CN=carol,O=contractors");
+      const [host] = await filtersWith(example, "no-secrets-for-contractors", "/O=contractors/CN=carol");
       for (const [method, path] of secretReads) {
         const { stream } = request(host!, method, path);
         expect(stream.localResponse?.status, `${method} ${path}`).toBe(403);
@@ -84,7 +85,7 @@ describe("attack: the docs/config.md policy example", () => {
   });
 
   it("still routes everyone else's watches to the watch pool", async () => {
-    const hosts = (await Promise.all(examples.map((example) => filtersWith(example, "watches", "CN=dana,O=devs")))).flat();
+    const hosts = (await Promise.all(examples.map((example) => filtersWith(example, "watches", "/O=devs/CN=dana")))).flat();
     expect(hosts.length).toBe(2);
     for (const host of hosts) {
       const { stream } = request(host, "GET", "/api/v1/namespaces/default/secrets?watch=true");

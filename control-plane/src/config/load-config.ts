@@ -162,6 +162,7 @@ async function toCluster(
         if (!match || port < 1 || port > 65535) throw new ConfigError(`${field}.pools[${index}].servers[${at}]`, `"${server}" is not host:port`);
         return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
       }),
+      ...(pool.serverName ? { serverName: pool.serverName } : {}),
     };
   });
   if (!poolNames.has(upstream.defaultPool)) throw new ConfigError(`${field}.default_pool`, `names no pool ("${upstream.defaultPool}")`);

@@ -9,6 +9,11 @@ import type { ResourceSet } from "../xds/snapshot.js";
 export interface UpstreamPool {
   name: string;
   endpoints: Array<{ host: string; port: number }>;
+  /**
+   * The name every apiserver of the pool must present in its certificate's
+   * SANs (and, for a DNS name, the SNI sent). Default: each endpoint's host.
+   */
+  serverName?: string;
 }
 
 /**
@@ -110,6 +115,48 @@ function routesFor(pool: string, envoyCluster: string, header: string, isDefault
   ];
 }
 
+const ipAddress = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f]*:[0-9a-f:.]*)$/i;
+
+/**
+ * TLS to the apiservers: the front-proxy client certificate goes only to a
+ * server whose certificate, from the upstream CA, names the expected server
+ * (a SAN match, DNS or IP), so a host that answers on an apiserver's address
+ * with another certificate of the same CA (a kubelet's, say) never receives
+ * the identity headers. Endpoints that expect different names get one TLS
+ * context each, chosen by their metadata.
+ */
+function tlsContext(serverName: string, clientCert: string, upstreamCa: string): JsonValue {
+  const isIp = ipAddress.test(serverName);
+  return {
+    name: "envoy.transport_sockets.tls",
+    typed_config: {
+      "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+      // SNI carries host names only (RFC 6066); an IP is checked against the IP SANs.
+      ...(isIp ? {} : { sni: serverName }),
+      common_tls_context: {
+        alpn_protocols: ["h2"],
+        tls_certificate_sds_secret_configs: [sds(clientCert)],
+        combined_validation_context: {
+          default_validation_context: { match_typed_subject_alt_names: [{ san_type: isIp ? "IP_ADDRESS" : "DNS", matcher: { exact: serverName } }] },
+          validation_context_sds_secret_config: sds(upstreamCa),
+        },
+      },
+    },
+  };
+}
+
+const serverNames = (pool: UpstreamPool) => [...new Set(pool.endpoints.map(({ host }) => pool.serverName ?? host))];
+
+function upstreamTls(pool: UpstreamPool, clientCert: string, upstreamCa: string): { transport_socket: JsonValue; transport_socket_matches?: JsonValue[] } {
+  const names = serverNames(pool);
+  if (names.length === 1) return { transport_socket: tlsContext(names[0]!, clientCert, upstreamCa) };
+  return {
+    // The fallback matches no endpoint (each has a match) and verifies a name nothing can hold.
+    transport_socket: tlsContext("unmatched-endpoint.invalid", clientCert, upstreamCa),
+    transport_socket_matches: names.map((server) => ({ name: `server ${server}`, match: { server }, transport_socket: tlsContext(server, clientCert, upstreamCa) })),
+  };
+}
+
 interface ClusterResources {
   secret: JsonValue[];
   cluster: JsonValue[];
@@ -164,22 +211,18 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
           },
         },
       ],
-      transport_socket: {
-        name: "envoy.transport_sockets.tls",
-        typed_config: {
-          "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
-          sni: "localhost",
-          common_tls_context: {
-            alpn_protocols: ["h2"],
-            tls_certificate_sds_secret_configs: [sds(name("front-proxy-client"))],
-            validation_context_sds_secret_config: sds(name("upstream-ca")),
-          },
-        },
-      },
+      ...upstreamTls(pool, name("front-proxy-client"), name("upstream-ca")),
     })),
     endpoint: cluster.pools.map((pool) => ({
       cluster_name: envoyClusterName(cluster, pool.name),
-      endpoints: [{ lb_endpoints: pool.endpoints.map(({ host, port }) => ({ endpoint: { address: { socket_address: { address: host, port_value: port } } } })) }],
+      endpoints: [
+        {
+          lb_endpoints: pool.endpoints.map(({ host, port }) => ({
+            endpoint: { address: { socket_address: { address: host, port_value: port } } },
+            ...(serverNames(pool).length > 1 ? { metadata: { filter_metadata: { "envoy.transport_socket_match": { server: pool.serverName ?? host } } } } : {}),
+          })),
+        },
+      ],
     })),
     extension: [
       {
@@ -205,6 +248,7 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
             // cannot reach another cluster's pools (no domain fronting).
             name: "kube",
             domains: ["*"],
+            request_headers_to_remove: ["x-forwarded-client-cert"],
             routes: [
               ...others.flatMap((pool) => routesFor(pool.name, envoyClusterName(cluster, pool.name), header, false)),
               ...routesFor(cluster.defaultPool, envoyClusterName(cluster, cluster.defaultPool), header, true),
@@ -235,7 +279,12 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
             stat_prefix: cluster.name === "" ? "gateway" : `gateway.${cluster.name}`,
             codec_type: "AUTO",
             stream_idle_timeout: "0s",
-            forward_client_cert_details: "SANITIZE",
+            // The verified client certificate itself (URL-encoded PEM in
+            // x-forwarded-client-cert) is what the filter derives the
+            // identity from, exactly as kube-apiserver would; a client's own
+            // XFCC never survives. The route removes it before the apiserver.
+            forward_client_cert_details: "SANITIZE_SET",
+            set_current_client_cert_details: { cert: true },
             rds: { route_config_name: name("kube-apiserver"), config_source: ads },
             http_filters: [
               {

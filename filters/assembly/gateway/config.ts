@@ -76,7 +76,6 @@ export class GatewayConfig {
   schemas: FlowControlSchema[] = [];
   defaultAction: DispatchAction | null = null;
   routingHeader: string = "x-wharf-upstream";
-  impersonationGroups: string[] = [];
   annotateRequests: bool = false;
   tokenReview: TokenReviewConfig | null = null;
 
@@ -192,7 +191,6 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
     else if (field == 2 && wire == 2) config.schemas.push(decodeSchema(r.bytes(), r));
     else if (field == 3 && wire == 2) config.defaultAction = decodeAction(r.bytes(), r);
     else if (field == 4 && wire == 2) config.routingHeader = r.string().toLowerCase();
-    else if (field == 5 && wire == 2) config.impersonationGroups.push(r.string());
     else if (field == 6 && wire == 0) config.annotateRequests = r.bool();
     else if (field == 7 && wire == 2) config.tokenReview = decodeTokenReview(r.bytes(), r);
     else r.skip(wire);

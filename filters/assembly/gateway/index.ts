@@ -8,7 +8,6 @@ import {
   getBufferBytes,
   getHeader,
   getHeaders,
-  getProperty,
   HeaderPair,
   HttpContext,
   log,
@@ -26,7 +25,8 @@ import {
 } from "../sdk";
 import { decodeConfig, FlowControlSchema, GatewayConfig } from "./config";
 import { acquire, bucketKey, counters, release } from "./flow-control";
-import { Identity, identityFromSubject } from "./identity";
+import { cachedForwardedCertIdentity } from "./client-cert";
+import { anonymousIdentity, extraHeaderName, Identity } from "./identity";
 import { countRejection, countRequest, countResponse, setInflight } from "./metrics";
 import { decide } from "./policy";
 import { classify } from "./request-info";
@@ -80,9 +80,9 @@ function headerValue(headers: HeaderPair[], name: string): string | null {
   return null;
 }
 
-function unauthorized(): FilterHeadersStatus {
+function unauthorized(message: string = "Unauthorized"): FilterHeadersStatus {
   countRejection("unauthorized");
-  reply(401, "Unauthorized", "Unauthorized", 0);
+  reply(401, "Unauthorized", message, 0);
   return FilterHeadersStatus.StopIteration;
 }
 
@@ -93,10 +93,6 @@ function bearerToken(): string | null {
   if (value.length < 8 || value.substring(0, 7).toLowerCase() != "bearer ") return null;
   const token = value.substring(7).trim();
   return token.length == 0 ? null : token;
-}
-
-function isIdentityHeader(name: string): bool {
-  return name.startsWith("impersonate-") || name.startsWith("x-remote-");
 }
 
 class GatewayStream extends HttpContext {
@@ -127,8 +123,10 @@ class GatewayStream extends HttpContext {
     this.method = method!;
     this.path = path!;
 
-    const subject = getProperty(["connection", "subject_peer_certificate"]);
-    let identity = identityFromSubject(subject === null ? null : String.UTF8.decode(subject!));
+    // Envoy sets this header only for a verified client certificate (and drops a client's own).
+    const forwardedCert = headerValue(this.headers, "x-forwarded-client-cert");
+    let identity = forwardedCert === null ? anonymousIdentity() : cachedForwardedCertIdentity(forwardedCert!);
+    if (identity.refusal.length > 0) return unauthorized(identity.refusal);
     const review = config.tokenReview;
     if (!identity.authenticated && review !== null) {
       const token = bearerToken();
@@ -143,7 +141,7 @@ class GatewayStream extends HttpContext {
           }
           return FilterHeadersStatus.StopIteration;
         }
-        if (!cached!.authenticated) return unauthorized();
+        if (!cached!.authenticated) return unauthorized(cached!.refusal.length > 0 ? cached!.refusal : "Unauthorized");
         identity = cached!;
         removeHeader(MapType.HttpRequestHeaders, "authorization");
       }
@@ -165,7 +163,7 @@ class GatewayStream extends HttpContext {
       return;
     }
     if (!identity.authenticated) {
-      unauthorized();
+      unauthorized(identity.refusal.length > 0 ? identity.refusal : "Unauthorized");
       return;
     }
     removeHeader(MapType.HttpRequestHeaders, "authorization");
@@ -175,7 +173,11 @@ class GatewayStream extends HttpContext {
   /** Identity, classification, policy, flow control, routing. */
   private dispatch(identity: Identity): FilterHeadersStatus {
     const config = this.config;
-    this.forwardIdentity(config, identity);
+    // Through the front-proxy connection an anonymous request would reach
+    // the apiserver as no one it can authenticate (or as a bearer token the
+    // gateway never checked): it gets a plain 401 here instead.
+    if (!identity.authenticated) return unauthorized(config.tokenReview === null ? "Unauthorized: present a client certificate" : "Unauthorized: present a client certificate or a bearer token");
+    this.forwardIdentity(identity);
 
     // Only the gateway chooses the pool: a client's own routing header goes.
     removeHeader(MapType.HttpRequestHeaders, config.routingHeader);
@@ -236,20 +238,26 @@ class GatewayStream extends HttpContext {
   }
 
   /**
-   * Strips identity headers a client may not send, then states the verified
+   * Strips every X-Remote-* header a client sent, then states the verified
    * identity in the apiserver's front-proxy headers (Envoy presents the
    * front-proxy client certificate upstream, which makes them trusted).
+   * Impersonate-* headers go through: the apiserver authorizes impersonation
+   * against the identity stated here, as it would for a direct request.
    */
-  private forwardIdentity(config: GatewayConfig, identity: Identity): void {
-    const mayImpersonate = identity.authenticated && identity.inAnyGroup(config.impersonationGroups);
+  private forwardIdentity(identity: Identity): void {
     const headers = this.headers;
     for (let i = 0; i < headers.length; i++) {
       const name = headers[i].name;
-      if (name.startsWith("x-remote-") || (!mayImpersonate && isIdentityHeader(name))) removeHeader(MapType.HttpRequestHeaders, name);
+      if (name.startsWith("x-remote-")) removeHeader(MapType.HttpRequestHeaders, name);
     }
-    if (!identity.authenticated) return;
     replaceHeader(MapType.HttpRequestHeaders, "x-remote-user", identity.user);
+    if (identity.uid.length > 0) replaceHeader(MapType.HttpRequestHeaders, "x-remote-uid", identity.uid);
     for (let i = 0; i < identity.groups.length; i++) addHeader(MapType.HttpRequestHeaders, "x-remote-group", identity.groups[i]);
+    for (let i = 0; i < identity.extraKeys.length; i++) {
+      const name = extraHeaderName(identity.extraKeys[i]);
+      const values = identity.extraValues[i];
+      for (let k = 0; k < values.length; k++) addHeader(MapType.HttpRequestHeaders, name, values[k]);
+    }
   }
 
   onResponseHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {

@@ -1,12 +1,26 @@
 // The gateway filter's decisions, on the compiled module in the test host.
-import { describe, expect, it } from "vitest";
+import { createHash, X509Certificate } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
 import { LogLevel, ProxyWasmHost } from "../test-host/host.js";
 import { SharedData } from "../test-host/shared-data.js";
 import { wasmPath } from "../index.js";
-import { gatewayHost, request, type GatewayConfigInit } from "./harness.js";
+import { clientCertificate, gatewayHost, request, type GatewayConfigInit } from "./harness.js";
 
-const aliceCert = { "connection.subject_peer_certificate": "CN=alice,O=devs,O=ops" };
-const botCert = { "connection.subject_peer_certificate": "CN=system:serviceaccount:ci:builder,O=system:serviceaccounts" };
+// Verified client certificates, as Envoy forwards them to the filter.
+let aliceCert: { clientCert: string };
+let botCert: { clientCert: string };
+let adminRootCert: { clientCert: string };
+let bobCert: { clientCert: string };
+
+beforeAll(async () => {
+  const cert = async (subject: string) => ({ clientCert: await clientCertificate({ subject }) });
+  [aliceCert, botCert, adminRootCert, bobCert] = await Promise.all([
+    cert("/O=devs/O=ops/CN=alice"),
+    cert("/O=system:serviceaccounts/CN=system:serviceaccount:ci:builder"),
+    cert("/CN=admin-root"),
+    cert("/CN=bob"),
+  ]);
+});
 
 const routing: GatewayConfigInit = {
   policies: [
@@ -23,7 +37,7 @@ const routing: GatewayConfigInit = {
 
 describe("dispatch policies", () => {
   it("routes by verb, resource, namespace, user, group, service account and URL; first match wins", async () => {
-    const host = await gatewayHost(routing, { properties: aliceCert });
+    const host = await gatewayHost(routing, { ...aliceCert });
     const pool = (method: string, path: string) => {
       const { stream } = request(host, method, path);
       const chosen = stream.header("x-wharf-upstream");
@@ -38,21 +52,21 @@ describe("dispatch policies", () => {
     expect(pool("GET", "/healthz/etcd")).toBe("main");
     expect(pool("POST", "/api/v1/namespaces/a/pods")).toBe("main");
 
-    const bot = await gatewayHost(routing, { properties: botCert });
+    const bot = await gatewayHost(routing, { ...botCert });
     const { stream } = request(bot, "POST", "/api/v1/namespaces/a/configmaps");
     expect(stream.header("x-wharf-upstream")).toBe("batch-pool");
-    const admin = await gatewayHost(routing, { properties: { "connection.subject_peer_certificate": "CN=admin-root" } });
+    const admin = await gatewayHost(routing, adminRootCert);
     expect(request(admin, "POST", "/api/v1/namespaces/a/configmaps").stream.header("x-wharf-upstream")).toBe("admin-pool");
   });
 
   it("replaces a routing header the client sent", async () => {
-    const host = await gatewayHost(routing, { properties: aliceCert });
+    const host = await gatewayHost(routing, { ...aliceCert });
     const { stream } = request(host, "POST", "/api/v1/namespaces/a/pods", [["x-wharf-upstream", "admin-pool"]]);
     expect(stream.requestHeaders.filter(([name]) => name === "x-wharf-upstream")).toEqual([["x-wharf-upstream", "main"]]);
   });
 
   it("denies with 403 and a Kubernetes Status body", async () => {
-    const host = await gatewayHost(routing, { properties: aliceCert });
+    const host = await gatewayHost(routing, { ...aliceCert });
     const { stream, status } = request(host, "GET", "/api/v1/namespaces/a/secrets/s");
     expect(status).toBe(1);
     expect(stream.localResponse?.status).toBe(403);
@@ -69,7 +83,7 @@ describe("dispatch policies", () => {
   });
 
   it("passes an unmatched request to the route table when there is no default", async () => {
-    const host = await gatewayHost({ policies: [{ name: "only-watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "w" } } }] });
+    const host = await gatewayHost({ policies: [{ name: "only-watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "w" } } }] }, aliceCert);
     const { stream, status } = request(host, "GET", "/api/v1/pods");
     expect(status).toBe(0);
     expect(stream.header("x-wharf-upstream")).toBeUndefined();
@@ -78,34 +92,107 @@ describe("dispatch policies", () => {
 });
 
 describe("identity", () => {
-  it("forwards the certificate's user and groups in front-proxy headers and strips client-sent ones", async () => {
-    const host = await gatewayHost(routing, { properties: aliceCert });
+  const identityHeaders = (stream: { requestHeaders: Array<[string, string]> }) =>
+    stream.requestHeaders.filter(([name]) => name.startsWith("x-remote-") || name.startsWith("impersonate-"));
+
+  it("forwards the certificate's user, groups and credential id in front-proxy headers and strips client-sent ones", async () => {
+    const host = await gatewayHost(routing, aliceCert);
     const { stream } = request(host, "GET", "/api/v1/pods", [
       ["x-remote-user", "root"],
       ["x-remote-group", "system:masters"],
-      ["impersonate-user", "root"],
-      ["impersonate-group", "system:masters"],
+      ["x-remote-uid", "0"],
+      ["x-remote-extra-scopes", "all"],
     ]);
-    expect(stream.requestHeaders.filter(([name]) => name.startsWith("x-remote-") || name.startsWith("impersonate-"))).toEqual([
+    const fingerprint = createHash("sha256").update(new X509Certificate(aliceCert.clientCert).raw).digest("hex");
+    expect(identityHeaders(stream)).toEqual([
       ["x-remote-user", "alice"],
       ["x-remote-group", "devs"],
       ["x-remote-group", "ops"],
       ["x-remote-group", "system:authenticated"],
+      ["x-remote-extra-authentication.kubernetes.io%2fcredential-id", `X509SHA256=${fingerprint}`],
     ]);
   });
 
-  it("keeps Impersonate-* for callers in an impersonation group, never X-Remote-*", async () => {
-    const host = await gatewayHost({ ...routing, impersonationGroups: ["ops"] }, { properties: aliceCert });
-    const { stream } = request(host, "GET", "/api/v1/pods", [["impersonate-user", "bob"], ["x-remote-user", "root"]]);
-    expect(stream.header("impersonate-user")).toBe("bob");
+  it("forwards Impersonate-* for everyone: the apiserver authorizes them against the forwarded user", async () => {
+    const host = await gatewayHost(routing, aliceCert);
+    const { stream } = request(host, "GET", "/api/v1/pods", [
+      ["impersonate-user", "bob"],
+      ["impersonate-group", "system:masters"],
+      ["impersonate-uid", "u-1"],
+      ["impersonate-extra-scopes", "a"],
+      ["x-remote-user", "root"],
+    ]);
+    expect(identityHeaders(stream).filter(([name]) => name.startsWith("impersonate-"))).toEqual([
+      ["impersonate-user", "bob"],
+      ["impersonate-group", "system:masters"],
+      ["impersonate-uid", "u-1"],
+      ["impersonate-extra-scopes", "a"],
+    ]);
     expect(stream.header("x-remote-user")).toBe("alice");
   });
 
-  it("sends no identity for a caller without a certificate", async () => {
+  it("answers 401 to a caller without a certificate or token, forwarding nothing", async () => {
     const host = await gatewayHost({ ...routing, annotateRequests: true });
-    const { stream } = request(host, "GET", "/api/v1/pods", [["x-remote-user", "root"]]);
-    expect(stream.header("x-remote-user")).toBeUndefined();
-    expect(stream.header("x-wharf-request-info")).toContain("user=system:anonymous");
+    const { stream, status } = request(host, "GET", "/api/v1/pods", [["x-remote-user", "root"]]);
+    expect(status).toBe(1);
+    expect(stream.localResponse?.status).toBe(401);
+    expect(JSON.parse(stream.localResponse!.body)).toMatchObject({ kind: "Status", reason: "Unauthorized", code: 401 });
+  });
+});
+
+describe("attack: forwarded client certificates", () => {
+  it("takes the last CN as the user and every O, multi-valued RDNs included, byte for byte", async () => {
+    const clientCert = await clientCertificate({ subject: "/CN=first/O= a,b /CN=x\\,O=system:masters+O=c=d", multiValueRdn: true });
+    const { stream } = request(await gatewayHost(routing, { clientCert }), "GET", "/api/v1/pods");
+    expect(stream.header("x-remote-user")).toBe("x,O=system:masters");
+    expect(stream.requestHeaders.filter(([name]) => name === "x-remote-group").map(([, value]) => value)).toEqual([" a,b ", "c=d", "system:authenticated"]);
+  });
+
+  it("refuses a certificate whose extended key usage excludes client authentication", async () => {
+    const clientCert = await clientCertificate({ subject: "/CN=web", usage: "server" });
+    const { stream } = request(await gatewayHost(routing, { clientCert }), "GET", "/api/v1/pods");
+    expect(stream.localResponse?.status).toBe(401);
+    expect(JSON.parse(stream.localResponse!.body).message).toContain("not for client authentication");
+  });
+
+  it("refuses a certificate without a common name, and names with control characters", async () => {
+    for (const subject of ["/O=devs", "/CN=a\nb", "/O=x\ry/CN=c"]) {
+      const clientCert = await clientCertificate({ subject });
+      const { stream } = request(await gatewayHost(routing, { clientCert }), "GET", "/api/v1/pods");
+      expect(stream.localResponse?.status, JSON.stringify(subject)).toBe(401);
+      expect(stream.header("x-remote-user")).toBeUndefined();
+    }
+  });
+
+  it("refuses forwarding it cannot read: two certificates, a broken PEM, no Cert field", async () => {
+    const pem = aliceCert.clientCert;
+    const values = [
+      `Hash=00;Cert="${encodeURIComponent(pem)}",Hash=01;Cert="${encodeURIComponent(pem)}"`,
+      `Hash=00;Cert="${encodeURIComponent(pem.replace(/[A-Za-z]{8}\n/, "!!!!!!!!\n"))}"`,
+      `Hash=00;Cert="${encodeURIComponent(pem.slice(0, 200))}"`,
+      `Hash=00;Subject="CN=root"`,
+      `Hash=00;Cert="%ZZ"`,
+    ];
+    const host = await gatewayHost(routing);
+    for (const value of values) {
+      const { stream } = request(host, "GET", "/api/v1/pods", [["x-forwarded-client-cert", value]]);
+      expect(stream.localResponse?.status, value.slice(0, 80)).toBe(401);
+    }
+  });
+
+  it("survives random bytes in place of a certificate", async () => {
+    const host = await gatewayHost(routing);
+    const der = new X509Certificate(aliceCert.clientCert).raw;
+    let seed = 11;
+    const random = () => (seed = (seed * 48271) % 0x7fffffff) / 0x7fffffff;
+    for (let i = 0; i < 300; i++) {
+      const mutated = Buffer.from(der);
+      for (let k = 0; k < 1 + Math.floor(random() * 4); k++) mutated[Math.floor(random() * mutated.length)] = Math.floor(random() * 256);
+      const pem = `-----BEGIN CERTIFICATE-----\n${mutated.toString("base64")}\n-----END CERTIFICATE-----\n`;
+      const { stream } = request(host, "GET", "/api/v1/pods", [["x-forwarded-client-cert", `Hash=00;Cert="${encodeURIComponent(pem)}"`]]);
+      stream.finish();
+    }
+    expect(host.logs.filter((entry) => entry.level >= LogLevel.Critical)).toEqual([]);
   });
 });
 
@@ -117,7 +204,7 @@ describe("flow control", () => {
 
   it("enforces QPS and burst with 429, Retry-After and a Status body, and refills over time", async () => {
     let now = 1_000_000_000n;
-    const host = await gatewayHost(limited({ name: "slow", qps: 2, burst: 3 }), { properties: aliceCert, now: () => now });
+    const host = await gatewayHost(limited({ name: "slow", qps: 2, burst: 3 }), { ...aliceCert, now: () => now });
     const statuses = Array.from({ length: 5 }, () => {
       const { stream } = request(host, "GET", "/api/v1/pods");
       stream.finish();
@@ -133,7 +220,7 @@ describe("flow control", () => {
   });
 
   it("limits in-flight requests and frees the slot when a request finishes", async () => {
-    const host = await gatewayHost(limited({ name: "narrow", maxInflight: 2 }), { properties: aliceCert });
+    const host = await gatewayHost(limited({ name: "narrow", maxInflight: 2 }), { ...aliceCert });
     const first = request(host, "GET", "/api/v1/pods").stream;
     const second = request(host, "GET", "/api/v1/pods").stream;
     expect(request(host, "GET", "/api/v1/pods").stream.localResponse?.status).toBe(429);
@@ -143,7 +230,7 @@ describe("flow control", () => {
   });
 
   it("counts watches apart from in-flight requests", async () => {
-    const host = await gatewayHost(limited({ name: "watchy", maxInflight: 1, maxWatches: 2 }), { properties: aliceCert });
+    const host = await gatewayHost(limited({ name: "watchy", maxInflight: 1, maxWatches: 2 }), { ...aliceCert });
     const watches = [1, 2].map(() => request(host, "GET", "/api/v1/pods?watch=true").stream);
     expect(watches.map((w) => w.localResponse)).toEqual([undefined, undefined]);
     expect(request(host, "GET", "/api/v1/pods?watch=true").stream.localResponse?.status).toBe(429);
@@ -155,8 +242,8 @@ describe("flow control", () => {
   it("gives every user a bucket of their own in a per-user schema", async () => {
     const shared = new SharedData();
     const config = limited({ name: "per-user", qps: 0.001, burst: 1, perUser: true });
-    const alice = await gatewayHost(config, { properties: aliceCert, sharedData: shared });
-    const bob = await gatewayHost(config, { properties: { "connection.subject_peer_certificate": "CN=bob" }, sharedData: shared });
+    const alice = await gatewayHost(config, { ...aliceCert, sharedData: shared });
+    const bob = await gatewayHost(config, { ...bobCert, sharedData: shared });
     expect(request(alice, "GET", "/api/v1/pods").stream.localResponse).toBeUndefined();
     expect(request(alice, "GET", "/api/v1/pods").stream.localResponse?.status).toBe(429);
     expect(request(bob, "GET", "/api/v1/pods").stream.localResponse).toBeUndefined();
@@ -165,13 +252,13 @@ describe("flow control", () => {
   it("holds one limit across workers (VMs sharing shared data)", async () => {
     const shared = new SharedData();
     const config = limited({ name: "global", qps: 0.001, burst: 4 });
-    const workers = await Promise.all([1, 2].map(() => gatewayHost(config, { properties: aliceCert, sharedData: shared })));
+    const workers = await Promise.all([1, 2].map(() => gatewayHost(config, { ...aliceCert, sharedData: shared })));
     const admitted = Array.from({ length: 8 }, (_, i) => request(workers[i % 2]!, "GET", "/api/v1/pods").stream.localResponse === undefined);
     expect(admitted.filter(Boolean).length).toBe(4);
   });
 
   it("never limits an exempt schema", async () => {
-    const host = await gatewayHost(limited({ name: "exempt", exempt: true, qps: 0.001, burst: 1, maxInflight: 1 }));
+    const host = await gatewayHost(limited({ name: "exempt", exempt: true, qps: 0.001, burst: 1, maxInflight: 1 }), aliceCert);
     const results = Array.from({ length: 5 }, () => request(host, "GET", "/api/v1/pods").stream.localResponse);
     expect(results.every((r) => r === undefined)).toBe(true);
   });
@@ -179,7 +266,7 @@ describe("flow control", () => {
 
 describe("metrics", () => {
   it("counts requests by policy, verb and resource, responses by code and rejections by reason", async () => {
-    const host = await gatewayHost(routing, { properties: aliceCert });
+    const host = await gatewayHost(routing, { ...aliceCert });
     request(host, "GET", "/api/v1/namespaces/a/pods/p/log").stream.sendResponseHeaders([[":status", "200"]]);
     request(host, "GET", "/api/v1/namespaces/a/secrets/s");
     expect(host.metric("wharf_gateway.requests.policy.logs.verb.get.resource.pods/log")).toBe(1n);
@@ -192,7 +279,7 @@ describe("flow-control gauges", () => {
   it("are refreshed on the root context's tick, not per request", async () => {
     const host = await gatewayHost(
       { flowControlSchemas: [{ name: "shared", maxInflight: 10, maxWatches: 10 }], defaultAction: { target: { case: "upstream", value: "main" }, flowControl: "shared" } },
-      { properties: aliceCert },
+      { ...aliceCert },
     );
     expect(host.tickPeriodMs).toBe(1000);
     const open = [request(host, "GET", "/api/v1/pods").stream, request(host, "GET", "/api/v1/pods?watch=true").stream];
@@ -229,7 +316,7 @@ describe("bad input", () => {
   });
 
   it("survives random paths, methods and headers without trapping", async () => {
-    const host = await gatewayHost({ ...routing, annotateRequests: true, flowControlSchemas: [{ name: "f", maxInflight: 1000 }] }, { properties: aliceCert });
+    const host = await gatewayHost({ ...routing, annotateRequests: true, flowControlSchemas: [{ name: "f", maxInflight: 1000 }] }, { ...aliceCert });
     let seed = 7;
     const random = () => (seed = (seed * 48271) % 0x7fffffff) / 0x7fffffff;
     const alphabet = "/?=&%+:.-_aZ09\u00e9\u{1F600}\0,;* ";
@@ -301,7 +388,7 @@ describe("bearer tokens", () => {
   });
 
   it("prefers the client certificate: no review for a caller that has one", async () => {
-    const host = await gatewayHost(withReview, { properties: aliceCert });
+    const host = await gatewayHost(withReview, { ...aliceCert });
     const { status } = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer whatever"]]);
     expect(status).toBe(0);
     expect(host.calls).toHaveLength(0);

@@ -4,7 +4,7 @@
 // routed to); envoy/policy.attack.test.ts shows the same through real Envoy
 // against a real apiserver.
 import { describe, expect, it } from "vitest";
-import { gatewayHost, request, type GatewayConfigInit } from "./harness.js";
+import { clientCertificate, gatewayHost, request, type GatewayConfigInit } from "./harness.js";
 
 const deny = (name: string, rules: NonNullable<GatewayConfigInit["policies"]>[number]["rules"]) => ({
   name,
@@ -26,11 +26,9 @@ const config: GatewayConfigInit = {
   defaultAction: { target: { case: "upstream", value: "main" } },
 };
 
-const tenant = { "connection.subject_peer_certificate": "CN=tina,O=tenants" };
-
-/** "403 <policy>", "400", or the pool. */
-async function outcomes(paths: Array<[string, string]>, properties: Record<string, string> = tenant): Promise<string[]> {
-  const host = await gatewayHost(config, { properties });
+/** "403 <policy>", "400", or the pool, for a caller with a certificate of `subject`. */
+async function outcomes(paths: Array<[string, string]>, subject = "/O=tenants/CN=tina"): Promise<string[]> {
+  const host = await gatewayHost(config, { clientCert: await clientCertificate({ subject }) });
   return paths.map(([method, path]) => {
     const { stream } = request(host, method, path);
     const local = stream.localResponse;
@@ -128,9 +126,9 @@ describe("attack: a denied namespace reached through an all-namespace request", 
   });
 
   it("does not bind callers the rule does not name", async () => {
-    expect(await outcomes([["GET", "/api/v1/services"]], { "connection.subject_peer_certificate": "CN=ops" })).toEqual(["main"]);
+    expect(await outcomes([["GET", "/api/v1/services"]], "/CN=ops")).toEqual(["main"]);
     // Every configmap of every namespace includes prod/critical, whoever asks.
-    expect(await outcomes([["GET", "/api/v1/configmaps"]], { "connection.subject_peer_certificate": "CN=ops" })).toEqual(["403 protect-critical"]);
+    expect(await outcomes([["GET", "/api/v1/configmaps"]], "/CN=ops")).toEqual(["403 protect-critical"]);
   });
 });
 

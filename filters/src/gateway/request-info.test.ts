@@ -1,7 +1,7 @@
 // The gateway's request classification against kube-apiserver's RequestInfo
 // rules, on the compiled filter in the test host.
 import { describe, expect, it, beforeAll } from "vitest";
-import { gatewayHost, request, requestInfoOf } from "./harness.js";
+import { clientCertificate, gatewayHost, request, requestInfoOf } from "./harness.js";
 import type { ProxyWasmHost } from "../test-host/host.js";
 
 interface Expected {
@@ -165,7 +165,7 @@ const refused: Array<[string, string]> = [
 
 let host: ProxyWasmHost;
 beforeAll(async () => {
-  host = await gatewayHost({ annotateRequests: true });
+  host = await gatewayHost({ annotateRequests: true }, { clientCert: await clientCertificate({ subject: "/CN=classifier" }) });
 });
 
 describe("request classification (kube-apiserver RequestInfo rules)", () => {

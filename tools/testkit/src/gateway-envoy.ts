@@ -16,6 +16,8 @@ export interface GatewayEnvoyOptions {
   /** kube-apiserver URLs of each pool; pool-a takes what the filter sends nowhere else. */
   poolA: string[];
   poolB: string[];
+  /** The name each pool's apiservers must present (default: the endpoint's host, 127.0.0.1). */
+  serverNames?: { "pool-a"?: string; "pool-b"?: string };
   listenPort?: number;
   adminPort?: number;
   /** Edits the bootstrap before Envoy starts (e.g. a variant without the filter). */
@@ -27,8 +29,8 @@ export interface GatewayEnvoy extends Envoy {
   url: string;
 }
 
-function pool(name: string, urls: string[]) {
-  return { name, endpoints: urls.map((url) => ({ host: "127.0.0.1", port: Number(new URL(url).port) })) };
+function pool(name: string, urls: string[], serverName: string | undefined) {
+  return { name, endpoints: urls.map((url) => ({ host: "127.0.0.1", port: Number(new URL(url).port) })), ...(serverName ? { serverName } : {}) };
 }
 
 /**
@@ -50,7 +52,7 @@ export async function startGatewayEnvoy(options: GatewayEnvoyOptions): Promise<G
     frontProxyKey: await pem(options.pki.frontProxyClient.keyFile),
     wasmModule: await readFile(options.wasmFile),
     gatewayConfig: options.gatewayConfig,
-    pools: [pool("pool-a", options.poolA), pool("pool-b", options.poolB)],
+    pools: [pool("pool-a", options.poolA, options.serverNames?.["pool-a"]), pool("pool-b", options.poolB, options.serverNames?.["pool-b"])],
     defaultPool: "pool-a",
   });
   const bootstrap = staticBootstrap(resources, adminPort);

@@ -3,7 +3,7 @@ export { repoRoot, toolPath, type Tool } from "./tools.js";
 export { freePort, freePortRange } from "./ports.js";
 export { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
 export { makeWorkDir, removeWorkDir } from "./workdir.js";
-export { createCertificateAuthority, issueCertificate, createSigningKey, type KeyPair } from "./pki.js";
+export { createCertificateAuthority, issueCertificate, createSigningKey, type CertificateRequest, type KeyPair } from "./pki.js";
 export { createClusterPki, loadOrCreateClusterPki, frontProxyClientName, type ClusterPki } from "./cluster-pki.js";
 export { writeKubeconfig } from "./kubeconfig.js";
 export { httpsGet, type HttpResponse } from "./https.js";

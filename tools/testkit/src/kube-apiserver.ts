@@ -78,6 +78,7 @@ export async function startKubeApiserver(options: KubeApiserverOptions): Promise
       `--requestheader-client-ca-file=${pki.frontProxyCa.certFile}`,
       `--requestheader-allowed-names=${frontProxyClientName}`,
       "--requestheader-username-headers=X-Remote-User",
+      "--requestheader-uid-headers=X-Remote-Uid",
       "--requestheader-group-headers=X-Remote-Group",
       "--requestheader-extra-headers-prefix=X-Remote-Extra-",
       `--proxy-client-cert-file=${pki.frontProxyClient.certFile}`,

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -21,6 +22,19 @@ export interface CertificateRequest {
   dnsNames?: string[];
   ipAddresses?: string[];
   usage: "server" | "client" | "server+client";
+  /**
+   * The subject in openssl's -subj syntax, taken as is (for crafted names:
+   * escapes, repeated or multi-valued attributes, UTF-8); replaces
+   * commonName and organizations.
+   */
+  subject?: string;
+  /** "+" in `subject` joins attributes into one RDN. */
+  multiValueRdn?: boolean;
+  /**
+   * openssl's string_mask: "utf8only" (UTF8String) or "default" (the
+   * smallest of PrintableString, T61String and BMPString that holds the value).
+   */
+  stringMask?: "utf8only" | "default";
 }
 
 async function openssl(args: string[]): Promise<void> {
@@ -67,12 +81,17 @@ export async function issueCertificate(dir: string, ca: KeyPair, request: Certif
       ...(altNames.length > 0 ? [`subjectAltName=${altNames.join(",")}`] : []),
     ].join("\n") + "\n",
   );
+  const reqConfig = join(dir, `${request.name}.req.cnf`);
+  await writeFile(reqConfig, `[req]\ndistinguished_name = dn\nstring_mask = ${request.stringMask ?? "utf8only"}\nutf8 = yes\n[dn]\n`);
   await openssl([
-    "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", pair.keyFile, "-out", csr, "-subj", subject(request.commonName, request.organizations),
+    "req", "-new", "-config", reqConfig, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", pair.keyFile, "-out", csr, "-subj", request.subject ?? subject(request.commonName, request.organizations),
+    ...(request.multiValueRdn ? ["-multivalue-rdn"] : []),
   ]);
   await openssl([
-    "x509", "-req", "-in", csr, "-CA", ca.certFile, "-CAkey", ca.keyFile, "-CAcreateserial",
+    // A random serial, not -CAcreateserial: certificates issued in parallel
+    // would race on the CA's serial file.
+    "x509", "-req", "-in", csr, "-CA", ca.certFile, "-CAkey", ca.keyFile, "-set_serial", `0x${(randomBytes(1)[0]! & 0x7f).toString(16).padStart(2, "0")}${randomBytes(15).toString("hex")}`,
     "-days", "2", "-extfile", extensions, "-out", pair.certFile,
   ]);
   return pair;
