@@ -1,7 +1,8 @@
 // Two real clusters (each its own kube-apiserver, PKI and etcd prefix) behind
-// one real Envoy, configured from one config file through the validator and
-// the resource builder: the hostname a client connects to (TLS SNI) picks
-// the cluster, and nothing one cluster's clients send reaches the other.
+// one real Envoy, configured as in production: a config file, the control
+// plane, ADS (mTLS) to a gateway node. The hostname a client connects to
+// (TLS SNI) picks the cluster, and nothing one cluster's clients send
+// reaches the other.
 import { connect as http2Connect } from "node:http2";
 import { request } from "node:https";
 import { readFileSync } from "node:fs";
@@ -17,17 +18,16 @@ import {
   kubectlOn,
   makeWorkDir,
   removeWorkDir,
-  startEnvoy,
   startKubeApiserver,
+  startXdsEnvoy,
+  waitFor,
   writeKubeconfig,
   type Envoy,
   type KeyPair,
   type KubeApiserver,
 } from "@wharf/testkit";
-import { loadConfigText } from "../config/load-config.js";
-import { Snapshot } from "../xds/snapshot.js";
-import { gatewayResources } from "./gateway-resources.js";
-import { staticBootstrap } from "./static-bootstrap.js";
+import { startControlPlane, type RunningControlPlane } from "../control-plane.js";
+import { writeCredentials } from "../credentials/node-ca.js";
 
 interface Side {
   /** The hostname that selects this cluster at the gateway. */
@@ -42,6 +42,7 @@ interface Side {
 }
 
 let dir: string;
+let controlPlane: RunningControlPlane;
 let envoy: Envoy;
 let port: number;
 let a: Side;
@@ -173,12 +174,12 @@ beforeAll(async () => {
       ),
     ],
   };
-  const { deployment } = await loadConfigText(stringify(config), { baseDir: dir, wasmFile: wasmPath("gateway") });
-  const resources = gatewayResources(deployment);
-  // What the control plane would push passes the snapshot's checks too.
-  Snapshot.build("1", resources);
-  const adminPort = await freePort();
-  envoy = await startEnvoy({ bootstrap: JSON.stringify(staticBootstrap(resources, adminPort)), adminPort });
+  const configFile = join(dir, "wharf.yaml");
+  await writeFile(configFile, stringify(config));
+  controlPlane = await startControlPlane({ stateDir: join(dir, "control-plane"), xds: { host: "127.0.0.1", port: 0 }, config: { file: configFile }, wasmFile: wasmPath("gateway") });
+  const credentialsDir = join(dir, "gateway-credentials");
+  await writeCredentials(credentialsDir, controlPlane.ca.issueNode({ name: "gateway-1", role: "gateway" }));
+  envoy = await startXdsEnvoy({ nodeId: "gateway-1", xdsAddress: controlPlane.xdsAddress, credentialsDir });
 
   const make = async (s: Awaited<ReturnType<typeof side>>): Promise<Side> => {
     const file = await writeKubeconfig(join(dir, `${s.hostname}.kubeconfig`), `https://127.0.0.1:${port}`, s.kube.pki.ca.certFile, s.admin);
@@ -191,10 +192,14 @@ beforeAll(async () => {
     return { hostname: s.hostname, kube: s.kube, admin: s.admin, kubectl: kubectlOn(file), direct };
   };
   [a, b] = await Promise.all([make(sideA), make(sideB)]);
+  for (const s of [a, b]) {
+    await waitFor(async () => (await call({ servername: s.hostname, ca: s.kube.pki.ca.certFile, client: s.admin, path: "/readyz" })).status === 200, 30_000, `${s.hostname} through the gateway, from xDS`);
+  }
 }, 180_000);
 
 afterAll(async () => {
   await envoy?.stop();
+  await controlPlane?.stop();
   await Promise.all([a?.kube.stop(), b?.kube.stop()]);
   if (dir) await removeWorkDir(dir);
 });
