@@ -179,6 +179,34 @@ function decodeSchema(bytes: Uint8Array, reader: ProtoReader): FlowControlSchema
   return schema;
 }
 
+/** Kubernetes request verbs and the lowercase HTTP methods of non-resource requests. */
+const knownVerbs: string[] = ["get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy", "post", "put", "head", "options"];
+
+/** "pods", "pods/exec", "pods/*", "*\/scale", "*": one optional "/" between non-empty parts. */
+function isResourcePattern(pattern: string): bool {
+  if (pattern.length == 0) return false;
+  const slash = pattern.indexOf("/");
+  if (slash < 0) return true;
+  return slash > 0 && slash < pattern.length - 1 && pattern.indexOf("/", slash + 1) < 0;
+}
+
+/**
+ * A rule entry that can never match is refused rather than kept: a deny
+ * with verbs: [GET] (requests carry "get") or resources: [pods/] would
+ * silently deny nothing.
+ */
+function ruleProblem(rule: Rule): string {
+  for (let k = 0; k < rule.verbs.length; k++) {
+    const verb = rule.verbs[k].startsWith("-") ? rule.verbs[k].substring(1) : rule.verbs[k];
+    if (verb != "*" && !knownVerbs.includes(verb)) return "verbs[" + k.toString() + "]: \"" + rule.verbs[k] + "\" is not a request verb (lowercase: get, list, watch, create, update, patch, delete, deletecollection, proxy, or an HTTP method for non-resource URLs)";
+  }
+  for (let k = 0; k < rule.resources.length; k++) {
+    const resource = rule.resources[k].startsWith("-") ? rule.resources[k].substring(1) : rule.resources[k];
+    if (!isResourcePattern(resource)) return "resources[" + k.toString() + "]: \"" + rule.resources[k] + "\" is not \"resource\", \"resource/subresource\", \"resource/*\", \"*\/subresource\" or \"*\"";
+  }
+  return "";
+}
+
 export function decodeConfig(bytes: Uint8Array): ConfigResult {
   const result = new ConfigResult();
   const config = new GatewayConfig();
@@ -207,6 +235,13 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
     if (policy.name.length == 0) {
       result.error = "policies[" + i.toString() + "].name: required";
       return result;
+    }
+    for (let j = 0; j < policy.rules.length; j++) {
+      const problem = ruleProblem(policy.rules[j]);
+      if (problem.length > 0) {
+        result.error = "policies[" + i.toString() + "].rules[" + j.toString() + "]." + problem;
+        return result;
+      }
     }
     const schema = policy.action.flowControl;
     if (schema.length > 0 && config.schema(schema) === null) {

@@ -4,7 +4,9 @@
 // routed to); envoy/policy.attack.test.ts shows the same through real Envoy
 // against a real apiserver.
 import { describe, expect, it } from "vitest";
-import { clientCertificate, gatewayHost, request, type GatewayConfigInit } from "./harness.js";
+import { wasmPath } from "../index.js";
+import { ProxyWasmHost } from "../test-host/host.js";
+import { clientCertificate, encodeGatewayConfig, gatewayHost, request, type GatewayConfigInit } from "./harness.js";
 
 const deny = (name: string, rules: NonNullable<GatewayConfigInit["policies"]>[number]["rules"]) => ({
   name,
@@ -211,5 +213,25 @@ describe("attack: a list the filter would take for a watch", () => {
       ]),
     ).toEqual(Array(7).fill("400"));
     expect(await outcomes([["GET", "/api/v1/namespaces/prod/configmaps/critical/"]])).toEqual(["403 protect-critical"]);
+  });
+});
+
+describe("attack: a deny that would silently deny nothing is refused at configuration", () => {
+  it.each([
+    [{ verbs: ["GET"] }, 'policies[0].rules[0].verbs[0]: "GET" is not a request verb'],
+    [{ verbs: ["get", "-Watch"] }, 'policies[0].rules[0].verbs[1]: "-Watch" is not a request verb'],
+    [{ resources: ["pods/"] }, 'policies[0].rules[0].resources[0]: "pods/" is not'],
+    [{ resources: ["secrets", "/exec"] }, 'policies[0].rules[0].resources[1]: "/exec" is not'],
+    [{ resources: ["pods/exec/x"] }, 'policies[0].rules[0].resources[0]: "pods/exec/x" is not'],
+  ])("%j", async (rule, message) => {
+    const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: encodeGatewayConfig({ policies: [deny("p", [rule])] }) });
+    expect(host.start()).toBe(false);
+    expect(host.logs.map((entry) => entry.message).join("\n")).toContain(message);
+  });
+
+  it("accepts every documented form", async () => {
+    const rule = { verbs: ["get", "-watch", "*", "deletecollection", "post"], resources: ["pods", "pods/exec", "pods/*", "*/scale", "*", "-pods/*"] };
+    const host = await ProxyWasmHost.load(wasmPath("gateway"), { pluginConfiguration: encodeGatewayConfig({ policies: [deny("p", [rule])] }) });
+    expect(host.start()).toBe(true);
   });
 });
