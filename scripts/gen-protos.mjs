@@ -77,6 +77,7 @@ const envoyApi = [
   "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+  "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
   // etcd's rpc.proto annotates its methods for grpc-gateway.
   "google/api/annotations.proto",
 ];

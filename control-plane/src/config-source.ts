@@ -5,6 +5,7 @@
 import { readFile, rename, watch, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { loadConfigText } from "./config/load-config.js";
+import { clientSidecarResources } from "./resources/client-sidecar-resources.js";
 import { gatewayResources } from "./resources/gateway-resources.js";
 import type { SnapshotCache } from "./xds/cache.js";
 import { Snapshot } from "./xds/snapshot.js";
@@ -37,11 +38,15 @@ export class ConfigSource {
 
   /** Validates and serves `text`; throws (ConfigError, SnapshotError) and changes nothing if it is refused. */
   async apply(text: string): Promise<string> {
-    const { deployment } = await loadConfigText(text, { baseDir: dirname(this.file), wasmFile: this.wasmFile });
-    const snapshot = Snapshot.build(String(this.version + 1), gatewayResources(deployment));
+    const { deployment, clientSidecar } = await loadConfigText(text, { baseDir: dirname(this.file), wasmFile: this.wasmFile });
+    // Each role from its own resource set: the client sidecar's never holds a key.
+    const version = String(this.version + 1);
+    const snapshot = Snapshot.build(version, gatewayResources(deployment));
+    const sidecarSnapshot = Snapshot.build(version, clientSidecar ? clientSidecarResources(clientSidecar) : {});
     this.version++;
     this.appliedText = text;
     this.cache.setRoleSnapshot("gateway", snapshot);
+    this.cache.setRoleSnapshot("client-sidecar", sidecarSnapshot);
     this.log("info", "config applied", { source: this.readOnlyReason ? "kubernetes" : this.file, version: snapshot.version });
     return snapshot.version;
   }

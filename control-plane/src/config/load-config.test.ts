@@ -1,4 +1,4 @@
-import { writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
@@ -145,5 +145,38 @@ describe("the config validator, several upstream clusters", () => {
 
   it("refuses a config with no cluster at all", async () => {
     expect(await refusalOf({ listener: base().listener })).toMatch(/upstream_cluster: required \(or upstream_clusters\)/);
+  });
+});
+
+describe("the client-sidecar role in the config", () => {
+  const sidecar = { gateways: ["wharf-gateway.wharf-system.svc:443"], gateway_server_name: "wharf-gateway.wharf-system.svc" };
+
+  it("is checked and defaulted: loopback port 8001, two read retries, no local limit", async () => {
+    const config = { ...base(), client_sidecar: { ...sidecar, gateway_ca_file: ca.certFile } };
+    const { clientSidecar } = await loadConfigText(stringify(config), { baseDir: dir, wasmFile: wasmPath("gateway") });
+    expect(clientSidecar).toMatchObject({ listenPort: 8001, gateways: [{ host: "wharf-gateway.wharf-system.svc", port: 443 }], readRetries: 2, localLimit: undefined });
+    expect(clientSidecar!.gatewayCa).toContain("BEGIN CERTIFICATE");
+  });
+
+  it("is absent unless configured", async () => {
+    expect((await loadConfigText(stringify(base()), { baseDir: dir, wasmFile: wasmPath("gateway") })).clientSidecar).toBeUndefined();
+  });
+
+  it.each([
+    ["no gateway endpoint", { ...sidecar, gateways: [] }, /client_sidecar\.gateways: at least one/],
+    ["a gateway that is not host:port", { ...sidecar, gateways: ["gateway"] }, /client_sidecar\.gateways\[0\]: "gateway" is not host:port/],
+    ["no server name to check", { ...sidecar, gateway_server_name: "" }, /client_sidecar\.gateway_server_name: required/],
+    ["a server name that is not a DNS name", { ...sidecar, gateway_server_name: "a b" }, /client_sidecar\.gateway_server_name: "a b" is not a DNS name/],
+    ["no gateway CA", { ...sidecar }, /client_sidecar\.gateway_ca_file: required/],
+    ["a zero local limit", { ...sidecar, local_limit: { burst: 3 } }, /client_sidecar\.local_limit\.requests_per_second: must be > 0/],
+  ])("refuses %s, naming the field", async (what, clientSidecar, message) => {
+    const withCa = what === "no gateway CA" ? clientSidecar : { gateway_ca_file: ca.certFile, ...clientSidecar };
+    expect(await refusal((config) => (config.client_sidecar = withCa))).toMatch(message);
+  });
+
+  it("attack: refuses a gateway CA file that holds a private key, so none can reach a client sidecar", async () => {
+    const both = join(dir, "ca-and-key.pem");
+    await writeFile(both, (await readFile(ca.certFile, "utf8")) + (await readFile(ca.keyFile, "utf8")));
+    expect(await refusal((config) => (config.client_sidecar = { ...sidecar, gateway_ca_file: both }))).toMatch(/client_sidecar\.gateway_ca_file: holds a private key/);
   });
 });

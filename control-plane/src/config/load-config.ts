@@ -4,9 +4,10 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
-import { ConfigSchema, type Config, type UpstreamCluster } from "@wharf/proto/wharf/config/v1/config_pb.js";
+import { ConfigSchema, type ClientSidecar, type Config, type UpstreamCluster } from "@wharf/proto/wharf/config/v1/config_pb.js";
 import { GatewayConfigSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js";
 import { parse } from "yaml";
+import type { ClientSidecarDeployment } from "../resources/client-sidecar-resources.js";
 import { envoyClusterName, type GatewayDeployment, type UpstreamClusterDeployment, type UpstreamPool } from "../resources/gateway-resources.js";
 
 export class ConfigError extends Error {
@@ -26,7 +27,16 @@ export interface LoadOptions {
   wasmFile: string;
 }
 
-export async function loadConfigText(text: string, options: LoadOptions): Promise<{ config: Config; deployment: GatewayDeployment }> {
+/** A checked config: each role's part, ready for its resource builder. */
+export interface LoadedConfig {
+  config: Config;
+  /** The gateway role. */
+  deployment: GatewayDeployment;
+  /** The client-sidecar role; undefined when the config has none. */
+  clientSidecar?: ClientSidecarDeployment;
+}
+
+export async function loadConfigText(text: string, options: LoadOptions): Promise<LoadedConfig> {
   let json: unknown;
   try {
     json = parse(text);
@@ -41,7 +51,9 @@ export async function loadConfigText(text: string, options: LoadOptions): Promis
     // protobuf-es names the offending key or value in its message.
     throw new ConfigError("(config)", (error as Error).message.replace(/^cannot decode message wharf\.config\.v1\.Config from JSON: /, ""));
   }
-  return { config, deployment: await toDeployment(config, options) };
+  const deployment = await toDeployment(config, options);
+  const clientSidecar = config.clientSidecar && (await toClientSidecar(config.clientSidecar, options));
+  return { config, deployment, clientSidecar };
 }
 
 async function readPem(field: string, file: string, baseDir: string): Promise<string> {
@@ -204,5 +216,35 @@ async function toCluster(
     gatewayConfig,
     pools,
     defaultPool: upstream.defaultPool,
+  };
+}
+
+const dnsName = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function hostPortOf(field: string, value: string): { host: string; port: number } {
+  const match = /^([^:\s]+|\[[0-9a-f:]+\]):(\d{1,5})$/i.exec(value);
+  const port = Number(match?.[2]);
+  if (!match || port < 1 || port > 65535) throw new ConfigError(field, `"${value}" is not host:port`);
+  return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
+}
+
+async function toClientSidecar(sidecar: ClientSidecar, options: LoadOptions): Promise<ClientSidecarDeployment> {
+  if (sidecar.gateways.length === 0) throw new ConfigError("client_sidecar.gateways", "at least one gateway endpoint (host:port) is required");
+  const gateways = sidecar.gateways.map((gateway, index) => hostPortOf(`client_sidecar.gateways[${index}]`, gateway));
+  if (sidecar.gatewayServerName === "") throw new ConfigError("client_sidecar.gateway_server_name", "required: the DNS name the gateway's certificate carries");
+  if (!dnsName.test(sidecar.gatewayServerName)) throw new ConfigError("client_sidecar.gateway_server_name", `"${sidecar.gatewayServerName}" is not a DNS name`);
+  if (sidecar.port > 65535) throw new ConfigError("client_sidecar.port", `${sidecar.port} is not a TCP port`);
+  const gatewayCa = await readPem("client_sidecar.gateway_ca_file", sidecar.gatewayCaFile, options.baseDir);
+  // This role must never be sent a key: refuse a file that holds one.
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(gatewayCa)) throw new ConfigError("client_sidecar.gateway_ca_file", "holds a private key; give the CA certificate alone");
+  const limit = sidecar.localLimit;
+  if (limit && limit.requestsPerSecond === 0) throw new ConfigError("client_sidecar.local_limit.requests_per_second", "must be > 0 (leave local_limit out for no limit)");
+  return {
+    listenPort: sidecar.port || 8001,
+    gateways,
+    gatewayServerName: sidecar.gatewayServerName,
+    gatewayCa,
+    readRetries: sidecar.readRetries ?? 2,
+    localLimit: limit && { requestsPerSecond: limit.requestsPerSecond, burst: limit.burst || limit.requestsPerSecond },
   };
 }

@@ -9,3 +9,4 @@ export {
   type UpstreamPool,
 } from "./gateway-resources.js";
 export { staticBootstrap } from "./static-bootstrap.js";
+export { clientSidecarResources, type ClientSidecarDeployment } from "./client-sidecar-resources.js";

@@ -19,6 +19,7 @@ import { file_envoy_extensions_retry_host_previous_hosts_v3_previous_hosts } fro
 import { SecretSchema, file_envoy_extensions_transport_sockets_tls_v3_secret } from "@wharf/proto/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import { file_envoy_extensions_transport_sockets_tls_v3_tls } from "@wharf/proto/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
 import { file_envoy_extensions_upstreams_http_v3_http_protocol_options } from "@wharf/proto/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
+import { file_envoy_extensions_filters_http_local_ratelimit_v3_local_rate_limit } from "@wharf/proto/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit_pb.js";
 import { referencesOf } from "./references.js";
 
 export const typeUrls = {
@@ -46,6 +47,7 @@ const schemas: Record<ResourceKind, DescMessage> = {
 
 // Every message an @type in our resources may name.
 export const registry = createRegistry(
+  ...Object.values(schemas),
   file_google_protobuf_wrappers,
   file_envoy_extensions_filters_network_http_connection_manager_v3_http_connection_manager,
   file_envoy_extensions_filters_http_router_v3_router,
@@ -55,6 +57,7 @@ export const registry = createRegistry(
   file_envoy_extensions_transport_sockets_tls_v3_secret,
   file_envoy_extensions_upstreams_http_v3_http_protocol_options,
   file_envoy_extensions_retry_host_previous_hosts_v3_previous_hosts,
+  file_envoy_extensions_filters_http_local_ratelimit_v3_local_rate_limit,
 );
 
 export interface NamedResource {
