@@ -30,10 +30,14 @@ let envoy: GatewayEnvoy;
 let admin: KeyPair;
 let mallory: KeyPair;
 
+const reviewRate = 2;
+const reviewBurst = 5;
 const gatewayConfig: GatewayConfigInit = {
   policies: [{ name: "wrong-name", rules: [{ namespaces: ["wrong-name"] }], action: { target: { case: "upstream", value: "pool-b" } } }],
   defaultAction: { target: { case: "upstream", value: "pool-a" } },
+  tokenReview: { cluster: "pool-a", authority: "localhost", reviewer: "wharf:gateway-identity-test", reviewsPerSecondPerSource: reviewRate, reviewBurstPerSource: reviewBurst },
 };
+let robotToken: string;
 
 beforeAll(async () => {
   dir = await makeWorkDir("gateway-identity");
@@ -44,6 +48,13 @@ beforeAll(async () => {
   admin = pki.admin;
   const serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
   mallory = await issueCertificate(dir, pki.ca, { name: "mallory", commonName: "mallory", usage: "client" });
+  const asAdmin = kubectlOn(kube.kubeconfig);
+  const created = (error: Error) => {
+    if (!/AlreadyExists/.test(error.message)) throw error;
+  };
+  await asAdmin("create", "clusterrolebinding", "wharf-gateway-identity-test-reviews", "--clusterrole=system:auth-delegator", "--user=wharf:gateway-identity-test").catch(created);
+  await asAdmin("create", "serviceaccount", "identity-robot", "-n", "default").catch(created);
+  robotToken = (await asAdmin("create", "token", "identity-robot", "-n", "default")).trim();
   envoy = await startGatewayEnvoy({
     pki,
     serving,
@@ -274,7 +285,7 @@ describe("attack: anonymous requests", () => {
       expect([200, 403], `${path} directly`).toContain(direct.status);
       const through = await send(envoy.url, "GET", path, undefined);
       expect(through.status, path).toBe(401);
-      expect(JSON.parse(through.body)).toMatchObject({ kind: "Status", reason: "Unauthorized", code: 401, message: "Unauthorized: present a client certificate" });
+      expect(JSON.parse(through.body)).toMatchObject({ kind: "Status", reason: "Unauthorized", code: 401, message: "Unauthorized: present a client certificate or a bearer token" });
     }
   });
 });
@@ -294,3 +305,33 @@ describe("attack: upstream TLS checks the apiserver's name", () => {
   });
 });
 
+describe("attack: bearer tokens through real Envoy", () => {
+  it("a service account token: the same user, uid, groups and extra through the gateway as directly", async () => {
+    const headers = { authorization: `Bearer ${robotToken}` };
+    const direct = (await whoami(kubeUrl, undefined, headers)) as UserInfo;
+    expect(direct.username).toBe("system:serviceaccount:default:identity-robot");
+    expect(direct.uid).toBeTruthy();
+    expect(Object.keys(direct.extra ?? {})).toContain("authentication.kubernetes.io/credential-id");
+    expect(await whoami(envoy.url, undefined, headers)).toEqual(direct);
+    // A cache hit states the same.
+    expect(await whoami(envoy.url, undefined, headers)).toEqual(direct);
+  });
+
+  it("a flood of made-up tokens costs the apiserver a bounded number of TokenReviews", async () => {
+    const upstreamRequests = async () => {
+      const stats = await (await fetch(`${envoy.adminUrl}/stats?filter=^cluster\\.pool-a\\.upstream_rq_total$`)).text();
+      return Number(/: (\d+)/.exec(stats)?.[1] ?? "NaN");
+    };
+    const before = await upstreamRequests();
+    const started = Date.now();
+    const statuses: number[] = [];
+    for (let i = 0; i < 60; i++) statuses.push((await send(envoy.url, "GET", "/api/v1/namespaces/default/pods", undefined, { authorization: `Bearer junk-${Date.now()}-${i}` })).status);
+    const elapsedSeconds = (Date.now() - started) / 1000;
+    const reviews = (await upstreamRequests()) - before;
+    // Every junk token is refused: 401 once reviewed, 429 when over the source's budget.
+    expect(statuses.every((status) => status === 401 || status === 429)).toBe(true);
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(30);
+    // Only reviews reached pool-a (no request with a junk token is forwarded); a health check may add one per 2 s.
+    expect(reviews).toBeLessThanOrEqual(reviewBurst + Math.ceil(elapsedSeconds * reviewRate) + Math.ceil(elapsedSeconds / 2) + 1);
+  });
+});

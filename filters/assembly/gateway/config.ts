@@ -44,6 +44,9 @@ export class TokenReviewConfig {
   successTtlSeconds: u32 = 60;
   failureTtlSeconds: u32 = 10;
   reviewer: string = "wharf:gateway";
+  cacheSize: u32 = 4096;
+  reviewsPerSecondPerSource: f64 = 10;
+  reviewBurstPerSource: u32 = 20;
 }
 
 function decodeTokenReview(bytes: Uint8Array, reader: ProtoReader): TokenReviewConfig {
@@ -59,6 +62,9 @@ function decodeTokenReview(bytes: Uint8Array, reader: ProtoReader): TokenReviewC
     else if (field == 4 && wire == 0) review.successTtlSeconds = <u32>r.varint();
     else if (field == 5 && wire == 0) review.failureTtlSeconds = <u32>r.varint();
     else if (field == 6 && wire == 2) review.reviewer = r.string();
+    else if (field == 7 && wire == 0) review.cacheSize = <u32>r.varint();
+    else if (field == 8 && wire == 1) review.reviewsPerSecondPerSource = r.double();
+    else if (field == 9 && wire == 0) review.reviewBurstPerSource = <u32>r.varint();
     else r.skip(wire);
     tag = r.tag();
   }
@@ -68,6 +74,9 @@ function decodeTokenReview(bytes: Uint8Array, reader: ProtoReader): TokenReviewC
   if (review.successTtlSeconds == 0) review.successTtlSeconds = 60;
   if (review.failureTtlSeconds == 0) review.failureTtlSeconds = 10;
   if (review.reviewer.length == 0) review.reviewer = "wharf:gateway";
+  if (review.cacheSize == 0) review.cacheSize = 4096;
+  if (!(review.reviewsPerSecondPerSource > 0)) review.reviewsPerSecondPerSource = 10;
+  if (review.reviewBurstPerSource == 0) review.reviewBurstPerSource = <u32>Math.max(1, Math.ceil(review.reviewsPerSecondPerSource * 2));
   return review;
 }
 

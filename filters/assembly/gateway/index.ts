@@ -31,7 +31,7 @@ import { countRejection, countRequest, countResponse, setInflight } from "./metr
 import { decide } from "./policy";
 import { classify } from "./request-info";
 import { statusBody } from "./status";
-import { cachedIdentity, cacheIdentity, identityFromReview, requestReview } from "./token-review";
+import { admitReview, cachedIdentity, cacheIdentity, identityFromReview, requestReview } from "./token-review";
 
 export * from "../sdk/abi";
 
@@ -131,8 +131,15 @@ class GatewayStream extends HttpContext {
     if (!identity.authenticated && review !== null) {
       const token = bearerToken();
       if (token !== null) {
-        const cached = cachedIdentity(token!, currentTimeNanoseconds());
+        const now = currentTimeNanoseconds();
+        const cached = cachedIdentity(token!, review!, now);
         if (cached === null) {
+          const wait = admitReview(review!, now);
+          if (wait > 0) {
+            countRejection("token_review_rate");
+            reply(429, "TooManyRequests", "too many token reviews from this address, please try again later", wait);
+            return FilterHeadersStatus.StopIteration;
+          }
           // Ask the apiserver; the stream waits for onHttpCallResponse.
           this.reviewedToken = token!;
           if (requestReview(this, token!, review!) == 0) {

@@ -394,3 +394,118 @@ describe("bearer tokens", () => {
     expect(host.calls).toHaveLength(0);
   });
 });
+
+describe("attack: bearer tokens", () => {
+  const review = (overrides: Record<string, unknown> = {}): GatewayConfigInit => ({
+    ...routing,
+    tokenReview: { cluster: "pool-a", successTtlSeconds: 60, failureTtlSeconds: 10, ...overrides },
+  });
+  const answer = (user: Record<string, unknown> | null) =>
+    JSON.stringify({ kind: "TokenReview", apiVersion: "authentication.k8s.io/v1", status: user ? { authenticated: true, user } : { authenticated: false } });
+  const identityOf = (stream: { requestHeaders: Array<[string, string]> }) => stream.requestHeaders.filter(([name]) => name.startsWith("x-remote-"));
+  /** A JWT-shaped token (unsigned: the filter only reads exp to shorten its cache). */
+  const jwt = (claims: Record<string, unknown>) => `${Buffer.from('{"alg":"RS256"}').toString("base64url")}.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.c2ln`;
+
+  it("never lets a name reshape a cache entry: a newline in a username does not become a group on a cache hit", async () => {
+    const host = await gatewayHost(review());
+    const first = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer newline-token"]]).stream;
+    host.respondToCall(host.calls[0]!, [[":status", "201"]], answer({ username: "robot\nsystem:masters", groups: ["system:authenticated"] }));
+    expect(first.localResponse?.status).toBe(401);
+    const again = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer newline-token"]]).stream;
+    expect(host.calls).toHaveLength(1);
+    expect(again.localResponse?.status).toBe(401);
+    expect(identityOf(again)).toEqual([]);
+  });
+
+  it("forwards uid and extra, and a cache hit forwards exactly what the review did, whatever the names hold", async () => {
+    const host = await gatewayHost(review());
+    const user = {
+      username: 'a"b,c;d\\e é 🙂 ',
+      uid: "u-1 ",
+      groups: ["g,1", " g2", "system:authenticated"],
+      extra: { "authentication.kubernetes.io/credential-id": ["JTI=abc"], "Scopes/Odd Key%": ["x", "y,z"] },
+    };
+    const first = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer rich-token"]]).stream;
+    host.respondToCall(host.calls[0]!, [[":status", "201"]], answer(user));
+    expect(identityOf(first)).toEqual([
+      ["x-remote-user", user.username],
+      ["x-remote-uid", "u-1 "],
+      ["x-remote-group", "g,1"],
+      ["x-remote-group", " g2"],
+      ["x-remote-group", "system:authenticated"],
+      ["x-remote-extra-authentication.kubernetes.io%2fcredential-id", "JTI=abc"],
+      // Upper case and every byte outside [a-z0-9._-] escaped: the apiserver lower-cases, then unescapes.
+      ["x-remote-extra-%53copes%2f%4fdd%20%4bey%25", "x"],
+      ["x-remote-extra-%53copes%2f%4fdd%20%4bey%25", "y,z"],
+    ]);
+    const cached = request(host, "GET", "/api/v1/pods", [["authorization", "Bearer rich-token"]]).stream;
+    expect(host.calls).toHaveLength(1);
+    expect(identityOf(cached)).toEqual(identityOf(first));
+  });
+
+  it("trusts a verified token no longer than its own exp, and caches an expired one not at all", async () => {
+    let now = 1_000_000_000_000_000_000n;
+    const seconds = (n: number) => BigInt(n) * 1_000_000_000n;
+    const host = await gatewayHost(review({ successTtlSeconds: 600 }), { now: () => now });
+    const token = jwt({ sub: "x", exp: Number(now / seconds(1)) + 5 });
+    const ask = (bearer: string) => request(host, "GET", "/api/v1/pods", [["authorization", `Bearer ${bearer}`]]).stream;
+    ask(token);
+    host.respondToCall(host.calls[0]!, [[":status", "201"]], answer({ username: "short-lived", groups: ["system:authenticated"] }));
+    now += seconds(4);
+    expect(ask(token).header("x-remote-user")).toBe("short-lived");
+    expect(host.calls).toHaveLength(1);
+    now += seconds(2); // past exp, long before the TTL
+    ask(token);
+    expect(host.calls).toHaveLength(2);
+
+    const expired = jwt({ exp: Number(now / seconds(1)) - 1 });
+    ask(expired);
+    host.respondToCall(host.calls[2]!, [[":status", "201"]], answer({ username: "stale", groups: ["system:authenticated"] }));
+    ask(expired);
+    expect(host.calls).toHaveLength(4);
+  });
+
+  it("keeps at most cache_size entries, and never hands one token's identity to another", async () => {
+    const shared = new SharedData();
+    const host = await gatewayHost(review({ cacheSize: 16, reviewsPerSecondPerSource: 1e6, reviewBurstPerSource: 1e6 }), { sharedData: shared });
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 200; i++) {
+        const before = host.calls.length;
+        const { stream } = request(host, "GET", "/api/v1/pods", [["authorization", `Bearer token-${i}`]]);
+        if (host.calls.length > before) host.respondToCall(host.calls.at(-1)!, [[":status", "201"]], answer({ username: `user-${i}`, groups: ["system:authenticated"] }));
+        expect(stream.header("x-remote-user")).toBe(`user-${i}`);
+        stream.finish();
+      }
+    }
+    expect(shared.keys().filter((key) => key.startsWith("wharf/token/")).length).toBeLessThanOrEqual(16);
+    // Evicted entries were reviewed again rather than served from another token's slot.
+    expect(host.calls.length).toBeGreaterThan(200);
+    expect(shared.keys().some((key) => key.includes("token-"))).toBe(false);
+  });
+
+  it("limits reviews per source address; cached tokens and other sources are unaffected", async () => {
+    let now = 5_000_000_000n;
+    const shared = new SharedData();
+    const config = review({ reviewsPerSecondPerSource: 1, reviewBurstPerSource: 3 });
+    const attacker = await gatewayHost(config, { sharedData: shared, now: () => now, properties: { "source.address": "10.0.0.66:40000" } });
+    const other = await gatewayHost(config, { sharedData: shared, now: () => now, properties: { "source.address": "10.0.0.7:40001" } });
+    const good = request(attacker, "GET", "/api/v1/pods", [["authorization", "Bearer known"]]).stream;
+    attacker.respondToCall(attacker.calls[0]!, [[":status", "201"]], answer({ username: "known", groups: ["system:authenticated"] }));
+    expect(good.header("x-remote-user")).toBe("known");
+    const flood = Array.from({ length: 50 }, (_, i) => request(attacker, "GET", "/api/v1/pods", [["authorization", `Bearer junk-${i}`]]).stream);
+    expect(attacker.calls).toHaveLength(3);
+    const refused = flood.filter((stream) => stream.localResponse?.status === 429);
+    expect(refused).toHaveLength(48);
+    expect(refused[0]!.localResponse!.headers).toContainEqual(["retry-after", "1"]);
+    expect(JSON.parse(refused[0]!.localResponse!.body)).toMatchObject({ kind: "Status", reason: "TooManyRequests", code: 429 });
+    // The same source port changes nothing: the bucket is per address.
+    const samePort = await gatewayHost(config, { sharedData: shared, now: () => now, properties: { "source.address": "10.0.0.66:40002" } });
+    expect(request(samePort, "GET", "/api/v1/pods", [["authorization", "Bearer junk-x"]]).stream.localResponse?.status).toBe(429);
+    expect(request(attacker, "GET", "/api/v1/pods", [["authorization", "Bearer known"]]).stream.header("x-remote-user")).toBe("known");
+    request(other, "GET", "/api/v1/pods", [["authorization", "Bearer fresh"]]);
+    expect(other.calls).toHaveLength(1);
+    now += 1_000_000_000n;
+    request(attacker, "GET", "/api/v1/pods", [["authorization", "Bearer junk-later"]]);
+    expect(attacker.calls).toHaveLength(4);
+  });
+});

@@ -7,6 +7,11 @@ export class SharedData {
   private readonly entries = new Map<string, { value: Uint8Array; cas: number }>();
   private nextCas = 1;
 
+  /** Every key stored, for tests that bound what a filter keeps. */
+  keys(): string[] {
+    return [...this.entries.keys()];
+  }
+
   get(key: string): { value: Uint8Array; cas: number } | undefined {
     return this.entries.get(key);
   }
