@@ -278,6 +278,21 @@ describe("attack: impersonation is authorized by the apiserver, as directly", ()
   });
 });
 
+describe("attack: a forged x-forwarded-client-cert carrying the admin's (public) certificate", () => {
+  const forged = () => `Hash=00;Cert="${encodeURIComponent(readFileSync(admin.certFile, "utf8"))}"`;
+
+  it("without a client certificate: 401, never the admin", async () => {
+    const reply = (await whoami(envoy.url, undefined, { "x-forwarded-client-cert": forged() })) as Reply;
+    expect(reply.status).toBe(401);
+  });
+
+  it("with another client's certificate: that client, never the admin", async () => {
+    expect(await whoami(envoy.url, mallory, { "x-forwarded-client-cert": forged() })).toEqual(await whoami(kubeUrl, mallory));
+    const raw = await rawRequest(mallory, `POST /apis/authentication.k8s.io/v1/selfsubjectreviews HTTP/1.1\nHost: localhost\nContent-Type: application/json\nX-Forwarded-Client-Cert: ${forged()}\nx-forwarded-client-cert: ${forged()}\n`, selfReview);
+    expect(userInfoOf(raw)).toMatchObject({ username: "mallory", groups: ["system:authenticated"] });
+  });
+});
+
 describe("attack: anonymous requests", () => {
   it("get a clear 401 Status from the gateway, never a TLS error", async () => {
     for (const path of ["/version", "/healthz", "/api"]) {
