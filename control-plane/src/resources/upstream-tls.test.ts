@@ -1,0 +1,83 @@
+// Upstream TLS names per pool and per endpoint, in the resources the control
+// plane builds, checked by Envoy's own config validation (the behaviour
+// against real apiservers is in envoy/gateway-identity.attack.test.ts).
+import { execFile } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { wasmPath } from "@wharf/filters";
+import { createCertificateAuthority, issueCertificate, makeWorkDir, removeWorkDir, toolPath } from "@wharf/testkit";
+import { gatewayResources, staticBootstrap, type UpstreamPool } from "./index.js";
+
+const run = promisify(execFile);
+let dir: string;
+let caPem: string;
+let pem: string;
+let key: string;
+
+beforeAll(async () => {
+  dir = await makeWorkDir("upstream-tls");
+  const ca = await createCertificateAuthority(dir, "ca");
+  // One leaf for every certificate role: only the config's shape is checked.
+  const leaf = await issueCertificate(dir, ca, { name: "leaf", commonName: "leaf", dnsNames: ["localhost"], usage: "server+client" });
+  [caPem, pem, key] = await Promise.all([readFile(ca.certFile, "utf8"), readFile(leaf.certFile, "utf8"), readFile(leaf.keyFile, "utf8")]);
+});
+
+afterAll(async () => {
+  if (dir) await removeWorkDir(dir);
+});
+
+async function resourcesFor(pools: UpstreamPool[]) {
+  return gatewayResources({
+    listenPort: 7443,
+    servingCert: pem,
+    servingKey: key,
+    clientCa: caPem,
+    upstreamCa: caPem,
+    frontProxyCert: pem,
+    frontProxyKey: key,
+    wasmModule: await readFile(wasmPath("gateway")),
+    gatewayConfig: new Uint8Array(),
+    pools,
+    defaultPool: pools[0]!.name,
+  });
+}
+
+interface TlsContext {
+  typed_config: { sni?: string; common_tls_context: { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: unknown[] } } } };
+}
+
+const sanOf = (context: TlsContext) => context.typed_config.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names;
+
+describe("upstream TLS names", () => {
+  it("checks a pool's server_name as a DNS SAN and sends it as SNI; an IP host as an IP SAN without SNI", async () => {
+    const resources = await resourcesFor([
+      { name: "by-name", endpoints: [{ host: "10.0.0.1", port: 6443 }], serverName: "kube.internal" },
+      { name: "by-ip", endpoints: [{ host: "10.0.0.2", port: 6443 }] },
+    ]);
+    const [byName, byIp] = resources.cluster as unknown as Array<{ transport_socket: TlsContext }>;
+    expect(byName!.transport_socket.typed_config.sni).toBe("kube.internal");
+    expect(sanOf(byName!.transport_socket)).toEqual([{ san_type: "DNS", matcher: { exact: "kube.internal" } }]);
+    expect(byIp!.transport_socket.typed_config.sni).toBeUndefined();
+    expect(sanOf(byIp!.transport_socket)).toEqual([{ san_type: "IP_ADDRESS", matcher: { exact: "10.0.0.2" } }]);
+  });
+
+  it("gives each apiserver of a pool its own name when their hosts differ, and Envoy accepts the result", async () => {
+    const resources = await resourcesFor([{ name: "main", endpoints: [{ host: "10.0.0.1", port: 6443 }, { host: "10.0.0.2", port: 6443 }, { host: "::1", port: 6443 }] }]);
+    const [cluster] = resources.cluster as unknown as Array<{ transport_socket_matches: Array<{ match: { server: string }; transport_socket: TlsContext }> }>;
+    expect(cluster!.transport_socket_matches.map((entry) => [entry.match.server, sanOf(entry.transport_socket)])).toEqual([
+      ["10.0.0.1", [{ san_type: "IP_ADDRESS", matcher: { exact: "10.0.0.1" } }]],
+      ["10.0.0.2", [{ san_type: "IP_ADDRESS", matcher: { exact: "10.0.0.2" } }]],
+      ["::1", [{ san_type: "IP_ADDRESS", matcher: { exact: "::1" } }]],
+    ]);
+    const [endpoints] = resources.endpoint as unknown as Array<{ endpoints: Array<{ lb_endpoints: Array<{ metadata: unknown }> }> }>;
+    expect(endpoints!.endpoints[0]!.lb_endpoints.map((entry) => entry.metadata)).toEqual(
+      ["10.0.0.1", "10.0.0.2", "::1"].map((server) => ({ filter_metadata: { "envoy.transport_socket_match": { server } } })),
+    );
+    const file = join(dir, "bootstrap.json");
+    await writeFile(file, JSON.stringify(staticBootstrap(resources, 19901)));
+    const { stdout, stderr } = await run(toolPath("envoy"), ["--mode", "validate", "--config-path", file, "--disable-hot-restart"]).catch((error: { stdout: string; stderr: string }) => error);
+    expect(`${stdout}${stderr}`).toMatch(/configuration '.*' OK/);
+  });
+});
