@@ -2,11 +2,12 @@
 // shared kube-apiserver. Every identity the gateway forwards is compared
 // with what the same apiserver derives from the same credential directly.
 import { readFileSync } from "node:fs";
+import { connect as http2Connect } from "node:http2";
 import { request as httpsRequest } from "node:https";
 import { connect } from "node:tls";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { encodeGatewayConfig, type GatewayConfigInit } from "../filters/src/gateway/harness.js";
+import { encodeGatewayConfig, gatewayHost, request, type GatewayConfigInit } from "../filters/src/gateway/harness.js";
 import { wasmPath } from "@wharf/filters";
 import {
   issueCertificate,
@@ -348,5 +349,37 @@ describe("attack: bearer tokens through real Envoy", () => {
     expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(30);
     // Only reviews reached pool-a (no request with a junk token is forwarded); a health check may add one per 2 s.
     expect(reviews).toBeLessThanOrEqual(reviewBurst + Math.ceil(elapsedSeconds * reviewRate) + Math.ceil(elapsedSeconds / 2) + 1);
+  });
+});
+
+describe("attack: identities no client certificate can carry, decoded by the real apiserver", () => {
+  it("the filter's X-Remote-* for odd uid, groups and extra keys read back exactly (replayed with the front-proxy certificate)", async () => {
+    const host = await gatewayHost({ tokenReview: { cluster: "pool-a" } });
+    const user = {
+      username: " replayed user ",
+      uid: "u-9 ",
+      groups: ["g 1", "a,b", "system:authenticated"],
+      extra: { "Scopes/Odd Key%": ["x", "y,z"], "example.com/ünïcode": ["v"], "a+b=c;d": ["w"], "authentication.kubernetes.io/credential-id": ["JTI=1"] },
+    };
+    const { stream } = request(host, "GET", "/api", [["authorization", "Bearer replayed"]]);
+    host.respondToCall(host.calls[0]!, [[":status", "201"]], JSON.stringify({ status: { authenticated: true, user } }));
+    const headers: Record<string, string[]> = {};
+    for (const [name, value] of stream.requestHeaders) if (name.startsWith("x-remote-")) (headers[name] ??= []).push(value);
+    // Over HTTP/2, as Envoy talks to the apiserver (HTTP/1.1 would trim the values' spaces).
+    const session = http2Connect(kubeUrl, { ca: readFileSync(pki.ca.certFile), cert: readFileSync(pki.frontProxyClient.certFile), key: readFileSync(pki.frontProxyClient.keyFile) });
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = session.request({ ":method": "POST", ":path": "/apis/authentication.k8s.io/v1/selfsubjectreviews", "content-type": "application/json", ...headers });
+        let text = "";
+        req.setEncoding("utf8");
+        req.on("data", (chunk: string) => (text += chunk));
+        req.on("end", () => resolve(text));
+        req.on("error", reject);
+        req.end(selfReview);
+      });
+      expect((JSON.parse(body) as { status: { userInfo: UserInfo } }).status.userInfo).toEqual(user);
+    } finally {
+      session.close();
+    }
   });
 });

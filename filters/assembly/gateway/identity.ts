@@ -35,7 +35,9 @@ export function refusedIdentity(reason: string): Identity {
 /**
  * Whether kube-apiserver reads `value` from a header exactly as given: Go's
  * HTTP/2 server refuses control characters but HTAB, Envoy refuses NUL, CR
- * and LF, and the requestheader authenticator skips empty values.
+ * and LF, and the requestheader authenticator skips empty values. Leading
+ * and trailing spaces survive because the gateway speaks HTTP/2 upstream
+ * (HTTP/1.1 would trim them).
  */
 export function isForwardable(value: string): bool {
   if (value.length == 0) return false;
