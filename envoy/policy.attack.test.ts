@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { request as httpsRequest } from "node:https";
+import { connect } from "node:tls";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { clientCertificate, encodeGatewayConfig, gatewayHost, requestInfoOf, type GatewayConfigInit } from "../filters/src/gateway/harness.js";
@@ -90,6 +91,22 @@ function send(base: string, client: KeyPair, method: string, path: string, audit
     req.on("timeout", () => req.destroy(new Error(`${method} ${path} timed out`)));
     req.on("error", reject);
     req.end();
+  });
+}
+
+/** A request written on the socket as is (Node's client would upper-case the method); the status line and body. */
+function sendRaw(base: string, client: KeyPair, method: string, path: string): Promise<string> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const socket = connect(
+      { host: url.hostname, port: Number(url.port), ca: readFileSync(pki.ca.certFile), cert: readFileSync(client.certFile), key: readFileSync(client.keyFile), servername: "localhost" },
+      () => socket.write(`${method} ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`),
+    );
+    let text = "";
+    socket.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+    socket.on("end", () => resolve(text));
+    socket.on("error", reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error(`${method} ${path} timed out`)));
   });
 }
 
@@ -421,6 +438,16 @@ describe("attack: denies hold against collections, selectors and all-namespace r
     }
     // The rule leaves real watches alone, so the 403s above are not a blanket deny.
     expect((await through("GET", `${secrets}?watch=1&timeoutSeconds=1`)).status).toBe(200);
+  });
+
+  it("a method in another case never reads a denied object (the filter has no verb for it; the apiserver answers 405)", async () => {
+    for (const method of ["get", "Get", "dElete"]) {
+      const answer = await sendRaw(envoy.url, alice, method, "/api/v1/namespaces/prod/configmaps/critical");
+      expect(answer, method).not.toMatch(/^HTTP\/1\.1 2/);
+      expect(answer, method).not.toContain('"k":"v"');
+    }
+    expect(await exists("prod", "critical")).toBe(true);
+    expect(await sendRaw(envoy.url, alice, "GET", "/api/v1/namespaces/quirks/configmaps")).toMatch(/^HTTP\/1\.1 200/);
   });
 
   it("pods/exec is denied before the upgrade; other pod subresources reach the apiserver", async () => {
