@@ -67,11 +67,11 @@ beforeAll(async () => {
   });
   gatewayUrl = envoy.url;
   kubeconfig = await writeKubeconfig(join(dir, "alice.kubeconfig"), gatewayUrl, pki.ca.certFile, alice);
-  // Until the health checks have seen every apiserver ready.
+  // Until the health checks have seen every apiserver ready (in the pools' HTTP/2 clusters; their upgrade twins are upgrades.test.ts's).
   const deadline = Date.now() + 30_000;
   for (;;) {
     const clusters = await (await fetch(`${envoy.adminUrl}/clusters`)).text();
-    const healthy = clusters.split("\n").filter((line) => line.endsWith("::health_flags::healthy")).length;
+    const healthy = clusters.split("\n").filter((line) => /^pool-[ab]::/.test(line) && line.endsWith("::health_flags::healthy")).length;
     if (healthy === 3) break;
     if (Date.now() > deadline) throw new Error(`Envoy's health checks never saw 3 healthy apiservers:\n${clusters}`);
     await new Promise((resolve) => setTimeout(resolve, 250));

@@ -206,7 +206,10 @@ describe("wharf control-plane with a YAML file", () => {
     await writeFile(join(dir, "static-source.yaml"), config([{ name: "closed", rules: [{ resources: ["secrets"] }], action: { deny: { message: "no" } } }]));
     const { stdout } = await run(process.execPath, [wharf, "envoy", "static", "-f", join(dir, "static-source.yaml"), "--admin-port", "19901"], { maxBuffer: 64 * 1024 * 1024 });
     const bootstrap = parse(stdout) as { static_resources: { clusters: Array<{ name: string; type: string }>; secrets: Array<{ name: string }> } };
-    expect(bootstrap.static_resources.clusters.map((cluster) => [cluster.name, cluster.type])).toEqual([["main", "STATIC"]]);
+    expect(bootstrap.static_resources.clusters.map((cluster) => [cluster.name, cluster.type])).toEqual([
+      ["main", "STATIC"],
+      ["main/upgrade", "STATIC"],
+    ]);
     expect(bootstrap.static_resources.secrets.map((secret) => secret.name).sort()).toEqual(["client-ca", "front-proxy-client", "gateway-serving", "upstream-ca"]);
     expect(stdout).not.toMatch(/sds_config|config_discovery|\brds:/);
     await writeFile(join(dir, "static.yaml"), stdout);

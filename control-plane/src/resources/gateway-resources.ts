@@ -3,8 +3,9 @@
 // one static config (static-bootstrap.ts) for the tests, the benchmark and
 // `wharf envoy static`. Certificates travel as SDS secrets, so rotating one
 // is a snapshot update, not a restart.
-import type { JsonValue } from "@bufbuild/protobuf";
+import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { ResourceSet } from "../xds/snapshot.js";
+import { upgradeCluster, upgradeConfigs, upgradeEndpoints, upgradeRoute } from "./upgrades.js";
 
 export interface UpstreamPool {
   name: string;
@@ -110,6 +111,7 @@ function routesFor(pool: string, envoyCluster: string, header: string, isDefault
   const reads = { name: ":method", string_match: { safe_regex: { regex: "GET|HEAD" } } };
   const served = [{ header: { key: "x-wharf-served-by", value: pool } }];
   return [
+    upgradeRoute(byPool, envoyCluster, served),
     { match: { prefix: "/", headers: [...byPool, reads] }, route: { cluster: envoyCluster, timeout: "0s", retry_policy: readRetries }, response_headers_to_add: served },
     { match: { prefix: "/", headers: byPool }, route: { cluster: envoyCluster, timeout: "0s", retry_policy: writeRetries }, response_headers_to_add: served },
   ];
@@ -157,6 +159,11 @@ function upstreamTls(pool: UpstreamPool, clientCert: string, upstreamCa: string)
   };
 }
 
+/** Each pool's resource followed by its HTTP/1.1 twin for upgrades (upgrades.ts). */
+function withUpgradeTwins(resources: JsonObject[], twin: (resource: JsonObject) => JsonObject): JsonObject[] {
+  return resources.flatMap((resource) => [resource, twin(resource)]);
+}
+
 interface ClusterResources {
   secret: JsonValue[];
   cluster: JsonValue[];
@@ -184,7 +191,7 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
       { name: name("front-proxy-client"), tls_certificate: { certificate_chain: { inline_string: cluster.frontProxyCert }, private_key: { inline_string: cluster.frontProxyKey } } },
       { name: name("upstream-ca"), validation_context: { trusted_ca: { inline_string: cluster.upstreamCa } } },
     ],
-    cluster: cluster.pools.map((pool) => ({
+    cluster: withUpgradeTwins(cluster.pools.map((pool) => ({
       name: envoyClusterName(cluster, pool.name),
       type: "EDS",
       eds_cluster_config: { eds_config: ads },
@@ -212,8 +219,8 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
         },
       ],
       ...upstreamTls(pool, name("front-proxy-client"), name("upstream-ca")),
-    })),
-    endpoint: cluster.pools.map((pool) => ({
+    })), upgradeCluster),
+    endpoint: withUpgradeTwins(cluster.pools.map((pool) => ({
       cluster_name: envoyClusterName(cluster, pool.name),
       endpoints: [
         {
@@ -223,7 +230,7 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
           })),
         },
       ],
-    })),
+    })), upgradeEndpoints),
     extension: [
       {
         name: filterName,
@@ -285,6 +292,7 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
             // XFCC never survives. The route removes it before the apiserver.
             forward_client_cert_details: "SANITIZE_SET",
             set_current_client_cert_details: { cert: true },
+            upgrade_configs: upgradeConfigs,
             rds: { route_config_name: name("kube-apiserver"), config_source: ads },
             http_filters: [
               {

@@ -17,3 +17,4 @@ export { startGatewayEnvoy, type GatewayEnvoy, type GatewayEnvoyOptions } from "
 export { waitFor } from "./wait.js";
 export { kubectlOn } from "./kubectl.js";
 export { renderXdsBootstrap, startXdsEnvoy, type XdsEnvoyOptions } from "./xds-envoy.js";
+export { upgradeRequest, readWebSocketFrame, type UpgradeProtocol, type UpgradeResponse } from "./upgrade.js";
