@@ -56,7 +56,9 @@ describe("upstream TLS names", () => {
       { name: "by-name", endpoints: [{ host: "10.0.0.1", port: 6443 }], serverName: "kube.internal" },
       { name: "by-ip", endpoints: [{ host: "10.0.0.2", port: 6443 }] },
     ]);
-    const [byName, byIp] = resources.cluster as unknown as Array<{ transport_socket: TlsContext }>;
+    // By name: each pool's cluster is followed by its upgrade twin (upgrades.ts).
+    const clusters = resources.cluster as unknown as Array<{ name: string; transport_socket: TlsContext }>;
+    const [byName, byIp] = ["by-name", "by-ip"].map((name) => clusters.find((cluster) => cluster.name === name));
     expect(byName!.transport_socket.typed_config.sni).toBe("kube.internal");
     expect(sanOf(byName!.transport_socket)).toEqual([{ san_type: "DNS", matcher: { exact: "kube.internal" } }]);
     expect(byIp!.transport_socket.typed_config.sni).toBeUndefined();
