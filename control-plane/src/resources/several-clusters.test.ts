@@ -365,6 +365,12 @@ describe("attack: one cluster's clients against the other behind the same gatewa
     expect((await bearer(b)).status).toBe(401);
   });
 
+  it("b's admin certificate pasted into x-forwarded-client-cert, without a TLS client certificate, is no one on b", async () => {
+    const forged = `Hash=00;Cert="${encodeURIComponent(readFileSync(b.admin.certFile, "utf8"))}";Subject="CN=ops-admin,O=system:masters"`;
+    const answer = await call({ servername: b.hostname, ca: b.kube.pki.ca.certFile, path: "/api/v1/namespaces/only-on-b", headers: { "x-forwarded-client-cert": forged } });
+    expect(answer.status).toBe(401);
+  });
+
   it("a TLS session of a (with a's client certificate) does not resume on b's hostname", async () => {
     const path = "/api/v1/namespaces/only-on-a";
     const first = await handshake({ servername: a.hostname, ca: readFileSync(a.kube.pki.ca.certFile), cert: readFileSync(a.admin.certFile), key: readFileSync(a.admin.keyFile) });
