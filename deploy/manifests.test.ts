@@ -60,40 +60,81 @@ describe("deploy/ manifests", () => {
     await expect(kubectl("apply", "-f", file, "--dry-run=server", "--validate=strict")).rejects.toThrow(/unknown field "spec.replica"/);
   });
 
-  it("the sidecar fragment in a pod, with its ConfigMap, passes a server-side dry run", async () => {
-    const fragment = parse(await readFile(join(deploy, "sidecar", "envoy-sidecar.yaml"), "utf8")) as Record<string, unknown>;
+  it("the client-sidecar fragment in a workload pod, with its ConfigMap, passes a server-side dry run and mounts no Kubernetes credential", async () => {
+    const fragment = parse(await readFile(join(deploy, "client-sidecar", "envoy-sidecar.yaml"), "utf8")) as Record<string, unknown>;
     const pod = {
       apiVersion: "v1",
       kind: "Pod",
-      metadata: { name: "controller", namespace: "wharf-system", labels: { "wharf.dev/gateway-sidecar": "true" } },
-      spec: { ...fragment, serviceAccountName: "controller", containers: [{ name: "controller", image: "registry.example/controller:1", args: ["--kubeconfig=/etc/kube/gateway.kubeconfig"] }] },
+      metadata: { name: "controller", namespace: "wharf-system", labels: { "wharf.dev/envoy-role": "client-sidecar" } },
+      spec: { ...fragment, serviceAccountName: "controller", containers: [{ name: "controller", image: "registry.example/controller:1" }] },
     };
     const file = join(dir, "pod.yaml");
-    await writeFile(file, `${stringify(pod)}---\n${await readFile(join(deploy, "sidecar", "bootstrap-configmap.yaml"), "utf8")}`);
+    await writeFile(file, `${stringify(pod)}---\n${await readFile(join(deploy, "client-sidecar", "bootstrap-configmap.yaml"), "utf8")}`);
     // Pods are admitted only with an existing service account (no controller manager makes one here).
     await kubectl("-n", "wharf-system", "create", "serviceaccount", "controller");
     const output = await kubectl("apply", "-n", "wharf-system", "-f", file, "--dry-run=server", "--validate=strict", "-o", "json");
-    const list = JSON.parse(output) as { items: Array<{ kind: string; spec?: { initContainers?: Array<{ name: string; restartPolicy?: string }> } }> };
+    type Mount = { name: string; mountPath: string };
+    type Container = { name: string; restartPolicy?: string; volumeMounts?: Mount[] };
+    type Volume = { name: string; secret?: { secretName: string }; projected?: unknown; emptyDir?: unknown };
+    const list = JSON.parse(output) as { items: Array<{ kind: string; spec?: { initContainers?: Container[]; containers?: Container[]; volumes?: Volume[] } }> };
     const admittedPod = list.items.find((item) => item.kind === "Pod")!;
     // Admitted as a native sidecar: the API server kept restartPolicy Always on the init container.
-    expect(admittedPod.spec!.initContainers).toEqual([expect.objectContaining({ name: "wharf-gateway", restartPolicy: "Always" })]);
+    expect(admittedPod.spec!.initContainers).toEqual([expect.objectContaining({ name: "wharf-client-sidecar", restartPolicy: "Always" })]);
+    // As admitted (after the service-account admission added the token
+    // volume): the sidecar mounts its xDS certificate and nothing else
+    // secret, no projected token; the workload container keeps its token.
+    const volumes = new Map((admittedPod.spec!.volumes ?? []).map((volume) => [volume.name, volume]));
+    const sidecar = admittedPod.spec!.initContainers![0]!;
+    const sidecarVolumes = (sidecar.volumeMounts ?? []).map((mount) => volumes.get(mount.name)!);
+    expect(sidecarVolumes.filter((volume) => volume.secret).map((volume) => volume.secret!.secretName)).toEqual(["wharf-client-sidecar-xds"]);
+    expect(sidecarVolumes.filter((volume) => volume.projected)).toEqual([]);
+    const workload = admittedPod.spec!.containers![0]!;
+    expect((workload.volumeMounts ?? []).map((mount) => volumes.get(mount.name)!).some((volume) => volume.projected)).toBe(true);
     expect(list.items.map((item) => item.kind).sort()).toEqual(["ConfigMap", "Pod"]);
   });
 
-  it("the bootstrap ConfigMap is what `wharf envoy bootstrap` generates, and Envoy validates it", async () => {
-    const committed = await readFile(join(deploy, "sidecar", "bootstrap-configmap.yaml"), "utf8");
+  it("the gateway as a container of the kube-apiserver static pod passes a server-side dry run", async () => {
+    const fragment = parse(await readFile(join(deploy, "gateway", "apiserver-static-pod.yaml"), "utf8")) as { containers: unknown[]; volumes: unknown[] };
+    const pod = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "kube-apiserver", namespace: "kube-system" },
+      spec: {
+        hostNetwork: true,
+        priorityClassName: "system-node-critical",
+        containers: [{ name: "kube-apiserver", image: "registry.k8s.io/kube-apiserver:v1.36.3", command: ["kube-apiserver"] }, ...fragment.containers],
+        volumes: fragment.volumes,
+      },
+    };
+    const file = join(dir, "static-pod.yaml");
+    await writeFile(file, stringify(pod));
+    // The dry run goes through service-account admission, which a mirror pod skips.
+    await kubectl("-n", "kube-system", "create", "serviceaccount", "default").catch((error: Error) => {
+      if (!/AlreadyExists/.test(error.message)) throw error;
+    });
+    const output = await kubectl("apply", "-f", file, "--dry-run=server", "--validate=strict", "-o", "json");
+    const admitted = JSON.parse(output) as { spec: { containers: Array<{ name: string }> } };
+    expect(admitted.spec.containers.map((container) => container.name)).toEqual(["kube-apiserver", "wharf-gateway"]);
+  });
+
+  it.each([
+    ["gateway", "gateway"],
+    ["client-sidecar", "client-sidecar"],
+  ] as const)("the %s bootstrap ConfigMap is what `wharf envoy bootstrap` generates, and Envoy validates it with that role's credentials", async (directory, role) => {
+    const committed = await readFile(join(deploy, directory, "bootstrap-configmap.yaml"), "utf8");
     const command = /^# Generated by: wharf (.+)$/m.exec(committed)![1]!.split(" ");
     const { stdout } = await run(process.execPath, [join(repoRoot, "control-plane", "dist", "cli.js"), ...command]);
-    expect(committed, "regenerate deploy/sidecar/bootstrap-configmap.yaml with the command in its first line").toBe(stdout);
+    expect(committed, `regenerate deploy/${directory}/bootstrap-configmap.yaml with the command in its first line`).toBe(stdout);
 
     const bootstrap = (parse(committed) as { data: Record<string, string> }).data["bootstrap.yaml"]!;
+    const node = (parse(bootstrap) as { node: { id: string } }).node.id;
     // Envoy reads the xDS credentials the pod mounts: real ones, where the test can put them.
-    const credentials = join(dir, "xds-credentials");
-    await writeCredentials(credentials, (await NodeCa.loadOrCreate(join(dir, "node-ca"))).issueNode({ name: "sidecar", role: "gateway" }));
+    const credentials = join(dir, `xds-credentials-${directory}`);
+    await writeCredentials(credentials, (await NodeCa.loadOrCreate(join(dir, "node-ca"))).issueNode({ name: node, role }));
     expect(bootstrap).toContain("/etc/wharf/xds/node.key");
-    const file = join(dir, "bootstrap.yaml");
+    const file = join(dir, `bootstrap-${directory}.yaml`);
     await writeFile(file, bootstrap.replaceAll("/etc/wharf/xds/", `${credentials}/`));
-    const validation = await run(toolPath("envoy"), ["--mode", "validate", "--config-path", file, "--service-node", "default.controller", "--service-cluster", "wharf-gateway"]);
+    const validation = await run(toolPath("envoy"), ["--mode", "validate", "--config-path", file]);
     expect(validation.stdout + validation.stderr).toMatch(/configuration '.*' OK/);
   });
 });

@@ -1,7 +1,8 @@
 // The wharf command end to end: a YAML config file, the control plane as
 // its own process, Envoy from `wharf envoy bootstrap`, a kube-apiserver.
 import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
+import { X509Certificate } from "node:crypto";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -217,5 +218,33 @@ describe("wharf control-plane with a YAML file", () => {
     expect(validation.stdout + validation.stderr).toMatch(/configuration '.*' OK/);
     const refused = await run(process.execPath, [wharf, "envoy", "static", "-f", join(dir, "bad.yaml")]).catch((error: { code: number; stderr: string }) => error);
     expect(refused).toMatchObject({ code: 1 });
+  });
+});
+
+describe("wharf envoy ca / credentials", () => {
+  it("makes a node CA once and issues a node's certificate from it, naming role and node", async () => {
+    const state = join(dir, "ca-test");
+    await run(process.execPath, [wharf, "envoy", "ca", "--state-dir", state]);
+    const caBefore = await readFile(join(state, "node-ca.crt"), "utf8");
+    await run(process.execPath, [wharf, "envoy", "ca", "--state-dir", state]);
+    expect(await readFile(join(state, "node-ca.crt"), "utf8")).toBe(caBefore);
+    expect((await stat(join(state, "node-ca.key"))).mode & 0o077).toBe(0);
+
+    const out = join(dir, "issued");
+    await run(process.execPath, [wharf, "envoy", "credentials", "--role", "client-sidecar", "--node", "pod-b", "--out", out, "--state-dir", state]);
+    const cert = new X509Certificate(await readFile(join(out, "node.crt")));
+    expect(cert.checkIssued(new X509Certificate(caBefore))).toBe(true);
+    expect(cert.subjectAltName).toBe("URI:spiffe://wharf/client-sidecar/pod-b");
+    expect((await stat(join(out, "node.key"))).mode & 0o077).toBe(0);
+  });
+
+  it.each([
+    [["--role", "admin", "--node", "x"], /role "admin": want one of gateway, client-sidecar/],
+    [["--role", "gateway", "--node", "a/b"], /node name "a\/b": want a DNS-1123 name/],
+    [["--role", "gateway", "--node", "x", "--state-dir", "/nonexistent"], /no node CA in \/nonexistent/],
+  ])("refuses %j with a clear error", async (args, message) => {
+    const refused = await run(process.execPath, [wharf, "envoy", "credentials", "--out", join(dir, "refused"), "--state-dir", join(dir, "ca-test"), ...args]).catch((error: { code: number; stderr: string }) => error);
+    expect(refused).toMatchObject({ code: 1 });
+    expect((refused as { stderr: string }).stderr).toMatch(message);
   });
 });
