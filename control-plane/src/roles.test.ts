@@ -11,7 +11,7 @@ import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { anyUnpack, type Any } from "@bufbuild/protobuf/wkt";
 import type { DeltaDiscoveryResponse, DiscoveryResponse } from "@wharf/proto/envoy/service/discovery/v3/discovery_pb.js";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 import { wasmPath } from "@wharf/filters";
 import {
   createClusterPki,
@@ -136,6 +136,23 @@ describe("two roles from one config", () => {
   it("a wrong token through the client sidecar is refused: the sidecar lends it no identity of its own", async () => {
     const through = await fetch(`${sidecarUrl}/api/v1/namespaces/default/pods`, { headers: { authorization: "Bearer not-a-token" } });
     expect(through.status).toBe(401);
+  });
+
+  it("a local limit in client_sidecar stops the pod's excess requests in the pod: they never reach the gateway", async () => {
+    const completed = async () => Number(/: (\d+)/.exec(await (await fetch(`${gatewayEnvoy.adminUrl}/stats?filter=^http\\.gateway\\.downstream_rq_completed$`)).text())?.[1]);
+    const config = parse(controlPlane.config!.currentText) as { client_sidecar: Record<string, unknown> };
+    config.client_sidecar.local_limit = { requests_per_second: 1, burst: 2 };
+    const version = await controlPlane.config!.apply(stringify(config));
+    await waitFor(async () => controlPlane.cache.nodeStatus("pod-a", "client-sidecar")?.acked.listener === version, 10_000, "the sidecar's ACK of the limit");
+    const before = await completed();
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push((await fetch(`${sidecarUrl}/readyz`, { headers: { authorization: `Bearer ${token}` } })).status);
+    const passed = statuses.filter((status) => status === 200).length;
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThanOrEqual(3);
+    expect(passed + statuses.filter((status) => status === 429).length).toBe(6);
+    await waitFor(async () => (await completed()) - before === passed, 5000, "the gateway's count of the requests that passed");
+    // The gateway config did not change: only the sidecar limits.
+    expect(controlPlane.cache.nodeStatus("gateway-1", "gateway")?.acked.listener).toBe(version);
   });
 });
 

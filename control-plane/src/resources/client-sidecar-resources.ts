@@ -41,16 +41,19 @@ function route(methods: string, retryOn: string, retries: number, serverName: st
   };
 }
 
-function localLimitFilter(limit: { requestsPerSecond: number; burst: number }): JsonValue {
+const localRateLimitType = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit";
+
+// The limit itself lives on the virtual host (RDS), so changing it reaches
+// open connections at once; the filter in the listener stays as it is (off
+// unless a route configures it), and a listener change would only reach
+// new connections.
+function localLimit(limit: { requestsPerSecond: number; burst: number }): JsonValue {
   return {
-    name: "envoy.filters.http.local_ratelimit",
-    typed_config: {
-      "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-      stat_prefix: "client_sidecar",
-      token_bucket: { max_tokens: limit.burst, tokens_per_fill: limit.requestsPerSecond, fill_interval: "1s" },
-      filter_enabled: { runtime_key: "client_sidecar.local_limit_enabled", default_value: { numerator: 100, denominator: "HUNDRED" } },
-      filter_enforced: { runtime_key: "client_sidecar.local_limit_enforced", default_value: { numerator: 100, denominator: "HUNDRED" } },
-    },
+    "@type": localRateLimitType,
+    stat_prefix: "client_sidecar",
+    token_bucket: { max_tokens: limit.burst, tokens_per_fill: limit.requestsPerSecond, fill_interval: "1s" },
+    filter_enabled: { default_value: { numerator: 100, denominator: "HUNDRED" } },
+    filter_enforced: { default_value: { numerator: 100, denominator: "HUNDRED" } },
   };
 }
 
@@ -110,7 +113,7 @@ export function clientSidecarResources(deployment: ClientSidecarDeployment): Res
                   stream_idle_timeout: "0s",
                   rds: { route_config_name: "client-sidecar", config_source: ads },
                   http_filters: [
-                    ...(deployment.localLimit ? [localLimitFilter(deployment.localLimit)] : []),
+                    { name: "envoy.filters.http.local_ratelimit", typed_config: { "@type": localRateLimitType, stat_prefix: "client_sidecar" } },
                     { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
                   ],
                 },
@@ -127,6 +130,7 @@ export function clientSidecarResources(deployment: ClientSidecarDeployment): Res
           {
             name: "gateway",
             domains: ["*"],
+            ...(deployment.localLimit ? { typed_per_filter_config: { "envoy.filters.http.local_ratelimit": localLimit(deployment.localLimit) } } : {}),
             routes: [
               // Safe verbs again on another gateway after a failure; others
               // only when they cannot have been sent.
