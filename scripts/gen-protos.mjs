@@ -78,6 +78,7 @@ const envoyApi = [
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
   "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",
+  "envoy/extensions/access_loggers/file/v3/file.proto",
   // etcd's rpc.proto annotates its methods for grpc-gateway.
   "google/api/annotations.proto",
 ];

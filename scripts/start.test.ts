@@ -52,6 +52,7 @@ describe("npm start", () => {
   let envoyAdmin: string;
   let caFile: string;
   const admin = { certFile: "", keyFile: "" };
+  let issuedToken = "";
 
   const kubectl = (...args: string[]) => kubectlOn(kubeconfig)(...args);
   const readStack = async () => JSON.parse(await readFile(join(state, "stack.json"), "utf8")) as StackFile;
@@ -145,6 +146,7 @@ describe("npm start", () => {
   it("takes a service account's bearer token out of the box: the gateway may send its TokenReviews", async () => {
     await kubectl("-n", "e2e", "create", "serviceaccount", "robot");
     const token = (await kubectl("-n", "e2e", "create", "token", "robot")).trim();
+    issuedToken = token;
     const withToken = (value: string) =>
       kubectlOn("/dev/null")(`--server=https://127.0.0.1:${gatewayPort}`, `--certificate-authority=${caFile}`, `--token=${value}`, "auth", "whoami", "-o", "json");
     const review = JSON.parse(await withToken(token)) as { status: { userInfo: { username: string; groups: string[] } } };
@@ -152,6 +154,41 @@ describe("npm start", () => {
     expect(review.status.userInfo.groups).toContain("system:serviceaccounts:e2e");
     // A token the apiserver does not know is refused as it would refuse it, not with 503.
     await expect(withToken(token.slice(0, -4) + "AAAA")).rejects.toThrow(/Unauthorized/);
+  });
+
+  it("writes one JSON access-log line per request, with what the filter decided and no credential", async () => {
+    const file = join(state, "logs", "access.log");
+    type Line = Record<string, string | number | null>;
+    let lines: Line[] = [];
+    const read = async () => (lines = (await readFile(file, "utf8")).trim().split("\n").map((line) => JSON.parse(line) as Line));
+    const find = (want: Line) => lines.find((line) => Object.entries(want).every(([key, value]) => line[key] === value));
+    const wanted: Line[] = [
+      { user: "wharf-admin", method: "GET", path: "/api/v1/namespaces/e2e/configmaps", verb: "list", api_group: null, resource: "configmaps", namespace: "e2e", name: null, policy: "everyone", pool: "main", status: 200, refused: null },
+      { user: "wharf-admin", method: "POST", path: "/api/v1/namespaces/e2e/configmaps", verb: "create", resource: "configmaps", namespace: "e2e", status: 201 },
+      { user: "wharf-admin", method: "DELETE", path: "/api/v1/namespaces/e2e/configmaps/first", verb: "delete", resource: "configmaps", namespace: "e2e", name: "first", status: 200 },
+      { user: "wharf-admin", verb: "watch", resource: "configmaps", namespace: "e2e", policy: "watches", pool: "watches" },
+      { user: "wharf-admin", method: "POST", path: "/api/v1/namespaces/e2e/serviceaccounts/robot/token", verb: "create", resource: "serviceaccounts", subresource: "token", name: "robot", status: 201 },
+      { user: "system:serviceaccount:e2e:robot", method: "POST", api_group: "authentication.k8s.io", resource: "selfsubjectreviews", verb: "create", status: 201 },
+      // The made-up token: refused by the gateway itself, never forwarded.
+      { user: null, status: 401, refused: "Unauthorized", details: "wharf_gateway_unauthorized", apiserver: null, audit_id: null },
+    ];
+    await waitFor(async () => (await read(), wanted.every((want) => find(want) !== undefined)), 10_000, () => `access-log lines ${JSON.stringify(wanted.filter((want) => !find(want)))} in:\n${lines.map((line) => JSON.stringify(line)).join("\n")}`, 250);
+    const list = find(wanted[0]!)!;
+    expect(String(list.groups).split(",")).toContain("system:masters");
+    expect(list.apiserver).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(list.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(list.cluster).toBe("default");
+    expect(typeof list.duration_ms).toBe("number");
+    expect(list.bytes_sent).toBeGreaterThan(0);
+    expect(find({ user: "system:serviceaccount:e2e:robot" })!.groups).toContain("system:serviceaccounts:e2e");
+    // Never a credential: not the token (nor its signature-less part), no certificate, no Authorization.
+    const text = await readFile(file, "utf8");
+    expect(issuedToken.length).toBeGreaterThan(100);
+    expect(text).not.toContain(issuedToken.split(".")[1]!);
+    expect(text).not.toContain(issuedToken.slice(-20));
+    expect(text).not.toMatch(/BEGIN CERTIFICATE|Bearer|authorization/i);
+    // One line per request: the create of "second" happened once.
+    expect(lines.filter((line) => line.method === "POST" && line.path === "/api/v1/namespaces/e2e/configmaps").length).toBe(2);
   });
 
   it("wharf status shows every part healthy and the sidecar's accepted config", async () => {

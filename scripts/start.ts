@@ -152,7 +152,7 @@ try {
   }
   const configFile = join(state, "wharf.yaml");
   const controlPlaneState = join(state, "control-plane");
-  await ensureStackConfig(configFile, { pkiDir, gatewayPort: ports.gateway, servers: ports.apiservers.map((port) => `127.0.0.1:${port}`) });
+  await ensureStackConfig(configFile, { pkiDir, logDir, gatewayPort: ports.gateway, servers: ports.apiservers.map((port) => `127.0.0.1:${port}`) });
   if (!existsSync(tokenFile)) await writeFile(tokenFile, randomBytes(24).toString("hex") + "\n", { mode: 0o600 });
 
   const storeEndpoint = `http://127.0.0.1:${ports.store}`;

@@ -8,12 +8,14 @@ import { isMap, isSeq, parseDocument, stringify } from "yaml";
 
 export interface SampleConfigOptions {
   pkiDir: string;
+  /** Where Envoy writes the access log (access.log). */
+  logDir: string;
   gatewayPort: number;
   /** host:port of every kube-apiserver of the stack. */
   servers: string[];
 }
 
-function sampleConfig({ pkiDir, gatewayPort, servers }: SampleConfigOptions): string {
+function sampleConfig({ pkiDir, logDir, gatewayPort, servers }: SampleConfigOptions): string {
   return `# wharf control-plane config (docs/config.md). Edit and save: changes are live.
 # npm start keeps the pools' server lists in step with --apiservers.
 ${stringify({
@@ -30,6 +32,7 @@ ${stringify({
     client_cert_file: join(pkiDir, "front-proxy-client.crt"),
     client_key_file: join(pkiDir, "front-proxy-client.key"),
     token_review: { cluster: "main", authority: "localhost" },
+    access_log: { path: join(logDir, "access.log") },
     flow_control_schemas: [
       { name: "per-user", qps: 200, burst: 400, max_inflight: 400, max_watches: 2000, per_user: true },
       { name: "system", exempt: true },

@@ -180,3 +180,30 @@ describe("the client-sidecar role in the config", () => {
     expect(await refusal((config) => (config.client_sidecar = { ...sidecar, gateway_ca_file: both }))).toMatch(/client_sidecar\.gateway_ca_file: holds a private key/);
   });
 });
+
+describe("the access log in the config", () => {
+  const load = (config: ReturnType<typeof base>) => loadConfigText(stringify(config), { baseDir: dir, wasmFile: wasmPath("gateway") });
+
+  it("is off unless configured; when on, the path resolves against the config's directory and the filter is told", async () => {
+    const off = (await load(base())).deployment.clusters[0]!;
+    expect(off.accessLog).toBeUndefined();
+    expect(fromBinary(GatewayConfigSchema, off.gatewayConfig).accessLog).toBe(false);
+    const config = base();
+    config.upstream_cluster!.access_log = { path: "logs/access.log", fields: ["time", "user", "status"], sample_percent: 12.5 };
+    const on = (await load(config)).deployment.clusters[0]!;
+    expect(on.accessLog).toEqual({ path: join(dir, "logs", "access.log"), fields: ["time", "user", "status"], samplePercent: 12.5 });
+    expect(fromBinary(GatewayConfigSchema, on.gatewayConfig).accessLog).toBe(true);
+    config.upstream_cluster!.access_log = { path: "/var/log/wharf.log" };
+    expect((await load(config)).deployment.clusters[0]!.accessLog).toEqual({ path: "/var/log/wharf.log", fields: [], samplePercent: 100 });
+  });
+
+  it("refuses a missing path, an unknown field and a sample outside (0, 100], naming the field", async () => {
+    expect(await refusal((config) => (config.upstream_cluster!.access_log = { fields: ["user"] }))).toMatch(/^upstream_cluster\.access_log\.path: required/);
+    expect(await refusal((config) => (config.upstream_cluster!.access_log = { path: "a.log", fields: ["user", "authorization"] }))).toMatch(
+      /^upstream_cluster\.access_log\.fields\[1\]: "authorization" is not a field/,
+    );
+    for (const sample of [-1, 100.5, "NaN"]) {
+      expect(await refusal((config) => (config.upstream_cluster!.access_log = { path: "a.log", sample_percent: sample }))).toMatch(/^upstream_cluster\.access_log\.sample_percent: must be above 0/);
+    }
+  });
+});

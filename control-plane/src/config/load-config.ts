@@ -4,10 +4,11 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
-import { ConfigSchema, type ClientSidecar, type Config, type UpstreamCluster } from "@wharf/proto/wharf/config/v1/config_pb.js";
+import { ConfigSchema, type AccessLog, type ClientSidecar, type Config, type UpstreamCluster } from "@wharf/proto/wharf/config/v1/config_pb.js";
 import { GatewayConfigSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js";
 import { parse } from "yaml";
 import type { ClientSidecarDeployment } from "../resources/client-sidecar-resources.js";
+import { accessLogFields, type AccessLogDeployment } from "../resources/access-log.js";
 import { envoyClusterName, type GatewayDeployment, type UpstreamClusterDeployment, type UpstreamPool } from "../resources/gateway-resources.js";
 
 export class ConfigError extends Error {
@@ -152,6 +153,17 @@ function perClusterOnly(cluster: UpstreamCluster): Array<[string, boolean]> {
   ];
 }
 
+function toAccessLog(log: AccessLog | undefined, field: string, baseDir: string): AccessLogDeployment | undefined {
+  if (!log) return undefined;
+  if (log.path === "") throw new ConfigError(`${field}.path`, "required");
+  log.fields.forEach((name, index) => {
+    if (!Object.hasOwn(accessLogFields, name)) throw new ConfigError(`${field}.fields[${index}]`, `"${name}" is not a field (${Object.keys(accessLogFields).join(", ")})`);
+  });
+  const percent = log.samplePercent === 0 ? 100 : log.samplePercent;
+  if (!(percent > 0 && percent <= 100)) throw new ConfigError(`${field}.sample_percent`, `must be above 0 and at most 100 (got ${log.samplePercent})`);
+  return { path: isAbsolute(log.path) ? log.path : resolve(baseDir, log.path), fields: [...new Set(log.fields)], samplePercent: percent };
+}
+
 /** One cluster, checked; `field` is where it sits in the config, for errors. */
 async function toCluster(
   upstream: UpstreamCluster,
@@ -191,6 +203,7 @@ async function toCluster(
   upstream.flowControlSchemas.forEach((schema, index) => {
     if (!(schema.qps >= 0)) throw new ConfigError(`${field}.flow_control_schemas[${index}].qps`, "must be >= 0");
   });
+  const accessLog = toAccessLog(upstream.accessLog, `${field}.access_log`, options.baseDir);
   const review = upstream.tokenReview;
   if (review && !poolNames.has(review.cluster)) throw new ConfigError(`${field}.token_review.cluster`, `names no pool ("${review.cluster}")`);
 
@@ -202,11 +215,13 @@ async function toCluster(
       defaultAction: { target: { case: "upstream", value: upstream.defaultPool } },
       // The filter calls an Envoy cluster; pools of named clusters are prefixed.
       tokenReview: review && { ...review, cluster: envoyClusterName({ name }, review.cluster) },
+      accessLog: accessLog !== undefined,
     }),
   );
   return {
     name,
     hostnames,
+    ...(accessLog ? { accessLog } : {}),
     servingCert: await readPem(tlsFields.certFile, tls.certFile, options.baseDir),
     servingKey: await readPem(tlsFields.keyFile, tls.keyFile, options.baseDir),
     clientCa: await readPem(tlsFields.clientCaFile, tls.clientCaFile, options.baseDir),

@@ -5,6 +5,7 @@
 // is a snapshot update, not a restart.
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { ResourceSet } from "../xds/snapshot.js";
+import { accessLogFor, type AccessLogDeployment } from "./access-log.js";
 import { upgradeCluster, upgradeConfigs, upgradeEndpoints, upgradeRoute } from "./upgrades.js";
 
 export interface UpstreamPool {
@@ -43,6 +44,8 @@ export interface UpstreamClusterDeployment {
   pools: UpstreamPool[];
   /** The pool requests go to when the filter names none. */
   defaultPool: string;
+  /** Envoy's access log for this cluster's requests; none if unset. */
+  accessLog?: AccessLogDeployment;
 }
 
 export interface GatewayDeployment {
@@ -293,6 +296,7 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
             forward_client_cert_details: "SANITIZE_SET",
             set_current_client_cert_details: { cert: true },
             upgrade_configs: upgradeConfigs,
+            ...(cluster.accessLog ? { access_log: [accessLogFor(cluster.name, cluster.accessLog)] } : {}),
             rds: { route_config_name: name("kube-apiserver"), config_source: ads },
             http_filters: [
               {

@@ -10,3 +10,4 @@ export {
 } from "./gateway-resources.js";
 export { staticBootstrap } from "./static-bootstrap.js";
 export { clientSidecarResources, type ClientSidecarDeployment } from "./client-sidecar-resources.js";
+export { accessLogFields, type AccessLogDeployment } from "./access-log.js";

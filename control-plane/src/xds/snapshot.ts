@@ -20,6 +20,7 @@ import { SecretSchema, file_envoy_extensions_transport_sockets_tls_v3_secret } f
 import { file_envoy_extensions_transport_sockets_tls_v3_tls } from "@wharf/proto/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
 import { file_envoy_extensions_upstreams_http_v3_http_protocol_options } from "@wharf/proto/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
 import { file_envoy_extensions_filters_http_local_ratelimit_v3_local_rate_limit } from "@wharf/proto/envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit_pb.js";
+import { file_envoy_extensions_access_loggers_file_v3_file } from "@wharf/proto/envoy/extensions/access_loggers/file/v3/file_pb.js";
 import { referencesOf } from "./references.js";
 
 export const typeUrls = {
@@ -58,6 +59,7 @@ export const registry = createRegistry(
   file_envoy_extensions_upstreams_http_v3_http_protocol_options,
   file_envoy_extensions_retry_host_previous_hosts_v3_previous_hosts,
   file_envoy_extensions_filters_http_local_ratelimit_v3_local_rate_limit,
+  file_envoy_extensions_access_loggers_file_v3_file,
 );
 
 export interface NamedResource {

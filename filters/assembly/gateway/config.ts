@@ -86,6 +86,8 @@ export class GatewayConfig {
   defaultAction: DispatchAction | null = null;
   routingHeader: string = "x-wharf-upstream";
   annotateRequests: bool = false;
+  /** Describe each request in filter state for Envoy's access log (access-log.ts). */
+  accessLog: bool = false;
   tokenReview: TokenReviewConfig | null = null;
 
   schema(name: string): FlowControlSchema | null {
@@ -230,6 +232,7 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
     else if (field == 4 && wire == 2) config.routingHeader = r.string().toLowerCase();
     else if (field == 6 && wire == 0) config.annotateRequests = r.bool();
     else if (field == 7 && wire == 2) config.tokenReview = decodeTokenReview(r.bytes(), r);
+    else if (field == 8 && wire == 0) config.accessLog = r.bool();
     else r.skip(wire);
     tag = r.tag();
   }

@@ -27,6 +27,7 @@ import { decodeConfig, FlowControlSchema, GatewayConfig } from "./config";
 import { acquire, bucketKey, counters, release } from "./flow-control";
 import { cachedForwardedCertIdentity } from "./client-cert";
 import { anonymousIdentity, extraHeaderName, Identity } from "./identity";
+import { describeRefusal, describeRequest } from "./access-log";
 import { countRejection, countRequest, countResponse, setInflight } from "./metrics";
 import { decide } from "./policy";
 import { classify } from "./request-info";
@@ -69,6 +70,8 @@ class GatewayRoot extends RootContext {
 }
 
 function reply(code: u32, reason: string, message: string, retryAfterSeconds: i32): void {
+  // Always: refusals are the rare path, and the access log needs them even before a config says more.
+  describeRefusal(reason);
   const headers = new Array<HeaderPair>();
   headers.push(new HeaderPair("content-type", "application/json"));
   if (retryAfterSeconds > 0) headers.push(new HeaderPair("retry-after", retryAfterSeconds.toString()));
@@ -196,6 +199,7 @@ class GatewayStream extends HttpContext {
       return FilterHeadersStatus.StopIteration;
     }
     const decision = decide(config, info, identity);
+    if (config.accessLog) describeRequest(identity, info, decision.policy);
     const resource = info.isResourceRequest ? info.resource + (info.subresource.length > 0 ? "/" + info.subresource : "") : "nonresource";
     countRequest(decision.policy, info.verb, resource);
     if (config.annotateRequests) {
