@@ -6,6 +6,7 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import type { ResourceSet } from "../xds/snapshot.js";
 import { accessLogFor, type AccessLogDeployment } from "./access-log.js";
+import { clientTimeouts } from "./timeouts.js";
 import { upgradeCluster, upgradeConfigs, upgradeEndpoints, upgradeRoute } from "./upgrades.js";
 
 export interface UpstreamPool {
@@ -288,7 +289,7 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             stat_prefix: cluster.name === "" ? "gateway" : `gateway.${cluster.name}`,
             codec_type: "AUTO",
-            stream_idle_timeout: "0s",
+            ...clientTimeouts(),
             // The verified client certificate itself (URL-encoded PEM in
             // x-forwarded-client-cert) is what the filter derives the
             // identity from, exactly as kube-apiserver would; a client's own

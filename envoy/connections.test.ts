@@ -1,4 +1,5 @@
-// Connection upgrades through the gateway (real Envoy, real kube-apiserver):
+// Connections through the gateway (real Envoy, real kube-apiserver): a
+// client too slow with its headers is cut off; and connection upgrades:
 // what `kubectl exec`, `attach`, `cp` and `port-forward` send, over
 // WebSocket and SPDY/3.1, must reach the apiserver and get its own answer,
 // and a policy that denies the subresource must deny the upgrade. There is
@@ -7,6 +8,8 @@
 // that the upgrade request reached it, and a WebSocket watch (which the
 // apiserver itself serves) is the proof that a 101 goes through.
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { connect } from "node:tls";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -239,4 +242,38 @@ describe("attack: upgrades", () => {
     expect(JSON.parse(response.body)).toMatchObject({ reason: "Forbidden" });
     expect((JSON.parse(response.body) as { message: string }).message).toContain('User "bob"');
   });
+});
+
+describe("attack: slow clients", () => {
+  it("a client trickling its request headers is cut off after request_headers_timeout (10 s), with a 408", async () => {
+    const stat = async () => {
+      const text = await (await fetch(`${envoy.adminUrl}/stats?filter=^http\\.gateway\\.downstream_rq_header_timeout$`)).text();
+      return Number(/: (\d+)/.exec(text)?.[1] ?? "NaN");
+    };
+    const before = await stat();
+    const { port } = new URL(envoy.url);
+    const socket = connect({ host: "127.0.0.1", port: Number(port), servername: "localhost", ca: readFileSync(pki.ca.certFile), cert: readFileSync(alice.certFile), key: readFileSync(alice.keyFile), ALPNProtocols: ["http/1.1"] });
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString()));
+    const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+    socket.on("error", () => undefined);
+    await new Promise<void>((resolve, reject) => socket.once("secureConnect", resolve).once("error", reject));
+    const started = Date.now();
+    socket.write("GET /api/v1/namespaces HTTP/1.1\r\nHost: localhost\r\n");
+    // Progress does not extend the deadline: a header line every half second.
+    let line = 0;
+    const trickle = setInterval(() => socket.writable && socket.write(`x-slow-${line++}: a\r\n`), 500);
+    try {
+      await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error(`still open after 20 s; received: ${received}`)), 20_000))]);
+    } finally {
+      clearInterval(trickle);
+      socket.destroy();
+    }
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(9_500);
+    expect(elapsed).toBeLessThan(15_000);
+    expect(received).toMatch(/^HTTP\/1\.1 408 /);
+    expect(line).toBeGreaterThan(15);
+    expect(await stat()).toBe(before + 1);
+  }, 30_000);
 });
