@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
-import { freePort, freePortRange, httpsGet, kubectlOn, makeWorkDir, repoRoot, toolPath, waitFor } from "@wharf/testkit";
+import { freePort, freePortRange, httpsGet, kubectlOn, makeWorkDir, repoRoot, toolPath, upgradeRequest, waitFor } from "@wharf/testkit";
 
 const run = promisify(execFile);
 
@@ -158,6 +158,12 @@ describe("npm start", () => {
 
   it("writes one JSON access-log line per request, with what the filter decided and no credential", async () => {
     const file = join(state, "logs", "access.log");
+    // Credentials where a careless log would copy them: a query string, a
+    // WebSocket bearer subprotocol, an Authorization header with a client certificate.
+    const marker = "c3VwZXItc2VjcmV0LXRva2Vu";
+    await httpsGet(`https://127.0.0.1:${gatewayPort}/api/v1/namespaces/e2e/secrets?access_token=${marker}`, caFile, admin);
+    const upgraded = await upgradeRequest(`https://127.0.0.1:${gatewayPort}/api/v1/namespaces/e2e/configmaps?watch=true`, caFile, { kind: "websocket", subprotocols: [`base64url.bearer.authorization.k8s.io.${marker}`] }, { client: admin, headers: { authorization: `Bearer ${marker}` } });
+    upgraded.socket?.destroy();
     type Line = Record<string, string | number | null>;
     let lines: Line[] = [];
     const read = async () => (lines = (await readFile(file, "utf8")).trim().split("\n").map((line) => JSON.parse(line) as Line));
@@ -171,6 +177,7 @@ describe("npm start", () => {
       { user: "system:serviceaccount:e2e:robot", method: "POST", api_group: "authentication.k8s.io", resource: "selfsubjectreviews", verb: "create", status: 201 },
       // The made-up token: refused by the gateway itself, never forwarded.
       { user: null, status: 401, refused: "Unauthorized", details: "wharf_gateway_unauthorized", apiserver: null, audit_id: null },
+      { user: "wharf-admin", method: "GET", path: "/api/v1/namespaces/e2e/secrets", verb: "list", resource: "secrets", status: 200 },
     ];
     await waitFor(async () => (await read(), wanted.every((want) => find(want) !== undefined)), 10_000, () => `access-log lines ${JSON.stringify(wanted.filter((want) => !find(want)))} in:\n${lines.map((line) => JSON.stringify(line)).join("\n")}`, 250);
     const list = find(wanted[0]!)!;
@@ -187,6 +194,7 @@ describe("npm start", () => {
     expect(text).not.toContain(issuedToken.split(".")[1]!);
     expect(text).not.toContain(issuedToken.slice(-20));
     expect(text).not.toMatch(/BEGIN CERTIFICATE|Bearer|authorization/i);
+    expect(text).not.toContain(marker);
     // One line per request: the create of "second" happened once.
     expect(lines.filter((line) => line.method === "POST" && line.path === "/api/v1/namespaces/e2e/configmaps").length).toBe(2);
   });
