@@ -18,6 +18,7 @@ import {
   removeHeader,
   addHeader,
   replaceHeader,
+  requestCollection,
   RootContext,
   sendLocalResponse,
   setRootContextFactory,
@@ -83,6 +84,15 @@ function headerValue(headers: HeaderPair[], name: string): string | null {
   return null;
 }
 
+/** Inputs from this size on are rare and may be hostile: their garbage is collected right away. */
+const largeInputBytes = 16 * 1024;
+
+function isLarge(headers: HeaderPair[]): bool {
+  let size = 0;
+  for (let i = 0; i < headers.length; i++) size += headers[i].name.length + headers[i].value.length;
+  return size >= largeInputBytes;
+}
+
 function unauthorized(message: string = "Unauthorized"): FilterHeadersStatus {
   countRejection("unauthorized");
   reply(401, "Unauthorized", message, 0);
@@ -106,6 +116,8 @@ class GatewayStream extends HttpContext {
   private headers: HeaderPair[] = [];
   private method: string = "";
   private path: string = "";
+  /** Set when this stream brought a hostile-sized input: its garbage is collected at once. */
+  private largeInput: bool = false;
 
   private get config(): GatewayConfig {
     return (this.root as GatewayRoot).config;
@@ -125,6 +137,10 @@ class GatewayStream extends HttpContext {
     }
     this.method = method!;
     this.path = path!;
+    if (isLarge(this.headers)) {
+      this.largeInput = true;
+      requestCollection();
+    }
 
     // Envoy sets this header only for a verified client certificate (and drops a client's own).
     const forwardedCert = headerValue(this.headers, "x-forwarded-client-cert");
@@ -163,6 +179,7 @@ class GatewayStream extends HttpContext {
     const review = this.config.tokenReview;
     if (review === null || this.reviewedToken.length == 0) return;
     const status = getHeader(MapType.HttpCallResponseHeaders, ":status");
+    if (bodySize >= <u32>largeInputBytes) requestCollection();
     const body = getBufferBytes(BufferType.HttpCallResponseBody, 0, bodySize);
     const identity = identityFromReview(status, body === null ? "" : String.UTF8.decode(body!));
     // A transport failure or an apiserver error is no verdict on the token: not cached.
@@ -259,7 +276,8 @@ class GatewayStream extends HttpContext {
     const headers = this.headers;
     for (let i = 0; i < headers.length; i++) {
       const name = headers[i].name;
-      if (name.startsWith("x-remote-")) removeHeader(MapType.HttpRequestHeaders, name);
+      // x-wharf-request-info is the gateway's word only (annotateRequests replaces it when on).
+      if (name.startsWith("x-remote-") || name == "x-wharf-request-info") removeHeader(MapType.HttpRequestHeaders, name);
     }
     replaceHeader(MapType.HttpRequestHeaders, "x-remote-user", identity.user);
     if (identity.uid.length > 0) replaceHeader(MapType.HttpRequestHeaders, "x-remote-uid", identity.uid);
@@ -278,6 +296,12 @@ class GatewayStream extends HttpContext {
   }
 
   onDone(): bool {
+    if (this.largeInput) {
+      this.headers = [];
+      this.path = "";
+      this.reviewedToken = "";
+      requestCollection();
+    }
     const schema = this.admittedSchema;
     if (schema !== null) {
       release(schema, this.admittedKey, this.admittedWatch);

@@ -1,5 +1,6 @@
 // A small JSON reader, enough for TokenReview responses. Malformed input
 // yields null rather than a trap.
+import { TextBuffer } from "./text-buffer";
 
 export const enum JsonKind {
   Null,
@@ -91,29 +92,29 @@ class Parser {
 
   private string(): string {
     this.pos++; // opening quote
-    let out = "";
+    const out = new TextBuffer();
     while (this.pos < this.text.length) {
       const c = this.text.charCodeAt(this.pos++);
-      if (c == 0x22) return out;
+      if (c == 0x22) return out.toString();
       if (c != 0x5c) {
-        out += String.fromCharCode(c);
+        out.pushCode(c);
         continue;
       }
       if (this.pos >= this.text.length) break;
       const e = this.text.charCodeAt(this.pos++);
-      if (e == 0x6e) out += "\n";
-      else if (e == 0x74) out += "\t";
-      else if (e == 0x72) out += "\r";
-      else if (e == 0x62) out += "\b";
-      else if (e == 0x66) out += "\f";
+      if (e == 0x6e) out.pushCode(0x0a);
+      else if (e == 0x74) out.pushCode(0x09);
+      else if (e == 0x72) out.pushCode(0x0d);
+      else if (e == 0x62) out.pushCode(0x08);
+      else if (e == 0x66) out.pushCode(0x0c);
       else if (e == 0x75) {
         if (this.pos + 4 > this.text.length) break;
-        out += String.fromCharCode(<i32>parseInt(this.text.substring(this.pos, this.pos + 4), 16));
+        out.pushCode(<i32>parseInt(this.text.substring(this.pos, this.pos + 4), 16));
         this.pos += 4;
-      } else out += String.fromCharCode(e);
+      } else out.pushCode(e);
     }
     this.failed = true;
-    return out;
+    return out.toString();
   }
 
   private array(): JsonValue {
@@ -170,15 +171,21 @@ export function parseJson(text: string): JsonValue | null {
   return parser.failed ? null : value;
 }
 
-/** A JSON string literal for `text`. */
+/** A JSON string literal for `text`; linear in its length. */
 export function jsonString(text: string): string {
-  let out = "\"";
+  const out = new TextBuffer(text.length + 2);
+  out.pushCode(0x22);
+  let run = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    if (c == 0x22) out += "\\\"";
-    else if (c == 0x5c) out += "\\\\";
-    else if (c < 0x20) out += "\\u00" + (c < 16 ? "0" : "") + c.toString(16);
-    else out += String.fromCharCode(c);
+    if (c != 0x22 && c != 0x5c && c >= 0x20) continue;
+    out.pushRange(text, run, i);
+    run = i + 1;
+    if (c == 0x22) out.pushString("\\\"");
+    else if (c == 0x5c) out.pushString("\\\\");
+    else out.pushString("\\u00" + (c < 16 ? "0" : "") + c.toString(16));
   }
-  return out + "\"";
+  out.pushRange(text, run, text.length);
+  out.pushCode(0x22);
+  return out.toString();
 }

@@ -10,6 +10,24 @@ const streams = new Map<u32, HttpContext>();
 // dispatcher remembers which stream asked so the answer reaches it.
 const callouts = new Map<u32, u32>();
 
+// The incremental collector frees garbage in steps paced by allocation, so a
+// few requests with huge inputs can leave megabytes of garbage behind and
+// grow linear memory (which never shrinks). A filter that just handled a
+// large input asks for a full collection; it runs when the callback has
+// returned, once that callback's locals are no longer roots.
+let collectionRequested = false;
+
+/** Runs a full garbage collection after the current callback returns. */
+export function requestCollection(): void {
+  collectionRequested = true;
+}
+
+function collectIfRequested(): void {
+  if (!collectionRequested) return;
+  collectionRequested = false;
+  __collect();
+}
+
 /** Records that stream `contextId` made HTTP call `calloutId`. */
 export function registerCallout(calloutId: u32, contextId: u32): void {
   callouts.set(calloutId, contextId);
@@ -46,7 +64,9 @@ export function proxy_on_tick(rootContextId: u32): void {
 }
 
 export function proxy_on_request_headers(contextId: u32, headerCount: u32, endOfStream: bool): u32 {
-  return streams.has(contextId) ? streams.get(contextId).onRequestHeaders(headerCount, endOfStream) : 0;
+  const status = streams.has(contextId) ? streams.get(contextId).onRequestHeaders(headerCount, endOfStream) : 0;
+  collectIfRequested();
+  return status;
 }
 
 export function proxy_on_request_body(contextId: u32, bodySize: u32, endOfStream: bool): u32 {
@@ -74,6 +94,7 @@ export function proxy_on_http_call_response(contextId: u32, calloutId: u32, head
   } else if (roots.has(target)) {
     roots.get(target).onHttpCallResponse(calloutId, headerCount, bodySize, trailerCount);
   }
+  collectIfRequested();
 }
 
 export function proxy_on_log(contextId: u32): void {
@@ -81,9 +102,11 @@ export function proxy_on_log(contextId: u32): void {
 }
 
 export function proxy_on_done(contextId: u32): bool {
-  if (streams.has(contextId)) return streams.get(contextId).onDone();
-  if (roots.has(contextId)) return roots.get(contextId).onDone();
-  return true;
+  let done = true;
+  if (streams.has(contextId)) done = streams.get(contextId).onDone();
+  else if (roots.has(contextId)) done = roots.get(contextId).onDone();
+  collectIfRequested();
+  return done;
 }
 
 export function proxy_on_delete(contextId: u32): void {

@@ -3,4 +3,4 @@ export * from "./enums";
 export * from "./hostcalls";
 export { decodeUtf8, isValidUtf8 } from "./utf8";
 export { HttpContext, RootContext } from "./context";
-export { setRootContextFactory, rootContext } from "./dispatcher";
+export { setRootContextFactory, rootContext, requestCollection } from "./dispatcher";

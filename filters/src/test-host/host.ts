@@ -85,12 +85,15 @@ export interface HostOptions {
 }
 
 const rootId = 1;
+const decoder = new TextDecoder();
 
 export class ProxyWasmHost {
   readonly logs: Array<{ level: LogLevel; message: string }> = [];
   readonly metrics = new Map<number, Metric>();
   readonly calls: HttpCall[] = [];
   tickPeriodMs = 0;
+  /** Host functions the guest has called (every ABI import counts one): the cost a filter puts on Envoy. */
+  hostCalls = 0;
   private instance!: WebAssembly.Instance;
   private readonly streams = new Map<number, Stream>();
   private readonly rootBuffers = new Map<number, Uint8Array>();
@@ -119,7 +122,15 @@ export class ProxyWasmHost {
         throw new Error(`${wasmFile} imports ${entry.module}.${entry.name}, which is not part of proxy-wasm ABI v0.2.1`);
       }
     }
-    host.instance = await WebAssembly.instantiate(module, { env: provided });
+    // Every import counts itself, so a test can tell how many host calls a request costs.
+    const counted: Record<string, (...args: never[]) => number> = {};
+    for (const [name, fn] of Object.entries(provided)) {
+      counted[name] = (...args: never[]) => {
+        host.hostCalls++;
+        return fn(...args);
+      };
+    }
+    host.instance = await WebAssembly.instantiate(module, { env: counted });
     return host;
   }
 
@@ -127,8 +138,24 @@ export class ProxyWasmHost {
     return this.instance.exports as unknown as Record<string, (...args: number[]) => number>;
   }
 
+  /** Size of the guest's linear memory: it only grows, so a flat value means nothing accumulates. */
+  get memoryBytes(): number {
+    return (this.instance.exports.memory as WebAssembly.Memory).buffer.byteLength;
+  }
+
+  /** Sets a property (e.g. "connection.subject_peer_certificate") as a new connection would present it; undefined removes it. */
+  setProperty(path: string, value: Uint8Array | string | undefined): void {
+    if (value === undefined) this.properties.delete(path);
+    else this.properties.set(path, typeof value === "string" ? new TextEncoder().encode(value) : value);
+  }
+
+  private memoryView = new Uint8Array(0);
+
+  /** A view of guest memory, made again only when the memory grew (growing detaches the old buffer). */
   private get memory(): Uint8Array {
-    return new Uint8Array((this.instance.exports.memory as WebAssembly.Memory).buffer);
+    const buffer = (this.instance.exports.memory as WebAssembly.Memory).buffer;
+    if (this.memoryView.buffer !== buffer) this.memoryView = new Uint8Array(buffer);
+    return this.memoryView;
   }
 
   private call(name: string, ...args: number[]): number {
@@ -197,11 +224,16 @@ export class ProxyWasmHost {
   }
 
   private readString(pointer: number, size: number): string {
-    return new TextDecoder().decode(this.read(pointer, size));
+    if (pointer + size > this.memory.length) throw new RangeError("guest pointer out of bounds");
+    return decoder.decode(this.memory.subarray(pointer, pointer + size));
   }
 
   private writeU32(pointer: number, value: number): void {
-    new DataView(this.memory.buffer).setUint32(pointer, value, true);
+    const memory = this.memory;
+    memory[pointer] = value & 0xff;
+    memory[pointer + 1] = (value >>> 8) & 0xff;
+    memory[pointer + 2] = (value >>> 16) & 0xff;
+    memory[pointer + 3] = (value >>> 24) & 0xff;
   }
 
   /** Copies bytes into guest memory the guest allocated, as Envoy does. */

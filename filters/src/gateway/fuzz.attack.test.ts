@@ -1,0 +1,232 @@
+// attack: a million random and mutated requests through the compiled filter
+// on the test host (two workers sharing shared data, as Envoy runs them):
+// methods, paths, query strings, identity and impersonation headers, bearer
+// tokens, certificate subjects, huge inputs, TokenReview answers that are
+// garbage, late or never useful, streams that end while their review is
+// pending. The filter must never trap, never forward a client's identity
+// claim, answer every refusal with a Status body, give back every
+// flow-control slot, and keep its memory flat.
+// WHARF_FUZZ_SEED=<n> replays a run; WHARF_FUZZ_REQUESTS=<n> changes its size.
+import { describe, expect, it } from "vitest";
+import { type HttpCall, type ProxyWasmHost, type StreamHandle } from "../test-host/host.js";
+import { SharedData } from "../test-host/shared-data.js";
+import { fuzzSeed, knownTokens, RequestFuzzer, seededRandom, spoofMarker, type FuzzRequest } from "./fuzz.js";
+import { gatewayHost, type GatewayConfigInit } from "./harness.js";
+
+const total = Number(process.env.WHARF_FUZZ_REQUESTS ?? 1_000_000);
+const seed = fuzzSeed();
+
+const deny = (message: string) => ({ target: { case: "deny" as const, value: { message } } });
+const upstream = (pool: string, flowControl = "") => ({ target: { case: "upstream" as const, value: pool }, flowControl });
+
+const perUserInflight = 5;
+export const fuzzConfig: GatewayConfigInit = {
+  flowControlSchemas: [
+    { name: "shared", qps: 400, burst: 40, maxInflight: 24, maxWatches: 8 },
+    { name: "per-user", qps: 200, burst: 20, maxInflight: perUserInflight, maxWatches: 3, perUser: true },
+    { name: "exempt", exempt: true },
+  ],
+  policies: [
+    { name: "no-secrets", rules: [{ resources: ["secrets"], userGroups: ["devs"] }], action: deny("devs may not read secrets") },
+    { name: "critical", rules: [{ resources: ["configmaps"], resourceNames: ["critical"] }], action: deny("") },
+    { name: "watches", rules: [{ verbs: ["watch"] }], action: upstream("pool-b", "shared") },
+    { name: "robots", rules: [{ users: ["system:serviceaccount:*"] }], action: upstream("pool-a", "per-user") },
+    { name: "health", rules: [{ nonResourceUrls: ["/healthz*", "/readyz"] }], action: upstream("pool-a", "exempt") },
+  ],
+  defaultAction: upstream("pool-a", "shared"),
+  impersonationGroups: ["system:masters"],
+  tokenReview: { cluster: "pool-a", authority: "kubernetes.default", reviewer: "wharf:gateway", successTtlSeconds: 30, failureTtlSeconds: 5 },
+};
+
+const refusals = new Set([400, 401, 403, 429, 503]);
+
+function robotUser(token: string): string {
+  return `system:serviceaccount:fuzz:${token}`;
+}
+
+/** What the apiserver (or Envoy, on a timeout) might answer a TokenReview with. */
+function reviewAnswer(fuzz: RequestFuzzer, call: HttpCall): { headers: Array<[string, string]>; body: string } {
+  const token = (JSON.parse(new TextDecoder().decode(call.body)) as { spec: { token: string } }).spec.token;
+  const roll = fuzz.random();
+  if (roll < 0.75) {
+    const status = knownTokens.includes(token)
+      ? { authenticated: true, user: { username: robotUser(token), uid: "u-1", groups: ["system:serviceaccounts", "system:authenticated"], extra: { "authentication.kubernetes.io/pod-name": ["p"] } } }
+      : { authenticated: false, error: "invalid bearer token" };
+    return { headers: [[":status", "201"]], body: JSON.stringify({ kind: "TokenReview", apiVersion: "authentication.k8s.io/v1", status }) };
+  }
+  if (roll < 0.8) return { headers: [], body: "" }; // Envoy's answer to a timeout or reset: no headers
+  if (roll < 0.85) return { headers: [[":status", fuzz.pick(["500", "503", "403", "", "20x"])]], body: fuzz.text(50) };
+  const bodies = [
+    () => fuzz.text(200),
+    () => "[".repeat(1 + fuzz.int(50_000)),
+    () => `{"status":${"{\"a\":".repeat(100)}1${"}".repeat(100)}}`,
+    () => JSON.stringify({ status: { authenticated: true, user: { username: "", groups: ["g"] } } }),
+    () => JSON.stringify({ status: { authenticated: "true", user: { username: "x" } } }),
+    () => JSON.stringify({ status: { authenticated: true, user: { username: robotUser(token), groups: "not-a-list" } } }),
+    () => `{"status":{"authenticated":true,"user":{"username":"${"\\u00e9".repeat(1 + fuzz.int(20_000))}"}}}`,
+    () => `{"status":{"authenticated":true,"user":{"username":"${"a".repeat(1 + fuzz.int(60_000))}","groups":["${"\\\\".repeat(5000)}"]}}}`,
+  ];
+  return { headers: [[":status", "201"]], body: fuzz.pick(bodies)() };
+}
+
+interface Pending {
+  worker: ProxyWasmHost;
+  call: HttpCall;
+  stream: StreamHandle;
+  request: FuzzRequest;
+}
+
+describe("attack: fuzzing the gateway filter on the test host", () => {
+  it(`survives ${total} random and mutated requests: no trap, no spoofed identity, slots given back, memory flat`, { timeout: 600_000 }, async () => {
+    let now = 1_000_000_000n;
+    const sharedData = new SharedData();
+    const workers = await Promise.all([true, false].map((annotateRequests) => gatewayHost({ ...fuzzConfig, annotateRequests }, { sharedData, now: () => now })));
+    const fuzz = new RequestFuzzer(seededRandom(seed));
+    const open: StreamHandle[] = [];
+    const pending: Pending[] = [];
+    let current: FuzzRequest | undefined;
+    let index = 0;
+    const fail = (message: string): never => {
+      const shown = JSON.stringify(current, (_key, value: unknown) => (typeof value === "string" && value.length > 300 ? `${value.slice(0, 300)}…(${value.length})` : value));
+      throw new Error(`${message}\n  request #${index}: ${shown}\n  replay: WHARF_FUZZ_SEED=${seed} WHARF_FUZZ_REQUESTS=${index + 1}`);
+    };
+
+    /** What reached the apiserver: no client-sent identity claim or pool choice may be in it. */
+    const checkForwarded = (stream: StreamHandle) => {
+      for (const [name, value] of stream.requestHeaders) {
+        if (value.includes(spoofMarker)) fail(`forwarded a client's claim: ${name}: ${value.slice(0, 80)}`);
+        if (name === "x-wharf-upstream" && value !== "pool-a" && value !== "pool-b") fail(`forwarded to pool ${value}`);
+      }
+    };
+    const checkRefusal = (stream: StreamHandle) => {
+      const response = stream.localResponse!;
+      if (!refusals.has(response.status)) fail(`answered ${response.status}`);
+      let body: { kind?: string; code?: number };
+      try {
+        body = JSON.parse(response.body) as typeof body;
+      } catch {
+        return fail(`answered ${response.status} with a body that is not JSON: ${response.body.slice(0, 200)}`);
+      }
+      if (body.kind !== "Status" || body.code !== response.status) fail(`answered ${response.status} with ${response.body.slice(0, 200)}`);
+    };
+    const respond = (stream: StreamHandle) => {
+      stream.sendResponseHeaders([[":status", fuzz.pick(["200", "201", "404", "403", "500", "101", "", "abc"])]]);
+    };
+    const finished = new WeakSet<StreamHandle>();
+    const finish = (stream: StreamHandle) => {
+      if (finished.has(stream)) return;
+      finished.add(stream);
+      stream.finish();
+    };
+    /** Ends the stream now or keeps it open (a watch, a slow response) to end later. */
+    const finishOrKeep = (stream: StreamHandle, keepChance: number) => {
+      if (fuzz.chance(keepChance)) open.push(stream);
+      else finish(stream);
+    };
+    const finishSome = (keep: number) => {
+      while (open.length > keep) finish(open.splice(fuzz.int(open.length), 1)[0]!);
+    };
+    /** The review's answer; a stream still there continues or is refused. */
+    const answer = (entry: Pending) => {
+      const { headers, body } = reviewAnswer(fuzz, entry.call);
+      entry.worker.respondToCall(entry.call, headers, body);
+      const stream = entry.stream;
+      if (finished.has(stream)) return;
+      if (stream.localResponse) {
+        checkRefusal(stream);
+        finish(stream);
+      } else if (stream.continued.length > 0) {
+        checkForwarded(stream);
+        respond(stream);
+        finishOrKeep(stream, 0.1);
+      } else {
+        fail("neither continued nor refused after its TokenReview answer");
+      }
+    };
+    const guarded = (step: () => void) => {
+      try {
+        step();
+      } catch (error) {
+        if (error instanceof Error && error.message.includes("replay: WHARF_FUZZ_SEED")) throw error;
+        const logs = workers.flatMap((worker) => worker.logs.filter((entry) => entry.level >= 4).map((entry) => entry.message));
+        fail(`the filter trapped or failed: ${String(error)}\n  filter logs: ${logs.slice(-3).join(" | ")}`);
+      }
+    };
+
+    const warmup = Math.min(50_000, Math.floor(total / 10));
+    let memoryAfterWarmup = 0;
+    const started = performance.now();
+    for (index = 0; index < total; index++) {
+      if (process.env.FUZZ_TRACE && index % 10000 === 0) console.log(index, workers.map((w) => w.memoryBytes), workers[0]!.metrics.size);
+      if (index === warmup) memoryAfterWarmup = workers.map((worker) => worker.memoryBytes).reduce((a, b) => a + b, 0);
+      now += BigInt(fuzz.int(3_000_000)); // up to 3 ms between requests: buckets refill, cache entries expire
+      const worker = workers[fuzz.int(workers.length)]!;
+      current = fuzz.request();
+      const request = current;
+      worker.setProperty("connection.subject_peer_certificate", fuzz.subject());
+      guarded(() => {
+        const stream = worker.stream();
+        const callsBefore = worker.calls.length;
+        const status = stream.sendRequestHeaders([[":method", request.method], [":path", request.path], [":authority", "kube"], [":scheme", "https"], ...request.headers]);
+        if (stream.localResponse) {
+          checkRefusal(stream);
+          finish(stream);
+        } else if (worker.calls.length > callsBefore) {
+          if (status !== 1) fail("continued while its TokenReview is pending");
+          const entry = { worker, call: worker.calls[worker.calls.length - 1]!, stream, request };
+          worker.calls.length = 0;
+          const roll = fuzz.random();
+          if (roll < 0.8) {
+            answer(entry);
+          } else {
+            // The client may go away while its review is pending; the answer (or Envoy's timeout) comes later.
+            if (roll < 0.9) finish(stream);
+            pending.push(entry);
+          }
+        } else {
+          if (status !== 0) fail(`stopped (${status}) without a reply or a review`);
+          checkForwarded(stream);
+          if (fuzz.chance(0.9)) respond(stream);
+          finishOrKeep(stream, 0.05);
+        }
+        if (pending.length > 40) answer(pending.splice(fuzz.int(pending.length), 1)[0]!);
+        finishSome(30);
+        if (index % 1000 === 0) for (const each of workers) each.tick();
+      });
+    }
+    index = total;
+    current = undefined;
+    guarded(() => {
+      for (const entry of pending) answer(entry);
+      finishSome(0);
+      for (const worker of workers) worker.tick();
+    });
+    const seconds = (performance.now() - started) / 1000;
+    console.log(`fuzz (seed ${seed}): ${total} requests in ${seconds.toFixed(1)} s on the test host`);
+
+    const context = `seed ${seed} (replay: WHARF_FUZZ_SEED=${seed})`;
+    expect(workers.flatMap((worker) => worker.logs.filter((entry) => entry.level >= 5)), context).toEqual([]);
+    // Every admitted request gave its slot back.
+    for (const worker of workers) {
+      expect(worker.metric("wharf_gateway.inflight.schema.shared"), context).toBe(0n);
+      expect(worker.metric("wharf_gateway.watches.schema.shared"), context).toBe(0n);
+    }
+    now += 3_600_000_000_000n; // an hour on: every bucket is full again, every cache entry expired
+    for (const token of knownTokens) {
+      const worker = workers[0]!;
+      worker.setProperty("connection.subject_peer_certificate", undefined);
+      const streams = Array.from({ length: perUserInflight }, () => {
+        const stream = worker.stream();
+        stream.sendRequestHeaders([[":method", "GET"], [":path", "/api/v1/pods"], ["authorization", `Bearer ${token}`]]);
+        const call = worker.calls.pop();
+        if (call) worker.respondToCall(call, [[":status", "201"]], JSON.stringify({ status: { authenticated: true, user: { username: robotUser(token), groups: [] } } }));
+        return stream;
+      });
+      // A slot an earlier request kept would make one of these 429.
+      expect(streams.map((stream) => stream.localResponse?.status ?? 200), `${token}, ${context}`).toEqual(Array(perUserInflight).fill(200));
+      for (const stream of streams) stream.finish();
+    }
+    // Linear memory only grows: after the warm-up it must not have.
+    expect(workers.map((worker) => worker.memoryBytes).reduce((a, b) => a + b, 0), context).toBe(memoryAfterWarmup);
+  });
+});
