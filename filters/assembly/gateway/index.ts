@@ -29,7 +29,7 @@ import { acquire, bucketKey, counters, release } from "./flow-control";
 import { cachedForwardedCertIdentity } from "./client-cert";
 import { anonymousIdentity, extraHeaderName, Identity } from "./identity";
 import { describeRefusal, describeRequest } from "./access-log";
-import { countRejection, countRequest, countResponse, setInflight } from "./metrics";
+import { countMemoryPages, countRejection, countRequest, countResponse, setInflight } from "./metrics";
 import { decide } from "./policy";
 import { classify } from "./request-info";
 import { statusBody } from "./status";
@@ -58,8 +58,9 @@ class GatewayRoot extends RootContext {
     return new GatewayStream(id, this);
   }
 
-  /** In-flight and watch gauges of the shared (not per-user) schemas. */
+  /** Memory growth, and in-flight and watch gauges of the shared (not per-user) schemas. */
   onTick(): void {
+    countMemoryPages();
     const schemas = this.config.schemas;
     for (let i = 0; i < schemas.length; i++) {
       const schema = schemas[i];

@@ -33,3 +33,17 @@ export function setInflight(schema: string, inflight: u64, watches: u64): void {
   recordMetric(metric(MetricType.Gauge, "wharf_gateway.inflight.schema." + label(schema)), inflight);
   recordMetric(metric(MetricType.Gauge, "wharf_gateway.watches.schema." + label(schema)), watches);
 }
+
+let reportedPages: i32 = 0;
+
+/**
+ * Counts the growth of this VM's linear memory (which never shrinks) in 64 KiB
+ * pages: summed over every worker's VM, the counter is the filter's memory,
+ * and a counter that stops moving after warm-up shows that nothing accumulates.
+ */
+export function countMemoryPages(): void {
+  const pages = memory.size();
+  if (pages <= reportedPages) return;
+  incrementMetric(metric(MetricType.Counter, "wharf_gateway.wasm_memory_pages"), pages - reportedPages);
+  reportedPages = pages;
+}

@@ -2,6 +2,8 @@
 // a seeded generator (the same seed gives the same requests, so a failure
 // can be replayed) shared by the test-host and the real-Envoy fuzz tests.
 
+import type { GatewayConfigInit } from "./harness.js";
+
 /** mulberry32: small, fast, good enough to spread inputs; not for secrets. */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
@@ -185,3 +187,27 @@ export class RequestFuzzer {
     return this.chance(0.02) ? `CN=${this.text(30)},O=${this.text(20)}` : this.pick(subjects);
   }
 }
+
+const deny = (message: string) => ({ target: { case: "deny" as const, value: { message } } });
+const upstream = (pool: string, flowControl = "") => ({ target: { case: "upstream" as const, value: pool }, flowControl });
+
+export const perUserInflight = 5;
+/** Policies, limits and token review that give every code path of the filter a share of the traffic. */
+export const fuzzConfig: GatewayConfigInit = {
+  flowControlSchemas: [
+    { name: "shared", qps: 400, burst: 40, maxInflight: 24, maxWatches: 8 },
+    { name: "per-user", qps: 200, burst: 20, maxInflight: perUserInflight, maxWatches: 3, perUser: true },
+    { name: "exempt", exempt: true },
+  ],
+  policies: [
+    { name: "no-secrets", rules: [{ resources: ["secrets"], userGroups: ["devs"] }], action: deny("devs may not read secrets") },
+    { name: "critical", rules: [{ resources: ["configmaps"], resourceNames: ["critical"] }], action: deny("") },
+    { name: "watches", rules: [{ verbs: ["watch"] }], action: upstream("pool-b", "shared") },
+    { name: "robots", rules: [{ users: ["system:serviceaccount:*"] }], action: upstream("pool-a", "per-user") },
+    { name: "health", rules: [{ nonResourceUrls: ["/healthz*", "/readyz"] }], action: upstream("pool-a", "exempt") },
+  ],
+  defaultAction: upstream("pool-a", "shared"),
+  impersonationGroups: ["system:masters"],
+  tokenReview: { cluster: "pool-a", authority: "kubernetes.default", reviewer: "wharf:gateway", successTtlSeconds: 30, failureTtlSeconds: 5 },
+};
+

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
+import type { ClusterPki } from "./cluster-pki.js";
 import { startReferenceEtcd } from "./etcd.js";
 import { startKubeApiserver } from "./kube-apiserver.js";
 import { kubectlOn } from "./kubectl.js";
@@ -31,6 +32,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     kubeconfig: kube.kubeconfig,
     caFile: kube.pki.ca.certFile,
     admin: kube.pki.admin,
+    pki: kube.pki,
   });
   return async () => {
     await kube.stop();
@@ -46,6 +48,8 @@ declare module "vitest" {
       kubeconfig: string;
       caFile: string;
       admin: { certFile: string; keyFile: string };
+      /** The apiserver's PKI, for a gateway Envoy in front of it (front-proxy client, CA to issue clients from). */
+      pki: ClusterPki;
     };
   }
 }
