@@ -15,7 +15,7 @@ import {
   startReferenceEtcd,
   type KeyPair,
 } from "@wharf/testkit";
-import { encodeGatewayConfig } from "../filters/src/gateway/harness.js";
+import { encodeGatewayConfig, gatewayHost, hostCallsPerRequest } from "../filters/src/gateway/harness.js";
 import { percentile, writeResults, type Row } from "./report.js";
 
 const concurrency = 16;
@@ -101,11 +101,17 @@ const kube = await startKubeApiserver({ etcdServers: [etcd.endpoint], pki });
 const serving = await issueCertificate(dir, pki.ca, { name: "envoy", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
 const bench = await issueCertificate(dir, pki.ca, { name: "bench", commonName: "bench", organizations: ["system:masters"], usage: "client" });
 
-const gatewayConfig = encodeGatewayConfig({
+const gatewayConfigInit = {
   flowControlSchemas: [{ name: "per-user", qps: 100_000, burst: 100_000, maxInflight: 10_000, maxWatches: 10_000, perUser: true }],
-  policies: [{ name: "watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "pool-b" }, flowControl: "per-user" } }],
-  defaultAction: { target: { case: "upstream", value: "pool-a" }, flowControl: "per-user" },
-});
+  policies: [{ name: "watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream" as const, value: "pool-b" }, flowControl: "per-user" } }],
+  defaultAction: { target: { case: "upstream" as const, value: "pool-a" }, flowControl: "per-user" },
+};
+const gatewayConfig = encodeGatewayConfig(gatewayConfigInit);
+
+// What the benchmark's request costs the filter's host (Envoy): the same module and configuration in the test host.
+const costHost = await gatewayHost(gatewayConfigInit, { properties: { "connection.subject_peer_certificate": "CN=bench,O=system:masters" } });
+const hostCalls = hostCallsPerRequest(costHost, "GET", "/api/v1/namespaces/bench/configmaps/cm-7", [["user-agent", "node"]]);
+console.error(`host calls per request (get-configmap through the filter): ${hostCalls}`);
 
 /**
  * The same Envoy minus the filter; a fixed identity stands in for what the
@@ -185,11 +191,12 @@ for (const row of rows) {
       `${(row.p50Ms - direct.p50Ms).toFixed(2)} | ${(row.opsPerSecond / direct.opsPerSecond).toFixed(2)} |`,
   );
 }
+lines.push("", `The filter makes ${hostCalls} host calls per get-configmap request (counted on the test host with the same module and configuration).`);
 const table = lines.join("\n");
 writeResults(
   "gateway",
   rows,
-  { concurrency, scale },
+  { concurrency, scale, hostCallsPerRequest: hostCalls },
   "kube-apiserver direct vs through Envoy vs through Envoy with the gateway filter",
   `one kube-apiserver on etcd, HTTP/2 with client certificates on every hop, ${concurrency} requests in flight (serial: 1; watches: 50 watchers). ` +
     "With requests in flight the 2 cores are saturated by the apiserver, so those rows measure throughput under contention; the serial row isolates added latency.",

@@ -25,11 +25,11 @@ import {
   setTickPeriodMilliseconds,
 } from "../sdk";
 import { decodeConfig, FlowControlSchema, GatewayConfig } from "./config";
-import { acquire, bucketKey, counters, release } from "./flow-control";
+import { acquire, counters, release, returnIdleLeases } from "./flow-control";
 import { cachedForwardedCertIdentity } from "./client-cert";
 import { anonymousIdentity, extraHeaderName, Identity } from "./identity";
 import { describeRefusal, describeRequest } from "./access-log";
-import { countMemoryPages, countRejection, countRequest, countResponse, setInflight } from "./metrics";
+import { countMemoryPages, countRejection, countRequest, countResourcesNamed, countResponse, setInflight } from "./metrics";
 import { decide } from "./policy";
 import { classify } from "./request-info";
 import { statusBody } from "./status";
@@ -48,6 +48,10 @@ class GatewayRoot extends RootContext {
       return false;
     }
     this.config = result.config!;
+    for (let i = 0; i < this.config.policies.length; i++) {
+      const rules = this.config.policies[i].rules;
+      for (let j = 0; j < rules.length; j++) countResourcesNamed(rules[j].resources);
+    }
     // Gauges are refreshed here rather than on every request.
     setTickPeriodMilliseconds(1000);
     log(LogLevel.Info, "wharf gateway: configured with " + this.config.policies.length.toString() + " policies");
@@ -62,10 +66,11 @@ class GatewayRoot extends RootContext {
   onTick(): void {
     countMemoryPages();
     const schemas = this.config.schemas;
+    returnIdleLeases(schemas);
     for (let i = 0; i < schemas.length; i++) {
       const schema = schemas[i];
       if (schema.exempt || schema.perUser) continue;
-      const state = counters(schema, bucketKey(schema, ""));
+      const state = counters(schema);
       setInflight(schema.name, state >> 32, state & 0xffffffff);
     }
   }
@@ -87,6 +92,7 @@ function headerValue(headers: HeaderPair[], name: string): string | null {
 
 /** Inputs from this size on are rare and may be hostile: their garbage is collected right away. */
 const largeInputBytes = 16 * 1024;
+const maxReviewBytes = 64 * 1024;
 
 function isLarge(headers: HeaderPair[]): bool {
   let size = 0;
@@ -111,7 +117,7 @@ function bearerToken(): string | null {
 
 class GatewayStream extends HttpContext {
   private admittedSchema: FlowControlSchema | null = null;
-  private admittedKey: string = "";
+  private admittedUser: string = "";
   private admittedWatch: bool = false;
   private reviewedToken: string = "";
   private headers: HeaderPair[] = [];
@@ -179,9 +185,14 @@ class GatewayStream extends HttpContext {
   onHttpCallResponse(calloutId: u32, headerCount: u32, bodySize: u32, trailerCount: u32): void {
     const review = this.config.tokenReview;
     if (review === null || this.reviewedToken.length == 0) return;
-    const status = getHeader(MapType.HttpCallResponseHeaders, ":status");
+    // A TokenReview answer is a few KiB: a far larger one is not read (nor let grow this VM's memory), like a failed review.
+    let status: string | null = null;
+    let body: ArrayBuffer | null = null;
+    if (bodySize <= <u32>maxReviewBytes) {
+      status = getHeader(MapType.HttpCallResponseHeaders, ":status");
+      body = getBufferBytes(BufferType.HttpCallResponseBody, 0, bodySize);
+    }
     if (bodySize >= <u32>largeInputBytes) requestCollection();
-    const body = getBufferBytes(BufferType.HttpCallResponseBody, 0, bodySize);
     const identity = identityFromReview(status, body === null ? "" : String.UTF8.decode(body!));
     // A transport failure or an apiserver error is no verdict on the token: not cached.
     if (status !== null && (status! == "200" || status! == "201")) cacheIdentity(this.reviewedToken, identity, review!, currentTimeNanoseconds());
@@ -207,8 +218,10 @@ class GatewayStream extends HttpContext {
     if (!identity.authenticated) return unauthorized(config.tokenReview === null ? "Unauthorized: present a client certificate" : "Unauthorized: present a client certificate or a bearer token");
     this.forwardIdentity(identity);
 
-    // Only the gateway chooses the pool: a client's own routing header goes.
-    removeHeader(MapType.HttpRequestHeaders, config.routingHeader);
+    // Only the gateway chooses the pool: a client's own routing header goes
+    // (no host call for the usual client, which sent none).
+    const clientRouted = headerValue(this.headers, config.routingHeader) !== null;
+    if (clientRouted) removeHeader(MapType.HttpRequestHeaders, config.routingHeader);
 
     const info = classify(this.method, this.path);
     if (info.refusal.length > 0) {
@@ -220,6 +233,7 @@ class GatewayStream extends HttpContext {
     if (config.accessLog) describeRequest(identity, info, decision.policy);
     const resource = info.isResourceRequest ? info.resource + (info.subresource.length > 0 ? "/" + info.subresource : "") : "nonresource";
     countRequest(decision.policy, info.verb, resource);
+import {  } from "./metrics";
     if (config.annotateRequests) {
       replaceHeader(
         MapType.HttpRequestHeaders,
@@ -250,15 +264,14 @@ class GatewayStream extends HttpContext {
       const schema = config.schema(action.flowControl)!;
       if (!schema.exempt) {
         const isWatch = info.verb == "watch";
-        const key = bucketKey(schema, identity.user);
-        const admission = acquire(schema, key, isWatch, currentTimeNanoseconds());
+        const admission = acquire(schema, identity.user, isWatch);
         if (!admission.admitted) {
           countRejection(admission.reason);
           reply(429, "TooManyRequests", "too many requests for flow-control schema " + schema.name + " (" + admission.reason + "), please try again later", admission.retryAfterSeconds);
           return FilterHeadersStatus.StopIteration;
         }
         this.admittedSchema = schema;
-        this.admittedKey = key;
+        this.admittedUser = identity.user;
         this.admittedWatch = isWatch;
       }
     }
@@ -305,7 +318,7 @@ class GatewayStream extends HttpContext {
     }
     const schema = this.admittedSchema;
     if (schema !== null) {
-      release(schema, this.admittedKey, this.admittedWatch);
+      release(schema, this.admittedUser, this.admittedWatch);
       this.admittedSchema = null;
     }
     return true;

@@ -12,6 +12,7 @@
 // deletecollection 400 (its handlers decode the same query again), so the
 // gateway answers 400 too instead of classifying a request that cannot run.
 import { ListQuery } from "./go-url";
+import { TextBuffer } from "./text-buffer";
 
 /** strconv.ParseInt(text, 10, 64) succeeds. */
 export function isGoInt64(text: string): bool {
@@ -96,7 +97,8 @@ function unescapeSelectorValue(text: string, start: i32, end: i32): string | nul
     }
   }
   if (plain) return text.substring(start, end);
-  const out = new Array<string>();
+  // One buffer, not a string per escape: thousands of small strings made the collector's work grow with their square.
+  const out = new TextBuffer(end - start);
   let runStart = start;
   for (let i = start; i < end; i++) {
     const c = text.charCodeAt(i);
@@ -105,12 +107,12 @@ function unescapeSelectorValue(text: string, start: i32, end: i32): string | nul
     if (i + 1 >= end) return null;
     const next = text.charCodeAt(i + 1);
     if (next != 0x5c && next != 0x2c && next != 0x3d) return null;
-    out.push(text.substring(runStart, i));
+    out.pushRange(text, runStart, i);
     runStart = i + 1;
     i++;
   }
-  out.push(text.substring(runStart, end));
-  return out.join("");
+  out.pushRange(text, runStart, end);
+  return out.toString();
 }
 
 /** Checks one term text[start, end); updates the pinned name/namespace with the term that sorts first. */

@@ -193,7 +193,7 @@ const upstream = (pool: string, flowControl = "") => ({ target: { case: "upstrea
 
 export const perUserInflight = 5;
 /** Policies, limits and token review that give every code path of the filter a share of the traffic. */
-export const fuzzConfig: GatewayConfigInit = {
+export const fuzzConfig = {
   flowControlSchemas: [
     { name: "shared", qps: 400, burst: 40, maxInflight: 24, maxWatches: 8 },
     { name: "per-user", qps: 200, burst: 20, maxInflight: perUserInflight, maxWatches: 3, perUser: true },
@@ -209,5 +209,5 @@ export const fuzzConfig: GatewayConfigInit = {
   defaultAction: upstream("pool-a", "shared"),
   impersonationGroups: ["system:masters"],
   tokenReview: { cluster: "pool-a", authority: "kubernetes.default", reviewer: "wharf:gateway", successTtlSeconds: 30, failureTtlSeconds: 5 },
-};
+} satisfies GatewayConfigInit;
 

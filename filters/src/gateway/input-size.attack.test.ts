@@ -27,7 +27,7 @@ function filled(unit: string, size: number): string {
 /** The fastest of a few runs, in ms: the least disturbed by other load. */
 function fastest(run: () => void): number {
   let best = Infinity;
-  for (let i = 0; i < 7; i++) {
+  for (let i = 0; i < 15; i++) {
     const started = performance.now();
     run();
     best = Math.min(best, performance.now() - started);

@@ -1,0 +1,20 @@
+// What a request costs the filter's host: every host call crosses the VM
+// boundary in Envoy. bench/gateway.ts prints the same count for its load.
+import { describe, expect, it } from "vitest";
+import { gatewayHost, hostCallsPerRequest, type GatewayConfigInit } from "./harness.js";
+
+/** bench/gateway.ts's configuration: a per-user schema on every request. */
+const benchConfig: GatewayConfigInit = {
+  flowControlSchemas: [{ name: "per-user", qps: 100_000, burst: 100_000, maxInflight: 10_000, maxWatches: 10_000, perUser: true }],
+  policies: [{ name: "watches", rules: [{ verbs: ["watch"] }], action: { target: { case: "upstream", value: "pool-b" }, flowControl: "per-user" } }],
+  defaultAction: { target: { case: "upstream", value: "pool-a" }, flowControl: "per-user" },
+};
+
+describe("host calls per request", () => {
+  it("a certificate-authenticated get admitted by a per-user schema costs 9", async () => {
+    const host = await gatewayHost(benchConfig, { properties: { "connection.subject_peer_certificate": "CN=bench,O=system:masters" } });
+    // Read the headers and the certificate (2), state user and 2 groups (3), count the request (1),
+    // route (1); on the response read :status and count it (2). Flow control runs on the worker's lease: none.
+    expect(hostCallsPerRequest(host, "GET", "/api/v1/namespaces/bench/configmaps/cm-7", [["user-agent", "bench"], ["accept", "application/json"]])).toBe(9);
+  });
+});
