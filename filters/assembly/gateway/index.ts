@@ -29,7 +29,7 @@ import { acquire, counters, release, returnIdleLeases } from "./flow-control";
 import { cachedForwardedCertIdentity } from "./client-cert";
 import { anonymousIdentity, extraHeaderName, Identity } from "./identity";
 import { describeRefusal, describeRequest } from "./access-log";
-import { countMemoryPages, countRejection, countRequest, countResourcesNamed, countResponse, setInflight } from "./metrics";
+import { countMemoryPages, countRejection, countRequest, countResourcesNamed, countResponse, countTick, setInflight } from "./metrics";
 import { decide } from "./policy";
 import { classify } from "./request-info";
 import { statusBody } from "./status";
@@ -64,6 +64,7 @@ class GatewayRoot extends RootContext {
 
   /** Memory growth, and in-flight and watch gauges of the shared (not per-user) schemas. */
   onTick(): void {
+    countTick();
     countMemoryPages();
     const schemas = this.config.schemas;
     returnIdleLeases(schemas);

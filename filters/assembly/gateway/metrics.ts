@@ -89,6 +89,11 @@ export function setInflight(schema: string, inflight: u64, watches: u64): void {
   recordMetric(metric(MetricType.Gauge, "wharf_gateway.watches.schema." + label(schema)), watches);
 }
 
+/** Each VM counts its ticks: a liveness signal, and a clock for reading the tick-refreshed stats. */
+export function countTick(): void {
+  incrementMetric(metric(MetricType.Counter, "wharf_gateway.ticks"), 1);
+}
+
 let reportedPages: i32 = 0;
 
 /**
