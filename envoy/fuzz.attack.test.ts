@@ -52,7 +52,7 @@ beforeAll(async () => {
     poolA: [kube.url],
     poolB: [kube.url],
   });
-  await waitFor(async () => (await (await fetch(`${envoy.adminUrl}/clusters`)).text()).split("\n").filter((line) => line.endsWith("::health_flags::healthy")).length === 2, 30_000, "Envoy's health checks to see the apiserver in both pools");
+  await waitFor(async () => (await (await fetch(`${envoy.adminUrl}/clusters`)).text()).split("\n").filter((line) => /^pool-[ab]::/.test(line) && line.endsWith("::health_flags::healthy")).length === 2, 30_000, "Envoy's health checks to see the apiserver in both pools");
 }, 120_000);
 
 afterAll(async () => {

@@ -1,11 +1,14 @@
 // Flow control leased per worker: the limits hold across workers while the
 // usual request touches no shared data (no host call, no compare-and-swap).
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { StreamHandle } from "../test-host/host.js";
 import { SharedData } from "../test-host/shared-data.js";
-import { gatewayHost, request, type GatewayConfigInit } from "./harness.js";
+import { clientCertificate, gatewayHost, request, type GatewayConfigInit } from "./harness.js";
 
-const aliceCert = { "connection.subject_peer_certificate": "CN=alice,O=devs" };
+let alice: { clientCert: string };
+beforeAll(async () => {
+  alice = { clientCert: await clientCertificate({ subject: "/O=devs/CN=alice" }) };
+});
 const limited = (schema: NonNullable<GatewayConfigInit["flowControlSchemas"]>[number]): GatewayConfigInit => ({
   flowControlSchemas: [schema],
   defaultAction: { target: { case: "upstream", value: "main" }, flowControl: schema.name },
@@ -15,7 +18,7 @@ describe("flow control leased per worker", () => {
   it("never admits more than a large in-flight limit across workers, and gives idle slots back on the tick", async () => {
     const shared = new SharedData();
     const config = limited({ name: "wide", maxInflight: 64 });
-    const workers = await Promise.all([1, 2].map(() => gatewayHost(config, { properties: aliceCert, sharedData: shared })));
+    const workers = await Promise.all([1, 2].map(() => gatewayHost(config, { ...alice, sharedData: shared })));
     const open: StreamHandle[][] = [[], []];
     const refused: number[] = [];
     for (let i = 0; i < 80; i++) {
@@ -44,7 +47,7 @@ describe("flow control leased per worker", () => {
   it("takes a large bucket's tokens in batches: the rate across workers stays within its burst", async () => {
     const shared = new SharedData();
     const config = limited({ name: "fast", qps: 0.001, burst: 64 });
-    const workers = await Promise.all([1, 2].map(() => gatewayHost(config, { properties: aliceCert, sharedData: shared, now: () => 1_000_000_000n })));
+    const workers = await Promise.all([1, 2].map(() => gatewayHost(config, { ...alice, sharedData: shared, now: () => 1_000_000_000n })));
     const admitted = Array.from({ length: 100 }, (_, i) => request(workers[i % 2]!, "GET", "/api/v1/pods").stream).filter((stream) => {
       stream.finish();
       return stream.localResponse === undefined;
@@ -53,7 +56,7 @@ describe("flow control leased per worker", () => {
   });
 
   it("costs no shared-data access for a request its worker's lease covers", async () => {
-    const host = await gatewayHost(limited({ name: "wide", qps: 10_000, burst: 10_000, maxInflight: 10_000, perUser: true }), { properties: aliceCert });
+    const host = await gatewayHost(limited({ name: "wide", qps: 10_000, burst: 10_000, maxInflight: 10_000, perUser: true }), alice);
     request(host, "GET", "/api/v1/pods").stream.finish(); // takes the lease
     let sharedDataCalls = 0;
     const shared = (host as unknown as { sharedData: SharedData }).sharedData;

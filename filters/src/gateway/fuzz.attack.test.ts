@@ -1,20 +1,27 @@
 // attack: a million random and mutated requests through the compiled filter
 // on the test host (two workers sharing shared data, as Envoy runs them):
 // methods, paths, query strings, identity and impersonation headers, bearer
-// tokens, certificate subjects, huge inputs, TokenReview answers that are
+// tokens, forwarded client certificates (and mangled ones), huge inputs, TokenReview answers that are
 // garbage, late or never useful, streams that end while their review is
 // pending. The filter must never trap, never forward a client's identity
 // claim, answer every refusal with a Status body, give back every
 // flow-control slot, and keep its memory flat.
 // WHARF_FUZZ_SEED=<n> replays a run; WHARF_FUZZ_REQUESTS=<n> changes its size.
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { type HttpCall, type ProxyWasmHost, type StreamHandle } from "../test-host/host.js";
 import { SharedData } from "../test-host/shared-data.js";
 import { fuzzConfig, fuzzSeed, knownTokens, perUserInflight, RequestFuzzer, seededRandom, spoofMarker, type FuzzRequest } from "./fuzz.js";
-import { gatewayHost } from "./harness.js";
+import { clientCertificate, forwardedClientCert, gatewayHost } from "./harness.js";
 
 const total = Number(process.env.WHARF_FUZZ_REQUESTS ?? 1_000_000);
 const seed = fuzzSeed();
+
+/** Verified client certificates as Envoy forwards them: groups with and without impersonation rights. */
+let forwardedCerts: string[] = [];
+beforeAll(async () => {
+  const subjects = ["/O=devs/O=ops/CN=alice", "/O=system:masters/CN=admin-root", "/O=system:serviceaccounts/CN=system:serviceaccount:ci:builder", "/CN= padded ", "/O=a,b/CN=x\\,y"];
+  forwardedCerts = await Promise.all(subjects.map(async (subject) => forwardedClientCert(await clientCertificate({ subject }))));
+});
 
 const refusals = new Set([400, 401, 403, 429, 503]);
 
@@ -142,9 +149,11 @@ describe("attack: fuzzing the gateway filter on the test host", () => {
           `/api/v1/namespaces/${big("%61")}/pods`,
           `/${big("a/")}`,
         ].flatMap((path) =>
-          Array.from({ length: 8 }, () => {
+          Array.from({ length: 8 }, (_, i) => {
             const stream = worker.stream();
-            stream.sendRequestHeaders([[":method", "GET"], [":path", path], ["authorization", `Bearer ${big("t")}`]]);
+            // Half with a certificate (their paths are parsed), half with a huge token (reviewed).
+            const caller: Array<[string, string]> = i % 2 === 0 ? [["x-forwarded-client-cert", forwardedCerts[0]!]] : [["authorization", `Bearer ${big("t")}`]];
+            stream.sendRequestHeaders([[":method", "GET"], [":path", path], ...caller]);
             return stream;
           }),
         );
@@ -161,11 +170,18 @@ describe("attack: fuzzing the gateway filter on the test host", () => {
       const worker = workers[fuzz.int(workers.length)]!;
       current = fuzz.request();
       const request = current;
-      worker.setProperty("connection.subject_peer_certificate", fuzz.subject());
+      const forwardedCert = fuzz.forwardedCert(forwardedCerts);
       guarded(() => {
         const stream = worker.stream();
         const callsBefore = worker.calls.length;
-        const status = stream.sendRequestHeaders([[":method", request.method], [":path", request.path], [":authority", "kube"], [":scheme", "https"], ...request.headers]);
+        const status = stream.sendRequestHeaders([
+          [":method", request.method],
+          [":path", request.path],
+          [":authority", "kube"],
+          [":scheme", "https"],
+          ...(forwardedCert === undefined ? [] : ([["x-forwarded-client-cert", forwardedCert]] as Array<[string, string]>)),
+          ...request.headers,
+        ]);
         if (stream.localResponse) {
           checkRefusal(stream);
           finish(stream);
@@ -211,8 +227,8 @@ describe("attack: fuzzing the gateway filter on the test host", () => {
     }
     now += 3_600_000_000_000n; // an hour on: every bucket is full again, every cache entry expired
     for (const token of knownTokens) {
+      now += 10_000_000_000n; // ten seconds: the per-source TokenReview limit has refilled
       const worker = workers[0]!;
-      worker.setProperty("connection.subject_peer_certificate", undefined);
       const streams = Array.from({ length: perUserInflight }, () => {
         const stream = worker.stream();
         stream.sendRequestHeaders([[":method", "GET"], [":path", "/api/v1/pods"], ["authorization", `Bearer ${token}`]]);
