@@ -232,9 +232,7 @@ class GatewayStream extends HttpContext {
     }
     const decision = decide(config, info, identity);
     if (config.accessLog) describeRequest(identity, info, decision.policy);
-    const resource = info.isResourceRequest ? info.resource + (info.subresource.length > 0 ? "/" + info.subresource : "") : "nonresource";
-    countRequest(decision.policy, info.verb, resource);
-import {  } from "./metrics";
+    countRequest(decision.policy, info.verb, info.isResourceRequest, info.resource, info.subresource);
     if (config.annotateRequests) {
       replaceHeader(
         MapType.HttpRequestHeaders,
