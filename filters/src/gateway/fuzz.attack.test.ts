@@ -237,7 +237,7 @@ describe("attack: fuzzing the gateway filter on the test host", () => {
         return stream;
       });
       // A slot an earlier request kept would make one of these 429.
-      expect(streams.map((stream) => stream.localResponse?.status ?? 200), `${token}, ${context}`).toEqual(Array(perUserInflight).fill(200));
+      expect(streams.map((stream) => (stream.localResponse ? `${stream.localResponse.status} ${stream.localResponse.body}` : 200)), `${token}, ${context}`).toEqual(Array(perUserInflight).fill(200));
       for (const stream of streams) stream.finish();
     }
     // Linear memory only grows: after the warm-up it must not have. The filter's own counter says the same.
