@@ -17,6 +17,8 @@ import { encodeGatewayConfig, type GatewayConfigInit } from "../filters/src/gate
 import { wasmPath } from "@wharf/filters";
 import {
   createClusterPki,
+  httpsGet,
+  waitFor,
   issueCertificate,
   kubectlOn,
   makeWorkDir,
@@ -276,4 +278,46 @@ describe("attack: slow clients", () => {
     expect(line).toBeGreaterThan(15);
     expect(await stat()).toBe(before + 1);
   }, 30_000);
+});
+
+describe("attack: a filter that traps", () => {
+  it("fails the trapping request closed; Envoy reloads the VM for the next requests, policy intact, and counts it", async () => {
+    const trapPath = "/trap-for-test";
+    const serving = await issueCertificate(dir, pki.ca, { name: "envoy-trap", commonName: "envoy", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
+    const trapping = await startGatewayEnvoy({
+      pki,
+      serving,
+      wasmFile: wasmPath("gateway"),
+      gatewayConfig: encodeGatewayConfig({ ...gatewayConfig, testTrapPath: trapPath }),
+      poolA: [apiserver.url],
+      poolB: [apiserver.url],
+    });
+    const get = (path: string) => httpsGet(`${trapping.url}${path}`, pki.ca.certFile, alice);
+    const stat = async (name: string) => {
+      const text = await (await fetch(`${trapping.adminUrl}/stats?filter=^${name.replaceAll(".", "\\.")}$`)).text();
+      return Number(/: (\d+)/.exec(text)?.[1] ?? "NaN");
+    };
+    try {
+      await waitFor(async () => (await get("/api/v1/namespaces/default/configmaps")).status === 200, 30_000, "the trapping gateway to serve");
+      const reloadsBefore = await stat("wasm.wharf.gateway.vm_reload_success");
+      const upstreamBefore = await stat("cluster.pool-a.upstream_rq_total");
+      expect(reloadsBefore).toBe(0);
+      const trapped = await get(trapPath);
+      expect(trapped.status).toBe(503);
+      // Until the reload (after Envoy's backoff), requests fail closed: none passes unfiltered.
+      const seen: number[] = [];
+      await waitFor(async () => {
+        const status = (await get("/api/v1/namespaces/locked/pods/pending/exec?command=true")).status;
+        seen.push(status);
+        return status === 403;
+      }, 10_000, () => `the reloaded filter to deny by policy again (saw ${seen.join(", ")})`);
+      expect(seen.every((status) => status === 503 || status === 403), seen.join(", ")).toBe(true);
+      expect(await stat("cluster.pool-a.upstream_rq_total")).toBe(upstreamBefore);
+      expect((await get("/api/v1/namespaces/default/configmaps")).status).toBe(200);
+      expect(await stat("wasm.wharf.gateway.vm_reload_success")).toBe(1);
+      expect(await stat("wasm.wharf.gateway.vm_reload_failure")).toBe(0);
+    } finally {
+      await trapping.stop();
+    }
+  }, 60_000);
 });

@@ -84,6 +84,15 @@ const envoyApi = [
 ];
 gatherWithImports(envoyApi, xdsRoots);
 
+// The shipped Envoy API predates the Wasm plugin's failure_policy (Envoy
+// 1.32+); declare it with Envoy's own field number and enum values, so the
+// control plane can ask Envoy to reload a VM that trapped.
+patchFile(join(thirdParty, "envoy", "extensions", "wasm", "v3", "wasm.proto"), (text) =>
+  text
+    .replace(/(message PluginConfig \{)/, "enum FailurePolicy {\n  UNSPECIFIED = 0;\n  FAIL_RELOAD = 1;\n  FAIL_CLOSED = 2;\n  FAIL_OPEN = 3;\n}\n\n$1")
+    .replace(/(\n  bool fail_open = 5;)/, "$1\n\n  FailurePolicy failure_policy = 7;"),
+);
+
 // The shipped protoc-gen-validate predates `ignore_empty` on StringRules,
 // which current Envoy protos set; declare it with PGV's own field number.
 patchFile(join(thirdParty, "validate", "validate.proto"), (text) =>

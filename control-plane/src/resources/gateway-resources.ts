@@ -243,7 +243,10 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
           config: {
             name: filterName,
             root_id: "wharf.gateway",
-            fail_open: false,
+            // A VM that traps (a filter bug) fails its request closed and is
+            // replaced by a fresh one for the next request (Envoy counts the
+            // reloads): never fail-open, never a gateway stuck refusing all.
+            failure_policy: "FAIL_RELOAD",
             configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: Buffer.from(cluster.gatewayConfig).toString("base64") },
             vm_config: { vm_id: filterName, runtime: "envoy.wasm.runtime.v8", code: { local: { inline_bytes: Buffer.from(wasmModule).toString("base64") } } },
           },

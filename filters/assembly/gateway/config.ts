@@ -88,6 +88,8 @@ export class GatewayConfig {
   annotateRequests: bool = false;
   /** Describe each request in filter state for Envoy's access log (access-log.ts). */
   accessLog: bool = false;
+  /** gateway.proto's test_trap_path: never set by the control plane. */
+  testTrapPath: string = "";
   tokenReview: TokenReviewConfig | null = null;
 
   schema(name: string): FlowControlSchema | null {
@@ -233,6 +235,7 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
     else if (field == 6 && wire == 0) config.annotateRequests = r.bool();
     else if (field == 7 && wire == 2) config.tokenReview = decodeTokenReview(r.bytes(), r);
     else if (field == 8 && wire == 0) config.accessLog = r.bool();
+    else if (field == 99 && wire == 2) config.testTrapPath = r.string();
     else r.skip(wire);
     tag = r.tag();
   }

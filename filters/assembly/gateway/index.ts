@@ -145,6 +145,7 @@ class GatewayStream extends HttpContext {
     }
     this.method = method!;
     this.path = path!;
+    if (config.testTrapPath.length > 0 && this.path == config.testTrapPath) unreachable();
     if (isLarge(this.headers)) {
       this.largeInput = true;
       requestCollection();
