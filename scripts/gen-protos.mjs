@@ -90,7 +90,7 @@ gatherWithImports(envoyApi, xdsRoots);
 patchFile(join(thirdParty, "envoy", "extensions", "wasm", "v3", "wasm.proto"), (text) =>
   text
     .replace(/(message PluginConfig \{)/, "enum FailurePolicy {\n  UNSPECIFIED = 0;\n  FAIL_RELOAD = 1;\n  FAIL_CLOSED = 2;\n  FAIL_OPEN = 3;\n}\n\n$1")
-    .replace(/(\n  bool fail_open = 5;)/, "$1\n\n  FailurePolicy failure_policy = 7;"),
+    .replace(/(\n {2}bool fail_open = 5;)/, "$1\n\n  FailurePolicy failure_policy = 7;"),
 );
 
 // The shipped protoc-gen-validate predates `ignore_empty` on StringRules,
