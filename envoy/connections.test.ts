@@ -321,3 +321,58 @@ describe("attack: a filter that traps", () => {
     }
   }, 60_000);
 });
+
+describe("attack: stat names from hostile requests", () => {
+  it("2,000 requests for random paths, resources, verbs and names add no stat named after them", async () => {
+    const { request, Agent } = await import("node:https");
+    const agent = new Agent({ keepAlive: true, maxSockets: 16, ca: readFileSync(pki.ca.certFile), cert: readFileSync(alice.certFile), key: readFileSync(alice.keyFile) });
+    const allStats = async () => (await (await fetch(`${envoy.adminUrl}/stats`)).text()).trim().split("\n").map((line) => line.slice(0, line.lastIndexOf(":")));
+    const word = () => `z${Math.random().toString(36).slice(2, 10)}`;
+    const methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "PROPFIND", "BREW", "M-SEARCH"];
+    const shapes = [
+      () => `/api/v1/${word()}`,
+      () => `/api/v1/namespaces/${word()}/${word()}/${word()}`,
+      () => `/api/v1/namespaces/default/pods/${word()}/${word()}`,
+      () => `/apis/${word()}.example.com/v1/${word()}`,
+      () => `/apis/${word()}/${word()}/namespaces/${word()}/${word()}?watch=true`,
+      () => `/${word()}/${word()}`,
+    ];
+    const send = (method: string, path: string) =>
+      new Promise<number>((resolve) => {
+        const req = request(`${envoy.url}${path}`, { method, agent, timeout: 5000 }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        });
+        req.on("error", () => resolve(0));
+        req.on("timeout", () => req.destroy());
+        req.end();
+      });
+    const sent: string[] = [];
+    const burst = async (count: number) => {
+      for (let done = 0; done < count; done += 20) {
+        await Promise.all(
+          Array.from({ length: 20 }, () => {
+            const path = shapes[Math.floor(Math.random() * shapes.length)]!();
+            sent.push(path);
+            return send(methods[Math.floor(Math.random() * methods.length)]!, path);
+          }),
+        );
+      }
+    };
+    try {
+      // A first burst reaches the fixed labels ("other", the status codes the apiserver answers these with).
+      await burst(200);
+      const before = new Set(await allStats());
+      await burst(2_000);
+      const after = await allStats();
+      const added = after.filter((name) => !before.has(name));
+      expect(added.length, added.join("\n")).toBeLessThanOrEqual(10);
+      const words = new Set(sent.flatMap((path) => path.match(/z[0-9a-z]{4,}/g) ?? []));
+      expect(words.size).toBeGreaterThan(4_000);
+      const named = after.filter((name) => (name.match(/z[0-9a-z]{4,}/g) ?? []).some((part) => words.has(part)));
+      expect(named).toEqual([]);
+    } finally {
+      agent.destroy();
+    }
+  }, 120_000);
+});
