@@ -9,9 +9,9 @@ import {
   type DeltaDiscoveryRequest,
   type DeltaDiscoveryResponse,
 } from "@wharf/proto/envoy/service/discovery/v3/discovery_pb.js";
-import type { ConfigWatcher, DeltaResponse, DeltaSubscription, NodeIdentity } from "./cache.js";
+import type { ConfigWatcher, DeltaResponse, DeltaSubscription } from "./cache.js";
 import { typeUrls, type ResourceKind } from "./snapshot.js";
-import { kindOf, onStreamClosed, refuse, streamIdentity, type StreamOptions } from "./stream.js";
+import { serveNodeStream, type StreamOptions } from "./stream.js";
 
 interface TypeState {
   subscription: DeltaSubscription;
@@ -24,12 +24,9 @@ let nonceCounter = 0;
 export function deltaHandler(cache: ConfigWatcher, options: StreamOptions): (call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>) => void {
   return (call) => {
     const types = new Map<ResourceKind, TypeState>();
-    const identify = streamIdentity(call, options);
-    let node: NodeIdentity | undefined;
-    let closed = false;
 
     const answer = (kind: ResourceKind, state: TypeState) => (response: DeltaResponse) => {
-      if (closed) return;
+      if (stream.isClosed()) return;
       state.nonce = String(++nonceCounter);
       state.cancel = undefined;
       options.observer?.pushed?.(kind);
@@ -44,21 +41,7 @@ export function deltaHandler(cache: ConfigWatcher, options: StreamOptions): (cal
       );
     };
 
-    call.on("data", (request: DeltaDiscoveryRequest) => {
-      if (closed) return;
-      try {
-        const identity = identify(request.node?.id);
-        if (!node) {
-          node = identity;
-          cache.streamOpened(node);
-        }
-      } catch (error) {
-        closed = true;
-        refuse(call, error, options, request.node?.id ?? "");
-        return;
-      }
-      const kind = kindOf.get(request.typeUrl);
-      if (!kind) return;
+    const stream = serveNodeStream(call, cache, options, () => types.values(), (node, kind, request: DeltaDiscoveryRequest) => {
       let state = types.get(kind);
       if (!state) {
         // The first request of a type without names subscribes to everything (LDS/CDS).
@@ -85,11 +68,6 @@ export function deltaHandler(cache: ConfigWatcher, options: StreamOptions): (cal
       }
       state.cancel?.();
       state.cancel = cache.deltaWatch(node, subscription, answer(kind, state), request.responseNonce === "" && !request.errorDetail);
-    });
-    onStreamClosed(call, () => {
-      closed = true;
-      for (const state of types.values()) state.cancel?.();
-      if (node) cache.streamClosed(node);
     });
   };
 }

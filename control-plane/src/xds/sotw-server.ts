@@ -5,9 +5,9 @@
 import { create } from "@bufbuild/protobuf";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import { DiscoveryResponseSchema, type DiscoveryRequest, type DiscoveryResponse } from "@wharf/proto/envoy/service/discovery/v3/discovery_pb.js";
-import type { ConfigWatcher, NodeIdentity, SotwResponse } from "./cache.js";
+import type { ConfigWatcher, SotwResponse } from "./cache.js";
 import { typeUrls, type ResourceKind } from "./snapshot.js";
-import { kindOf, onStreamClosed, refuse, streamIdentity, type StreamOptions } from "./stream.js";
+import { serveNodeStream, type StreamOptions } from "./stream.js";
 
 interface TypeState {
   names: string[];
@@ -22,12 +22,9 @@ let nonceCounter = 0;
 export function sotwHandler(cache: ConfigWatcher, options: StreamOptions): (call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>) => void {
   return (call) => {
     const types = new Map<ResourceKind, TypeState>();
-    const identify = streamIdentity(call, options);
-    let node: NodeIdentity | undefined;
-    let closed = false;
 
     const answer = (kind: ResourceKind, state: TypeState) => (response: SotwResponse) => {
-      if (closed) return;
+      if (stream.isClosed()) return;
       state.sentVersion = response.version;
       state.nonce = String(++nonceCounter);
       state.cancel = undefined;
@@ -42,21 +39,7 @@ export function sotwHandler(cache: ConfigWatcher, options: StreamOptions): (call
       );
     };
 
-    call.on("data", (request: DiscoveryRequest) => {
-      if (closed) return;
-      try {
-        const identity = identify(request.node?.id);
-        if (!node) {
-          node = identity;
-          cache.streamOpened(node);
-        }
-      } catch (error) {
-        closed = true;
-        refuse(call, error, options, request.node?.id ?? "");
-        return;
-      }
-      const kind = kindOf.get(request.typeUrl);
-      if (!kind) return;
+    const stream = serveNodeStream(call, cache, options, () => types.values(), (node, kind, request: DiscoveryRequest) => {
       const state = types.get(kind) ?? { names: [] };
       types.set(kind, state);
       if (request.responseNonce !== "" && request.responseNonce !== state.nonce) return; // answers an older response
@@ -73,11 +56,6 @@ export function sotwHandler(cache: ConfigWatcher, options: StreamOptions): (call
       if (namesChanged || request.responseNonce === "") knownVersion = "";
       state.cancel?.();
       state.cancel = cache.watch(node, { kind, names: state.names, knownVersion }, answer(kind, state));
-    });
-    onStreamClosed(call, () => {
-      closed = true;
-      for (const state of types.values()) state.cancel?.();
-      if (node) cache.streamClosed(node);
     });
   };
 }

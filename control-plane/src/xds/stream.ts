@@ -4,7 +4,7 @@ import { status as grpcStatus, type ServerDuplexStream } from "@grpc/grpc-js";
 
 /** What a stream tells about its peer (its TLS certificate, its address). */
 export type ServerSurfaceCall = Pick<ServerDuplexStream<unknown, unknown>, "getAuthContext" | "getPeer">;
-import type { NodeIdentity } from "./cache.js";
+import type { ConfigWatcher, NodeIdentity } from "./cache.js";
 import { typeUrls, type ResourceKind } from "./snapshot.js";
 
 export const kindOf = new Map<string, ResourceKind>((Object.keys(typeUrls) as ResourceKind[]).map((kind) => [typeUrls[kind], kind]));
@@ -72,4 +72,45 @@ export function onStreamClosed(call: ServerDuplexStream<unknown, unknown>, close
   });
   call.on("error", once);
   call.on("cancelled", once);
+}
+
+/**
+ * What both ADS variants do around the protocol: authenticate the stream's
+ * node on every request (one naming another node ends the stream), tell the
+ * cache when the stream opens and closes, and cancel every watch on close.
+ * `onRequest` gets each request of a known resource kind; `isClosed` tells
+ * a late cache answer that the stream is gone.
+ */
+export function serveNodeStream<Request extends { node?: { id: string }; typeUrl: string }>(
+  call: ServerDuplexStream<Request, unknown>,
+  cache: Pick<ConfigWatcher, "streamOpened" | "streamClosed">,
+  options: StreamOptions,
+  watches: () => Iterable<{ cancel?: () => void }>,
+  onRequest: (node: NodeIdentity, kind: ResourceKind, request: Request) => void,
+): { isClosed(): boolean } {
+  const identify = streamIdentity(call, options);
+  let node: NodeIdentity | undefined;
+  let closed = false;
+  call.on("data", (request: Request) => {
+    if (closed) return;
+    try {
+      const identity = identify(request.node?.id);
+      if (!node) {
+        node = identity;
+        cache.streamOpened(node);
+      }
+    } catch (error) {
+      closed = true;
+      refuse(call, error, options, request.node?.id ?? "");
+      return;
+    }
+    const kind = kindOf.get(request.typeUrl);
+    if (kind) onRequest(node, kind, request);
+  });
+  onStreamClosed(call, () => {
+    closed = true;
+    for (const watch of watches()) watch.cancel?.();
+    if (node) cache.streamClosed(node);
+  });
+  return { isClosed: () => closed };
 }
