@@ -281,6 +281,46 @@ describe("attack: impersonation is authorized by the apiserver, as directly", ()
   });
 });
 
+/** The status line a raw WebSocket handshake gets (HTTP/1.1 over TLS), from the gateway or directly. */
+function upgradeStatus(url: string, client: KeyPair, path: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port), ca: readFileSync(pki.ca.certFile), cert: readFileSync(client.certFile), key: readFileSync(client.keyFile), servername: "localhost", ALPNProtocols: ["http/1.1"] }, () => {
+      socket.write(
+        [`GET ${path} HTTP/1.1`, "Host: localhost", "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: d2hhcmYtdXBncmFkZS10ZXN0", "Sec-WebSocket-Protocol: v4.channel.k8s.io", "", ""].join("\r\n"),
+      );
+    });
+    let head = "";
+    socket.on("data", (chunk: Buffer) => {
+      head += chunk.toString("latin1");
+      const end = head.indexOf("\r\n");
+      if (end >= 0) {
+        resolve(head.slice(0, end));
+        socket.destroy();
+      }
+    });
+    socket.on("error", reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error("upgrade request timed out")));
+  });
+}
+
+describe("attack: names HTTP/1.1 would change, on an upgrade", () => {
+  it("a group ' system:masters' never becomes system:masters on a WebSocket upgrade: 401, where directly it is a powerless group (403)", async () => {
+    const padded = await issueCertificate(dir, pki.ca, { name: "padded-masters", commonName: "unused", subject: "/O= system:masters/CN=padded", usage: "client" });
+    const path = "/api/v1/namespaces/kube-system/secrets?watch=true";
+    // Directly, the apiserver keeps the space: the group is not system:masters.
+    expect(await upgradeStatus(kubeUrl, padded, path)).toMatch(/^HTTP\/1\.1 403/);
+    // Through the gateway an upgrade rides HTTP/1.1 to the apiserver, whose
+    // header parsing trims spaces at the ends of values (" system:masters"
+    // would be read as system:masters): the gateway refuses it instead.
+    expect(await upgradeStatus(envoy.url, padded, path)).toMatch(/^HTTP\/1\.1 401/);
+    // Control: the same certificate without an upgrade (HTTP/2 upstream) is that padded group, as directly.
+    const viaGateway = await whoami(envoy.url, padded);
+    expect(viaGateway).toMatchObject({ username: "padded", groups: expect.arrayContaining([" system:masters"]) as unknown });
+    expect(viaGateway).toEqual(await whoami(kubeUrl, padded));
+  });
+});
+
 describe("attack: a forged x-forwarded-client-cert carrying the admin's (public) certificate", () => {
   const forged = () => `Hash=00;Cert="${encodeURIComponent(readFileSync(admin.certFile, "utf8"))}"`;
 

@@ -37,7 +37,7 @@ export function refusedIdentity(reason: string): Identity {
  * HTTP/2 server refuses control characters but HTAB, Envoy refuses NUL, CR
  * and LF, and the requestheader authenticator skips empty values. Leading
  * and trailing spaces survive because the gateway speaks HTTP/2 upstream
- * (HTTP/1.1 would trim them).
+ * (HTTP/1.1 would trim them; upgrades ride HTTP/1.1: see http1Refusal).
  */
 export function isForwardable(value: string): bool {
   if (value.length == 0) return false;
@@ -65,6 +65,34 @@ export function checkedIdentity(identity: Identity, source: string): Identity {
     }
   }
   return identity;
+}
+
+function hasEdgeWhitespace(value: string): bool {
+  if (value.length == 0) return false;
+  const first = value.charCodeAt(0);
+  const last = value.charCodeAt(value.length - 1);
+  return first == 0x20 || first == 0x09 || last == 0x20 || last == 0x09;
+}
+
+/**
+ * Why the identity cannot travel over HTTP/1.1 unchanged (null when it can).
+ * Upgrades (exec, attach, port-forward, WebSocket watches) reach the
+ * apiserver over HTTP/1.1, which trims spaces and tabs at the ends of header
+ * values: a group " system:masters" would arrive as "system:masters".
+ */
+export function http1Refusal(identity: Identity): string | null {
+  if (hasEdgeWhitespace(identity.user)) return "the user name has spaces at its ends, which an upgraded connection cannot carry";
+  if (hasEdgeWhitespace(identity.uid)) return "the uid has spaces at its ends, which an upgraded connection cannot carry";
+  for (let i = 0; i < identity.groups.length; i++) {
+    if (hasEdgeWhitespace(identity.groups[i])) return "a group name has spaces at its ends, which an upgraded connection cannot carry";
+  }
+  for (let i = 0; i < identity.extraValues.length; i++) {
+    const values = identity.extraValues[i];
+    for (let k = 0; k < values.length; k++) {
+      if (hasEdgeWhitespace(values[k])) return "an extra value has spaces at its ends, which an upgraded connection cannot carry";
+    }
+  }
+  return null;
 }
 
 function isHeaderNameByte(c: i32): bool {

@@ -27,7 +27,7 @@ import {
 import { decodeConfig, FlowControlSchema, GatewayConfig } from "./config";
 import { acquire, counters, release, returnIdleLeases } from "./flow-control";
 import { cachedForwardedCertIdentity } from "./client-cert";
-import { anonymousIdentity, extraHeaderName, Identity } from "./identity";
+import { anonymousIdentity, extraHeaderName, http1Refusal, Identity } from "./identity";
 import { describeRefusal, describeRequest } from "./access-log";
 import { countMemoryPages, countRejection, countRequest, countResourcesNamed, countResponse, countTick, setInflight } from "./metrics";
 import { decide } from "./policy";
@@ -218,6 +218,12 @@ class GatewayStream extends HttpContext {
     // the apiserver as no one it can authenticate (or as a bearer token the
     // gateway never checked): it gets a plain 401 here instead.
     if (!identity.authenticated) return unauthorized(config.tokenReview === null ? "Unauthorized: present a client certificate" : "Unauthorized: present a client certificate or a bearer token");
+    // An upgrade goes to the pool's HTTP/1.1 twin (the route matches the
+    // same header), where some names would not arrive byte for byte.
+    if (headerValue(this.headers, "upgrade") !== null) {
+      const why = http1Refusal(identity);
+      if (why !== null) return unauthorized("Unauthorized: " + why);
+    }
     this.forwardIdentity(identity);
 
     // Only the gateway chooses the pool: a client's own routing header goes
