@@ -3,50 +3,25 @@
 // connection (the client certificate, the SAN and SNI checks, one context
 // per server name) and only changes the protocol; Envoy's own validation
 // accepts the result. Behaviour against a real apiserver: envoy/upgrades.test.ts.
-import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JsonObject } from "@bufbuild/protobuf";
-import { wasmPath } from "@wharf/filters";
-import { createCertificateAuthority, issueCertificate, makeWorkDir, removeWorkDir, toolPath } from "@wharf/testkit";
-import { gatewayResources, staticBootstrap } from "./index.js";
+import { gatewayFixture, type GatewayFixture } from "./gateway.fixture.js";
 
-const run = promisify(execFile);
-let dir: string;
-let caPem: string;
-let pem: string;
-let key: string;
+let fixture: GatewayFixture;
 
 beforeAll(async () => {
-  dir = await makeWorkDir("upgrade-twins");
-  const ca = await createCertificateAuthority(dir, "ca");
-  const leaf = await issueCertificate(dir, ca, { name: "leaf", commonName: "leaf", dnsNames: ["localhost"], usage: "server+client" });
-  [caPem, pem, key] = await Promise.all([readFile(ca.certFile, "utf8"), readFile(leaf.certFile, "utf8"), readFile(leaf.keyFile, "utf8")]);
+  fixture = await gatewayFixture("upgrade-twins");
 });
 
 afterAll(async () => {
-  if (dir) await removeWorkDir(dir);
+  await fixture?.remove();
 });
 
-async function resources() {
-  return gatewayResources({
-    listenPort: 7443,
-    servingCert: pem,
-    servingKey: key,
-    clientCa: caPem,
-    upstreamCa: caPem,
-    frontProxyCert: pem,
-    frontProxyKey: key,
-    wasmModule: await readFile(wasmPath("gateway")),
-    gatewayConfig: new Uint8Array(),
-    pools: [
-      { name: "main", endpoints: [{ host: "10.0.0.1", port: 6443 }, { host: "10.0.0.2", port: 6443 }] },
-      { name: "named", endpoints: [{ host: "10.0.0.3", port: 6443 }], serverName: "kube.internal" },
-    ],
-    defaultPool: "main",
-  });
+function resources() {
+  return fixture.resourcesFor([
+    { name: "main", endpoints: [{ host: "10.0.0.1", port: 6443 }, { host: "10.0.0.2", port: 6443 }] },
+    { name: "named", endpoints: [{ host: "10.0.0.3", port: 6443 }], serverName: "kube.internal" },
+  ]);
 }
 
 /** The cluster with the TLS contexts' ALPN and health checks' codec taken out: what must be equal between a pool and its twin. */
@@ -97,9 +72,6 @@ describe("upgrade twins", () => {
   });
 
   it("Envoy accepts the resources", async () => {
-    const file = join(dir, "static.json");
-    await writeFile(file, JSON.stringify(staticBootstrap(await resources(), 19902)));
-    const validation = await run(toolPath("envoy"), ["--mode", "validate", "--config-path", file]);
-    expect(validation.stdout + validation.stderr).toMatch(/configuration '.*' OK/);
+    expect(await fixture.validate(await resources())).toMatch(/configuration '.*' OK/);
   });
 });

@@ -1,48 +1,21 @@
 // Upstream TLS names per pool and per endpoint, in the resources the control
 // plane builds, checked by Envoy's own config validation (the behaviour
 // against real apiservers is in envoy/gateway-identity.attack.test.ts).
-import { execFile } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { wasmPath } from "@wharf/filters";
-import { createCertificateAuthority, issueCertificate, makeWorkDir, removeWorkDir, toolPath } from "@wharf/testkit";
-import { gatewayResources, staticBootstrap, type UpstreamPool } from "./index.js";
+import { gatewayFixture, type GatewayFixture } from "./gateway.fixture.js";
+import type { UpstreamPool } from "./index.js";
 
-const run = promisify(execFile);
-let dir: string;
-let caPem: string;
-let pem: string;
-let key: string;
+let fixture: GatewayFixture;
 
 beforeAll(async () => {
-  dir = await makeWorkDir("upstream-tls");
-  const ca = await createCertificateAuthority(dir, "ca");
-  // One leaf for every certificate role: only the config's shape is checked.
-  const leaf = await issueCertificate(dir, ca, { name: "leaf", commonName: "leaf", dnsNames: ["localhost"], usage: "server+client" });
-  [caPem, pem, key] = await Promise.all([readFile(ca.certFile, "utf8"), readFile(leaf.certFile, "utf8"), readFile(leaf.keyFile, "utf8")]);
+  fixture = await gatewayFixture("upstream-tls");
 });
 
 afterAll(async () => {
-  if (dir) await removeWorkDir(dir);
+  await fixture?.remove();
 });
 
-async function resourcesFor(pools: UpstreamPool[]) {
-  return gatewayResources({
-    listenPort: 7443,
-    servingCert: pem,
-    servingKey: key,
-    clientCa: caPem,
-    upstreamCa: caPem,
-    frontProxyCert: pem,
-    frontProxyKey: key,
-    wasmModule: await readFile(wasmPath("gateway")),
-    gatewayConfig: new Uint8Array(),
-    pools,
-    defaultPool: pools[0]!.name,
-  });
-}
+const resourcesFor = (pools: UpstreamPool[]) => fixture.resourcesFor(pools);
 
 interface TlsContext {
   typed_config: { sni?: string; common_tls_context: { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: unknown[] } } } };
@@ -77,9 +50,6 @@ describe("upstream TLS names", () => {
     expect(endpoints!.endpoints[0]!.lb_endpoints.map((entry) => entry.metadata)).toEqual(
       ["10.0.0.1", "10.0.0.2", "::1"].map((server) => ({ filter_metadata: { "envoy.transport_socket_match": { server } } })),
     );
-    const file = join(dir, "bootstrap.json");
-    await writeFile(file, JSON.stringify(staticBootstrap(resources, 19901)));
-    const { stdout, stderr } = await run(toolPath("envoy"), ["--mode", "validate", "--config-path", file, "--disable-hot-restart"]).catch((error: { stdout: string; stderr: string }) => error);
-    expect(`${stdout}${stderr}`).toMatch(/configuration '.*' OK/);
+    expect(await fixture.validate(resources)).toMatch(/configuration '.*' OK/);
   });
 });
