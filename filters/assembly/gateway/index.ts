@@ -107,8 +107,8 @@ function unauthorized(message: string = "Unauthorized"): FilterHeadersStatus {
   return FilterHeadersStatus.StopIteration;
 }
 
-function bearerToken(): string | null {
-  const authorization = getHeader(MapType.HttpRequestHeaders, "authorization");
+function bearerToken(headers: HeaderPair[]): string | null {
+  const authorization = headerValue(headers, "authorization");
   if (authorization === null) return null;
   const value = authorization!.trim();
   if (value.length < 8 || value.substring(0, 7).toLowerCase() != "bearer ") return null;
@@ -157,7 +157,7 @@ class GatewayStream extends HttpContext {
     if (identity.refusal.length > 0) return unauthorized(identity.refusal);
     const review = config.tokenReview;
     if (!identity.authenticated && review !== null) {
-      const token = bearerToken();
+      const token = bearerToken(this.headers);
       if (token !== null) {
         const now = currentTimeNanoseconds();
         const cached = cachedIdentity(token!, review!, now);
