@@ -4,7 +4,7 @@ import { decodeUint64, encodeUint64, historyKey, logKey, metaKey, parseLogKey, T
 import { errors } from "../errors.js";
 import { log } from "../log.js";
 import { decodeLogEntry, decodeRecord } from "./record.js";
-import { keyId } from "./kv.js";
+import { keyId, type WatchEvent } from "./kv.js";
 import { SortedKeySet } from "./key-set.js";
 import { metaNames, StoreView, type LiveKeyCounter } from "./store-view.js";
 import { WriteContext, type CommittedRevision, type LeaseChange } from "./write-context.js";
@@ -119,6 +119,26 @@ export class MvccStore {
   async view(): Promise<StoreView> {
     if (this.closed) throw errors.stopped();
     return StoreView.open(this.engine.view(), this.countLive);
+  }
+
+  /**
+   * Events from `fromRevision` on (at least one whole revision, then whole
+   * revisions up to about `maxEvents`), in revision order; returns the next
+   * revision to read. Below the compact revision: etcd's compacted error.
+   */
+  async readEvents(
+    fromRevision: number,
+    maxEvents: number,
+    withPrevKv: boolean,
+    visit: (revision: number, event: WatchEvent) => void,
+  ): Promise<number> {
+    if (fromRevision < this.compactRevision) throw errors.compacted();
+    const view = await this.view();
+    try {
+      return await view.readEvents(fromRevision, maxEvents, withPrevKv, visit);
+    } finally {
+      await view.close();
+    }
   }
 
   onCommit(listener: (commit: Commit) => void): () => void {
