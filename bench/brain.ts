@@ -1,230 +1,187 @@
-// `npm run bench:brain`: the same load generator against the reference etcd
-// and brain, one after the other in one run, both with durable writes (etcd
-// fsyncs its WAL; brain syncs every group commit). Writes a markdown table and
-// a JSON file to bench/results/, then a PNG chart (bench/chart.py).
+// `npm run bench:brain`: etcd, brain and kine (on SQLite and on PostgreSQL)
+// under etcd's own benchmark tool and a Kubernetes-shaped load, all with
+// durable commits. Each server starts fresh (own data dir) per round, warms
+// up, then runs every row; servers take turns (etcd, brain, kine-sqlite,
+// kine-pg, etcd, brain, …) for three rounds, and the table reports medians.
+// Writes bench/results/brain.{md,json}; chart.sh draws brain.png.
+//
+//   --quick            one round, small totals: a smoke test of the script, not a result
+//   --rounds N         rounds (default 3)
+//   --servers a,b      a subset of etcd,brain,kine-sqlite,kine-pg
+//   --rows a,b         a subset of the rows (names in brain-load.ts)
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
-import {
-  Compare_CompareResult,
-  Compare_CompareTarget,
-  LeaseGrantRequestSchema,
-  LeaseKeepAliveRequestSchema,
-  PutRequestSchema,
-  RangeRequestSchema,
-  TxnRequestSchema,
-  WatchRequestSchema,
-  type LeaseKeepAliveRequest,
-  type LeaseKeepAliveResponse,
-  type WatchRequest,
-  type WatchResponse,
-} from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
-import {
-  etcdServices,
-  rawEtcdClient,
-  repoRoot,
-  startBrainProcess,
-  startReferenceEtcd,
-  type RawEtcdClient,
-  type RunningProcess,
-} from "@wharf/testkit";
-import { percentile, writeResults, type Row } from "./report.js";
+import { parseArgs } from "node:util";
+import { repoRoot } from "@wharf/testkit";
+import { clients, connections, rangeKey, readRun, rows, runTool, valueBytes, type Measurement, type RowSpec } from "./brain-load.js";
+import { benchTool, cpuSeconds, peakRssMb, processTree, pssMb, resetPeakRss, serverNames, startServer, type BenchServer, type ServerName } from "./servers.js";
+import { markdownReport, summarize, type Cell } from "./brain-report.js";
+import { writeResults } from "./report.js";
 
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    rounds: { type: "string" },
+    servers: { type: "string" },
+    rows: { type: "string" },
+  },
+});
+const scale = { quick: flags.quick ?? false };
+const rounds = Number(flags.rounds ?? (scale.quick ? 1 : 3));
+const servers = (flags.servers?.split(",") ?? [...serverNames]) as ServerName[];
+const selectedRows = flags.rows ? rows.filter((row) => flags.rows!.split(",").includes(row.name)) : rows;
+for (const server of servers) if (!serverNames.includes(server)) throw new Error(`unknown server ${server}; one of ${serverNames.join(", ")}`);
+if (selectedRows.length === 0) throw new Error(`no rows selected; rows are ${rows.map((row) => row.name).join(", ")}`);
+const rowTimeoutMs = (scale.quick ? 60 : 180) * 1000;
 
-const scale = Number(process.env.BENCH_SCALE ?? "1");
-const concurrency = 32;
-const bytes = (text: string) => new TextEncoder().encode(text);
-const value = new Uint8Array(1024).fill(120); // 1 KiB, about a small Kubernetes object
-
-function rssMb(process: RunningProcess): number {
-  const status = readFileSync(`/proc/${process.child.pid}/status`, "utf8");
-  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return kb / 1024;
+/** Memory and CPU of a server: its own processes' peak RSS, PostgreSQL's proportional share (its backends share buffers). */
+function usage(server: BenchServer): { cpu: number; rssMb: number } {
+  let cpu = 0;
+  let rssMb = 0;
+  for (const process of server.processes) {
+    const tree = processTree([process.child.pid!]);
+    cpu += tree.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    rssMb += process.name === "postgres" ? tree.reduce((sum, pid) => sum + pssMb(pid), 0) : peakRssMb(process.child.pid!);
+  }
+  return { cpu, rssMb };
 }
 
-/** Runs `op(i)` for i in [0, total) with `concurrency` in flight; returns latencies. */
-async function drive(total: number, op: (i: number) => Promise<void>): Promise<{ seconds: number; latencies: number[] }> {
-  const latencies: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      for (let i = next++; i < total; i = next++) {
-        const t0 = performance.now();
-        await op(i);
-        latencies.push(performance.now() - t0);
-      }
-    }),
+function resetPeaks(server: BenchServer): void {
+  for (const process of server.processes) resetPeakRss(process.child.pid!);
+}
+
+export interface RunRecord extends Measurement {
+  row: string;
+  server: ServerName;
+  round: number;
+  cpuSeconds: number;
+  rssMb: number;
+}
+
+const records: RunRecord[] = [];
+
+async function warmUp(server: BenchServer): Promise<void> {
+  const seed = await runTool("kubeload", server.address, ["seed", "--key", rangeKey, "--clients", "1", "--conns", "1"], 30_000);
+  if (seed.code !== 0) throw new Error(`${server.name}: could not write the range key (exit ${seed.code}${seed.timedOut ? ", timed out" : ""}): ${seed.stderr}`);
+  // Not timed: connections, caches, the first fsyncs, the JIT (brain).
+  const total = scale.quick ? "500" : "3000";
+  for (const args of [
+    ["--clients", String(clients), "--conns", String(connections), "range", rangeKey, "--total", total],
+    ["--clients", String(clients), "--conns", String(connections), "put", "--total", total, "--key-space-size", "1000", "--val-size", String(valueBytes), "--key-size", "8"],
+  ]) {
+    await runTool("benchmark", server.address, args, rowTimeoutMs);
+  }
+}
+
+async function runRow(server: BenchServer, row: RowSpec, round: number): Promise<void> {
+  resetPeaks(server);
+  const before = usage(server);
+  const run = await runTool(row.tool, server.address, row.args(scale), rowTimeoutMs);
+  const after = usage(server);
+  const measurement = readRun(row, run, scale);
+  const record: RunRecord = { ...measurement, row: row.name, server: server.name, round, cpuSeconds: after.cpu - before.cpu, rssMb: after.rssMb };
+  records.push(record);
+  const figure = row.better === "lower" ? `p99 ${record.p99Ms.toFixed(2)} ms` : `${record.opsPerSecond.toFixed(0)} ops/s, p99 ${record.p99Ms.toFixed(2)} ms`;
+  console.error(
+    `  ${row.name}: ${record.status === "ok" ? figure : record.status}` +
+      `${record.errors ? `, ${record.errors} errors` : ""}${record.error && record.status !== "ok" ? ` (${record.error})` : ""}` +
+      `${record.detail ? ` [${record.detail}]` : ""}, ${record.cpuSeconds.toFixed(1)} CPU s, ${record.rssMb.toFixed(0)} MiB`,
   );
-  return { seconds: (performance.now() - started) / 1000, latencies: latencies.sort((a, b) => a - b) };
 }
 
-type Workload = (client: RawEtcdClient, prefix: string) => Promise<{ ops: number; seconds: number; latencies: number[] }>;
-
-const workloads: Array<[string, Workload]> = [
-  [
-    "txn-create",
-    async (client, prefix) => {
-      const total = 4000 * scale;
-      const result = await drive(total, async (i) => {
-        const key = bytes(`${prefix}/obj/${i}`);
-        await client.call(etcdServices.KV, "Txn", TxnRequestSchema, {
-          compare: [{ target: Compare_CompareTarget.Mod, result: Compare_CompareResult.Equal, key, targetUnion: { case: "modRevision", value: 0n } }],
-          success: [{ request: { case: "requestPut", value: { key, value } } }],
-        });
-      });
-      return { ops: total, ...result };
-    },
-  ],
-  [
-    "txn-update",
-    async (client, prefix) => {
-      const keys = 500;
-      const revisions: bigint[] = [];
-      for (let i = 0; i < keys; i++) {
-        const put = (await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes(`${prefix}/upd/${i}`), value })) as unknown as {
-          header: { revision: bigint };
-        };
-        revisions[i] = put.header.revision;
-      }
-      const total = 4000 * scale;
-      const result = await drive(total, async (i) => {
-        const index = i % keys;
-        const key = bytes(`${prefix}/upd/${index}`);
-        const response = (await client.call(etcdServices.KV, "Txn", TxnRequestSchema, {
-          compare: [
-            { target: Compare_CompareTarget.Mod, result: Compare_CompareResult.Equal, key, targetUnion: { case: "modRevision", value: revisions[index]! } },
-          ],
-          success: [{ request: { case: "requestPut", value: { key, value } } }],
-          failure: [{ request: { case: "requestRange", value: { key } } }],
-        })) as unknown as { succeeded: boolean; header: { revision: bigint } };
-        if (response.succeeded) revisions[index] = response.header.revision;
-      });
-      return { ops: total, ...result };
-    },
-  ],
-  [
-    "range-500-at-rev",
-    async (client, prefix) => {
-      // The txn-create keys (4000 × scale of them) are the data set.
-      const head = (await client.call(etcdServices.KV, "Range", RangeRequestSchema, { key: bytes("x") })) as unknown as { header: { revision: bigint } };
-      const total = 400 * scale;
-      const result = await drive(total, async () => {
-        await client.call(etcdServices.KV, "Range", RangeRequestSchema, {
-          key: bytes(`${prefix}/obj/`),
-          rangeEnd: bytes(`${prefix}/obj0`),
-          limit: 500n,
-          revision: head.header.revision,
-        });
-      });
-      return { ops: total, ...result };
-    },
-  ],
-  [
-    "watch-fanout-100",
-    async (client, prefix) => {
-      const watchers = 100;
-      const puts = 200 * scale;
-      const sentAt = new Map<string, number>();
-      const latencies: number[] = [];
-      let created = 0;
-      let delivered = 0;
-      let done!: () => void;
-      const allDelivered = new Promise<void>((resolve) => (done = resolve));
-      const streams = Array.from({ length: watchers }, () => {
-        const stream = client.stream<WatchRequest, WatchResponse>(etcdServices.Watch, "Watch");
-        stream.on("error", () => undefined);
-        stream.on("data", (response: WatchResponse) => {
-          if (response.created) created++;
-          const now = performance.now();
-          for (const event of response.events) {
-            const at = sentAt.get(new TextDecoder().decode(event.kv!.key));
-            if (at !== undefined) latencies.push(now - at);
-            if (++delivered === watchers * puts) done();
-          }
-        });
-        stream.write(create(WatchRequestSchema, { requestUnion: { case: "createRequest", value: { key: bytes(`${prefix}/w/`), rangeEnd: bytes(`${prefix}/w0`) } } }));
-        return stream;
-      });
-      while (created < watchers) await new Promise((resolve) => setTimeout(resolve, 10));
-      const started = performance.now();
-      for (let i = 0; i < puts; i++) {
-        const key = `${prefix}/w/${i}`;
-        sentAt.set(key, performance.now());
-        await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes(key), value });
-      }
-      await Promise.race([allDelivered, new Promise((resolve) => setTimeout(resolve, 30_000))]);
-      const seconds = (performance.now() - started) / 1000;
-      for (const stream of streams) stream.cancel();
-      return { ops: delivered, seconds, latencies: latencies.sort((a, b) => a - b) };
-    },
-  ],
-  [
-    "lease-grant+keepalive",
-    async (client) => {
-      const total = 2000 * scale;
-      const stream = client.stream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(etcdServices.Lease, "LeaseKeepAlive");
-      stream.on("error", () => undefined);
-      const waiting = new Map<bigint, () => void>();
-      stream.on("data", (response: LeaseKeepAliveResponse) => waiting.get(response.ID)?.());
-      const result = await drive(total, async () => {
-        const granted = (await client.call(etcdServices.Lease, "LeaseGrant", LeaseGrantRequestSchema, { TTL: 60n })) as unknown as { ID: bigint };
-        await new Promise<void>((resolve) => {
-          waiting.set(granted.ID, resolve);
-          stream.write(create(LeaseKeepAliveRequestSchema, { ID: granted.ID }));
-        });
-        waiting.delete(granted.ID);
-      });
-      stream.cancel();
-      return { ops: total, ...result };
-    },
-  ],
-];
-
-async function benchTarget(name: "etcd" | "brain"): Promise<Row[]> {
-  const server = name === "etcd" ? await startReferenceEtcd() : await startBrainProcess();
-  const client = rawEtcdClient(server.endpoint);
-  const rows: Row[] = [];
+function version(command: string, args: string[], pattern: RegExp): string {
   try {
-    for (const [workload, run] of workloads) {
-      const { ops, seconds, latencies } = await run(client, "bench");
-      rows.push({
-        workload,
-        target: name,
-        opsPerSecond: ops / seconds,
-        p50Ms: percentile(latencies, 50),
-        p99Ms: percentile(latencies, 99),
-        rssMb: rssMb(server.process),
-      });
-      console.error(`${name} ${workload}: ${(ops / seconds).toFixed(0)} ops/s, p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms`);
+    const output = execFileSync(command, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+    return pattern.exec(output)?.[1] ?? output.split("\n")[0]!.trim();
+  } catch (error) {
+    return `unknown (${(error as Error).message.split("\n")[0]})`;
+  }
+}
+
+function goModuleVersion(goMod: string, module: string): string {
+  const text = readFileSync(join(repoRoot, goMod), "utf8");
+  return new RegExp(`^\\s*${module.replaceAll(".", "\\.")} (v\\S+)`, "m").exec(text)?.[1] ?? "unknown";
+}
+
+const cpu = cpus();
+const machine = {
+  cpu: cpu[0]?.model.trim() ?? "unknown",
+  cores: cpu.length,
+  ramGiB: Math.round(totalmem() / 2 ** 30),
+  kernel: release(),
+  node: process.version,
+};
+const versions = {
+  etcd: version(join(repoRoot, ".tools", "bin", "etcd"), ["--version"], /etcd Version: (\S+)/),
+  brain: version("git", ["-C", repoRoot, "rev-parse", "--short", "HEAD"], /(\S+)/),
+  kine: goModuleVersion("tools/kine/go.mod", "github.com/k3s-io/kine"),
+  benchmark: `go.etcd.io/etcd/v3/tools/benchmark ${goModuleVersion("tools/etcd/bench/go.mod", "go.etcd.io/etcd/v3")}`,
+  postgres: version(join(repoRoot, ".tools", "bin", "postgres"), ["--version"], /\(PostgreSQL\) (\S+)/),
+  sqlite: "mattn/go-sqlite3 " + goModuleVersion("tools/kine/go.mod", "github.com/mattn/go-sqlite3"),
+};
+for (const tool of ["benchmark", "kubeload", "kine"] as const) {
+  try {
+    accessSync(benchTool(tool), constants.X_OK);
+  } catch {
+    throw new Error(`${tool} is missing from .tools/bin: run \`bash scripts/setup.sh --bench\``);
+  }
+}
+
+const loadBefore = loadavg();
+const started = new Date();
+console.error(
+  `bench:brain ${scale.quick ? "QUICK (smoke test) " : ""}${rounds} round(s) × ${servers.join(", ")}; ${selectedRows.length} rows; ` +
+    `load average ${loadBefore.map((load) => load.toFixed(2)).join(" ")}`,
+);
+for (let round = 1; round <= rounds; round++) {
+  for (const name of servers) {
+    console.error(`round ${round}/${rounds}: ${name}`);
+    const server = await startServer(name);
+    try {
+      await warmUp(server);
+      for (const row of selectedRows) await runRow(server, row, round);
+    } finally {
+      await server.stop();
     }
-  } finally {
-    client.close();
-    await server.stop();
   }
-  return rows;
 }
+const loadAfter = loadavg();
+const minutes = (Date.now() - started.getTime()) / 60_000;
 
-function markdown(rows: Row[]): string {
-  const lines = [
-    "| workload | etcd ops/s | brain ops/s | brain/etcd | etcd p50 ms | brain p50 ms | etcd p99 ms | brain p99 ms | etcd RSS MiB | brain RSS MiB |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-  ];
-  for (const [workload] of workloads) {
-    const etcd = rows.find((row) => row.workload === workload && row.target === "etcd")!;
-    const brain = rows.find((row) => row.workload === workload && row.target === "brain")!;
-    lines.push(
-      `| ${workload} | ${etcd.opsPerSecond.toFixed(0)} | ${brain.opsPerSecond.toFixed(0)} | ${(brain.opsPerSecond / etcd.opsPerSecond).toFixed(2)} | ` +
-        `${etcd.p50Ms.toFixed(2)} | ${brain.p50Ms.toFixed(2)} | ${etcd.p99Ms.toFixed(2)} | ${brain.p99Ms.toFixed(2)} | ` +
-        `${etcd.rssMb.toFixed(0)} | ${brain.rssMb.toFixed(0)} |`,
-    );
-  }
-  return lines.join("\n");
-}
-
-const rows = [...(await benchTarget("etcd")), ...(await benchTarget("brain"))];
-const table = markdown(rows);
-const etcdVersion = execFileSync(join(repoRoot, ".tools", "bin", "etcd"), ["--version"]).toString().split("\n")[0];
-writeResults("brain", rows, { concurrency, scale }, "brain vs etcd", `${etcdVersion}; ${concurrency} requests in flight, 1 KiB values, fsync on for both.`, table);
+const cells: Cell[] = summarize(records, selectedRows, servers);
+const setup =
+  `${rounds} round(s), servers interleaved per round, each started with a fresh data dir and warmed up; medians over the rounds. ` +
+  `${clients} clients over ${connections} connections, ${valueBytes} B values, fsync on for every server. ` +
+  `Load average ${loadBefore.map((load) => load.toFixed(2)).join(" / ")} before, ${loadAfter.map((load) => load.toFixed(2)).join(" / ")} after; ` +
+  `${minutes.toFixed(1)} minutes.`;
+const table = markdownReport(cells, selectedRows, servers, { machine, versions, quick: scale.quick });
+writeResults(
+  "brain",
+  cells.map((cell) => ({ workload: cell.row, target: cell.server, opsPerSecond: cell.opsPerSecond, p50Ms: cell.p50Ms, p99Ms: cell.p99Ms, rssMb: cell.rssMb })),
+  {
+    quick: scale.quick,
+    rounds,
+    clients,
+    connections,
+    valueBytes,
+    machineDetail: machine,
+    versions,
+    loadAverage: { before: loadBefore, after: loadAfter },
+    minutes,
+    cells,
+    runs: records,
+    // chart.py: which numbers to draw (watch rows compare latency, the rest throughput).
+    panels: [
+      { key: "opsPerSecond", title: "throughput (ops/s, higher is better)", rows: selectedRows.filter((row) => row.better === "higher").map((row) => row.name) },
+      { key: "p99Ms", title: "p99 latency (ms, lower is better)", rows: selectedRows.map((row) => row.name) },
+      { key: "rssMb", title: "peak RSS (MiB)", rows: selectedRows.map((row) => row.name) },
+    ],
+  },
+  scale.quick ? "brain vs etcd vs kine — QUICK SMOKE RUN, not a result" : "brain vs etcd vs kine",
+  setup,
+  table,
+);
 console.log(table);
+execFileSync("bash", [join(repoRoot, "bench", "chart.sh"), "brain"], { stdio: "inherit" });

