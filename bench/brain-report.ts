@@ -156,6 +156,17 @@ export function markdownReport(cells: Cell[], rows: RowSpec[], servers: ServerNa
   const memory = rows.map((row) => [at(row.name, "brain")?.rssMb, at(row.name, "etcd")?.rssMb] as const).filter(([b, e]) => b !== undefined && e !== undefined);
   const memoryMet = memory.filter(([brain, etcd]) => brain! <= etcd!).length;
   lines.push("", `Peak RSS ≤ etcd's (target): met on ${memoryMet} of ${memory.length} rows.`, "");
+  const overall = (server: ServerName) => {
+    const own = cells.filter((cell) => cell.server === server);
+    const peak = Math.max(...own.map((cell) => cell.rssMb));
+    const cpu = own.reduce((sum, cell) => sum + cell.cpuSeconds, 0);
+    return `${server} ${peak.toFixed(0)} MiB / ${cpu.toFixed(1)} CPU s`;
+  };
+  lines.push(
+    `Over all rows (peak RSS / CPU seconds, medians per row summed): ${servers.map(overall).join("; ")}. ` +
+      "kine's CPU covers less work: it refuses some rows.",
+    "",
+  );
 
   lines.push("## Latency: p50 / p99 ms", "", `| row | ${servers.join(" | ")} |`, `|---|${servers.map(() => "---:").join("|")}|`);
   for (const row of rows) {

@@ -15,7 +15,7 @@ import { cpus, loadavg, release, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { repoRoot } from "@wharf/testkit";
-import { clients, connections, rangeKey, readRun, rows, runTool, valueBytes, type Measurement, type RowSpec } from "./brain-load.js";
+import { clients, connections, rangeKey, readRun, rows, runTool, type Measurement, type RowSpec, valueBytes } from "./brain-load.js";
 import { benchTool, cpuSeconds, peakRssMb, processTree, pssMb, resetPeakRss, serverNames, startServer, type BenchServer, type ServerName } from "./servers.js";
 import { markdownReport, summarize, type Cell } from "./brain-report.js";
 import { writeResults } from "./report.js";
@@ -43,13 +43,13 @@ function usage(server: BenchServer): { cpu: number; rssMb: number } {
   for (const process of server.processes) {
     const tree = processTree([process.child.pid!]);
     cpu += tree.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-    rssMb += process.name === "postgres" ? tree.reduce((sum, pid) => sum + pssMb(pid), 0) : peakRssMb(process.child.pid!);
+    rssMb += tree.reduce((sum, pid) => sum + (process.name === "postgres" ? pssMb(pid) : peakRssMb(pid)), 0);
   }
   return { cpu, rssMb };
 }
 
 function resetPeaks(server: BenchServer): void {
-  for (const process of server.processes) resetPeakRss(process.child.pid!);
+  for (const process of server.processes) processTree([process.child.pid!]).forEach(resetPeakRss);
 }
 
 export interface RunRecord extends Measurement {
@@ -65,22 +65,30 @@ const records: RunRecord[] = [];
 async function warmUp(server: BenchServer): Promise<void> {
   const seed = await runTool("kubeload", server.address, ["seed", "--key", rangeKey, "--clients", "1", "--conns", "1"], 30_000);
   if (seed.code !== 0) throw new Error(`${server.name}: could not write the range key (exit ${seed.code}${seed.timedOut ? ", timed out" : ""}): ${seed.stderr}`);
-  // Not timed: connections, caches, the first fsyncs, the JIT (brain).
+  // Not timed: connections, caches, the first fsyncs, the JIT (brain). Guarded
+  // creates (not the tool's put) because every server accepts them.
   const total = scale.quick ? "500" : "3000";
-  for (const args of [
-    ["--clients", String(clients), "--conns", String(connections), "range", rangeKey, "--total", total],
-    ["--clients", String(clients), "--conns", String(connections), "put", "--total", total, "--key-space-size", "1000", "--val-size", String(valueBytes), "--key-size", "8"],
-  ]) {
-    await runTool("benchmark", server.address, args, rowTimeoutMs);
-  }
+  await runTool("benchmark", server.address, ["--clients", String(clients), "--conns", String(connections), "range", rangeKey, "--total", total], rowTimeoutMs);
+  await runTool("kubeload", server.address, ["create", "--prefix", "/registry/warmup/", "--total", total], rowTimeoutMs);
 }
 
-async function runRow(server: BenchServer, row: RowSpec, round: number): Promise<void> {
+/** A server that died: its rows are failures, not refusals. */
+function exited(server: BenchServer): string | undefined {
+  const dead = server.processes.find((process) => process.child.exitCode !== null || process.child.signalCode !== null);
+  if (!dead) return undefined;
+  return `${dead.name} exited (${dead.child.exitCode ?? dead.child.signalCode}); log ${dead.logFile}: ${dead.logTail(3).replaceAll("\n", " | ")}`;
+}
+
+/** Runs one row; false when the server died (the round's remaining rows for it are skipped). */
+async function runRow(server: BenchServer, row: RowSpec, round: number): Promise<boolean> {
   resetPeaks(server);
   const before = usage(server);
   const run = await runTool(row.tool, server.address, row.args(scale), rowTimeoutMs);
   const after = usage(server);
-  const measurement = readRun(row, run, scale);
+  const death = exited(server);
+  const measurement: Measurement = death
+    ? { status: "failed", error: death, opsPerSecond: NaN, p50Ms: NaN, p99Ms: NaN, errors: 0, seconds: run.seconds }
+    : readRun(row, run, scale);
   const record: RunRecord = { ...measurement, row: row.name, server: server.name, round, cpuSeconds: after.cpu - before.cpu, rssMb: after.rssMb };
   records.push(record);
   const figure = row.better === "lower" ? `p99 ${record.p99Ms.toFixed(2)} ms` : `${record.opsPerSecond.toFixed(0)} ops/s, p99 ${record.p99Ms.toFixed(2)} ms`;
@@ -89,6 +97,7 @@ async function runRow(server: BenchServer, row: RowSpec, round: number): Promise
       `${record.errors ? `, ${record.errors} errors` : ""}${record.error && record.status !== "ok" ? ` (${record.error})` : ""}` +
       `${record.detail ? ` [${record.detail}]` : ""}, ${record.cpuSeconds.toFixed(1)} CPU s, ${record.rssMb.toFixed(0)} MiB`,
   );
+  return death === undefined;
 }
 
 function version(command: string, args: string[], pattern: RegExp): string {
@@ -138,10 +147,22 @@ console.error(
 for (let round = 1; round <= rounds; round++) {
   for (const name of servers) {
     console.error(`round ${round}/${rounds}: ${name}`);
-    const server = await startServer(name);
+    let server: BenchServer;
+    try {
+      server = await startServer(name);
+    } catch (error) {
+      const message = (error as Error).message.split("\n").slice(0, 3).join(" | ");
+      console.error(`  ${name} did not start: ${message}`);
+      for (const row of selectedRows) {
+        records.push({ row: row.name, server: name, round, status: "failed", error: `did not start: ${message}`, opsPerSecond: NaN, p50Ms: NaN, p99Ms: NaN, errors: 0, seconds: 0, cpuSeconds: 0, rssMb: NaN });
+      }
+      continue;
+    }
     try {
       await warmUp(server);
-      for (const row of selectedRows) await runRow(server, row, round);
+      for (const row of selectedRows) {
+        if (!(await runRow(server, row, round))) break;
+      }
     } finally {
       await server.stop();
     }
