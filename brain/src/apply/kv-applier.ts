@@ -29,9 +29,9 @@ import {
 import { KeyValueSchema, type KeyValue as KeyValueMessage } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
 import { errors } from "../errors.js";
 import { compareBytes, inRange, isEmptyRange, keyRange, type KeyRange, type KeyValue } from "../mvcc/kv.js";
+import { decodeKeyValue, encodeKeyValue, encodeRangeResponse, type EncodedMessage } from "../mvcc/kv-wire.js";
 import type { MvccStore } from "../mvcc/store.js";
-import type { WriteContext } from "../mvcc/write-context.js";
-import { encodeRangeResponse, type EncodedMessage } from "../server/wire.js";
+import type { KeyMeta, WriteContext } from "../mvcc/write-context.js";
 
 export interface KvLimits {
   /** etcd's --max-txn-ops. */
@@ -53,7 +53,8 @@ export function toKeyValueMessage(kv: KeyValue, keysOnly = false): KeyValueMessa
 interface RangeSource {
   revision: number;
   compactRevision: number;
-  read(range: KeyRange, revision: number, limit: number, countAll: boolean): Promise<{ kvs: KeyValue[]; count: number }>;
+  /** Stored KeyValue rows of live keys at `revision`, in key order, and the count. */
+  read(range: KeyRange, revision: number, limit: number, countAll: boolean): { rows: Uint8Array[]; count: number };
 }
 
 export class KvApplier {
@@ -65,20 +66,21 @@ export class KvApplier {
   ) {}
 
   /** Range answers in wire format: lists are the hottest and largest responses. */
+  /**
+   * Looks up the key index and fetches the rows in one synchronous turn, at
+   * the newest durable revision; rows are immutable, so that is consistent.
+   */
   async range(request: RangeRequest): Promise<EncodedMessage> {
     checkRange(request);
-    const view = await this.store.view();
-    try {
-      const source: RangeSource = {
-        revision: view.revision,
-        compactRevision: this.store.compactRevision,
-        read: (range, revision, limit, countAll) => view.range(range, revision, limit, countAll),
-      };
-      const outcome = await executeRange(source, request);
-      return encodeRangeResponse(this.headerBytes(view.revision), outcome.kvs, outcome.more, outcome.count, request.keysOnly);
-    } finally {
-      await view.close();
-    }
+    const store = this.store;
+    const revision = store.revision;
+    const source: RangeSource = {
+      revision,
+      compactRevision: store.compactRevision,
+      read: (range, at, limit, countAll) => store.readRange(range, at, limit, countAll),
+    };
+    const outcome = executeRange(source, request);
+    return encodeRangeResponse(this.headerBytes(revision), outcome.rows, outcome.more, outcome.count);
   }
 
   async put(request: PutRequest): Promise<PutResponse> {
@@ -227,7 +229,7 @@ async function checkOps(context: WriteContext, compactRevision: number, ops: Req
 
 async function checkPutPreconditions(context: WriteContext, request: PutRequest): Promise<void> {
   if (request.ignoreValue || request.ignoreLease) {
-    if ((await context.get(request.key)) === undefined) throw errors.keyNotFound();
+    if (context.meta(request.key) === undefined) throw errors.keyNotFound();
   }
   if (request.lease !== 0n && !context.hasLease(request.lease)) throw errors.leaseNotFound();
 }
@@ -235,20 +237,21 @@ async function checkPutPreconditions(context: WriteContext, request: PutRequest)
 // --- execution ---
 
 interface RangeOutcome {
-  kvs: KeyValue[];
+  /** Encoded KeyValues, keys_only applied. */
+  rows: Uint8Array[];
   more: boolean;
   count: number;
 }
 
-function toRangeResponse(outcome: RangeOutcome, keysOnly: boolean): RangeResponse {
+function toRangeResponse(outcome: RangeOutcome): RangeResponse {
   return create(RangeResponseSchema, {
-    kvs: outcome.kvs.map((kv) => toKeyValueMessage(kv, keysOnly)),
+    kvs: outcome.rows.map((row) => toKeyValueMessage(decodeKeyValue(row))),
     more: outcome.more,
     count: BigInt(outcome.count),
   });
 }
 
-async function executeRange(source: RangeSource, request: RangeRequest): Promise<RangeOutcome> {
+function executeRange(source: RangeSource, request: RangeRequest): RangeOutcome {
   const requested = Number(request.revision);
   if (requested > source.revision) throw errors.futureRevision();
   if (requested > 0 && requested < source.compactRevision) throw errors.compacted();
@@ -268,9 +271,15 @@ async function executeRange(source: RangeSource, request: RangeRequest): Promise
   const needsAll = filtered || (sortOrder !== RangeRequest_SortOrder.None && !(sortOrder === RangeRequest_SortOrder.Ascend && request.sortTarget === RangeRequest_SortTarget.Key));
   // One more than the limit tells whether there is more.
   const fetch = request.countOnly ? 0 : limit > 0 && !needsAll ? limit + 1 : Number.POSITIVE_INFINITY;
-  const result = isEmptyRange(range) ? { kvs: [], count: 0 } : await source.read(range, revision, fetch, true);
+  const result = isEmptyRange(range) ? { rows: [], count: 0 } : source.read(range, revision, fetch, true);
+  if (request.countOnly) return { rows: [], more: false, count: result.count };
+  if (!needsAll && !request.keysOnly) {
+    // The common case: the stored rows are the response's KeyValues.
+    const more = limit > 0 && result.rows.length > limit;
+    return { rows: more ? result.rows.slice(0, limit) : result.rows, more, count: result.count };
+  }
 
-  let kvs = result.kvs;
+  let kvs = result.rows.map(decodeKeyValue);
   if (filtered) {
     const within = (value: number, min: bigint, max: bigint) =>
       (min === 0n || value >= Number(min)) && (max === 0n || value <= Number(max));
@@ -286,7 +295,7 @@ async function executeRange(source: RangeSource, request: RangeRequest): Promise
     kvs = kvs.slice(0, limit);
     more = true;
   }
-  return { kvs: request.countOnly ? [] : kvs, more, count: result.count };
+  return { rows: kvs.map((kv) => encodeKeyValue(kv, request.keysOnly)), more, count: result.count };
 }
 
 function sortKvs(kvs: KeyValue[], target: RangeRequest_SortTarget, order: RangeRequest_SortOrder): KeyValue[] {
@@ -313,7 +322,8 @@ async function executePut(context: WriteContext, request: PutRequest): Promise<P
 }
 
 async function executeDelete(context: WriteContext, request: DeleteRangeRequest): Promise<DeleteRangeResponse> {
-  const doomed = await context.rangeCurrent(keyRange(request.key, request.rangeEnd));
+  const range = keyRange(request.key, request.rangeEnd);
+  const doomed = isEmptyRange(range) ? [] : context.liveKeys(range).map((index) => context.current(index)!);
   for (const kv of doomed) context.delete(kv);
   return create(DeleteRangeResponseSchema, {
     deleted: BigInt(doomed.length),
@@ -328,22 +338,30 @@ async function evaluateCompares(context: WriteContext, compares: Compare[]): Pro
   return true;
 }
 
+const absent: KeyMeta = { createRevision: 0, modRevision: 0, version: 0, lease: 0n };
+
+/** Compares revisions, versions and leases from the key index; only a value compare reads values. */
 async function evaluateCompare(context: WriteContext, compare: Compare): Promise<boolean> {
-  const kvs = await context.rangeCurrent(keyRange(compare.key, compare.rangeEnd));
-  if (kvs.length === 0) {
-    // A missing key compares as all zeroes, except that it has no value.
-    if (compare.target === Compare_CompareTarget.Value) return false;
-    return compareKv(compare, { key: compare.key, value: new Uint8Array(), createRevision: 0, modRevision: 0, version: 0, lease: 0n });
+  const range = keyRange(compare.key, compare.rangeEnd);
+  if (isEmptyRange(range)) return compare.target !== Compare_CompareTarget.Value && compareKv(compare, absent);
+  if (compare.target === Compare_CompareTarget.Value) {
+    // A missing key has no value to compare.
+    const kvs = context.liveKeys(range).map((index) => context.current(index)!);
+    return kvs.length > 0 && kvs.every((kv) => compareKv(compare, kv));
   }
-  return kvs.every((kv) => compareKv(compare, kv));
+  if (range.single) return compareKv(compare, context.meta(compare.key) ?? absent);
+  const metas = context.liveKeys(range).map((index) => context.metaOf(index));
+  // A missing key compares as all zeroes.
+  if (metas.length === 0) return compareKv(compare, absent);
+  return metas.every((meta) => compareKv(compare, meta));
 }
 
-function compareKv(compare: Compare, kv: KeyValue): boolean {
+function compareKv(compare: Compare, kv: KeyMeta & { value?: Uint8Array }): boolean {
   const union = compare.targetUnion;
   let result: number;
   switch (compare.target) {
     case Compare_CompareTarget.Value:
-      result = compareBytes(kv.value, union.case === "value" ? union.value : new Uint8Array());
+      result = compareBytes(kv.value ?? new Uint8Array(), union.case === "value" ? union.value : new Uint8Array());
       break;
     case Compare_CompareTarget.Version:
       result = compareNumbers(BigInt(kv.version), union.case === "version" ? union.value : 0n);
@@ -402,13 +420,9 @@ async function executeOp(context: WriteContext, compactRevision: number, op: Req
       const source: RangeSource = {
         revision: context.revision,
         compactRevision,
-        read: async (range, revision, limit, countAll) => {
-          if (revision < context.revision) return context.readAt(range, revision, limit, countAll);
-          const kvs = await context.rangeCurrent(range);
-          return { kvs: kvs.slice(0, limit), count: kvs.length };
-        },
+        read: (range, revision, limit, countAll) => context.readRange(range, revision, limit, countAll),
       };
-      const response = toRangeResponse(await executeRange(source, op.request.value), op.request.value.keysOnly);
+      const response = toRangeResponse(executeRange(source, op.request.value));
       response.header = subHeader(context.revision);
       return create(ResponseOpSchema, { response: { case: "responseRange", value: response } });
     }

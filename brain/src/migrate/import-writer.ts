@@ -1,14 +1,15 @@
 // Writes an etcd keyspace, revisions and all, into an empty brain data dir.
-// Each event lands exactly where brain's own writer would have put it (the
-// current table, the key's history, the revision log), so after a migration
+// Each event is stored by the same routine brain's own writer uses
+// (mvcc/version-writer.ts), so after a migration
 // brain answers reads at every retained revision, and watches from any of
 // them, as the source etcd did: resource versions held by clients stay valid.
 import type { KeyValue } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
+import { keyId } from "../mvcc/kv.js";
+import { metaNames } from "../mvcc/meta.js";
 import { MvccStore } from "../mvcc/store.js";
-import { encodeLogEntry, encodeRecord, EventKind, tombstoneRecord } from "../mvcc/record.js";
-import { metaNames } from "../mvcc/store-view.js";
+import { writeTombstone, writeVersion } from "../mvcc/version-writer.js";
 import type { StorageEngine, WriteOp } from "../storage/engine.js";
-import { currentKey, encodeUint64, historyKey, leaseKey, logKey, metaKey, Table, tableEnd, tableStart } from "../storage/keys.js";
+import { encodeUint64, leaseKey, metaKey, Table, tableEnd, tableStart } from "../storage/keys.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
 
 export interface ImportedKeyValue {
@@ -58,6 +59,8 @@ export class ImportWriter {
   private ops: WriteOp[] = [];
   private last = { main: 0, sub: -1 };
   private events = 0;
+  private readonly live = new Set<string>();
+  private readonly sink = { put: (key: Uint8Array, value: Uint8Array) => void this.ops.push({ type: "put", key, value }) };
 
   private constructor(private readonly engine: StorageEngine) {}
 
@@ -67,7 +70,7 @@ export class ImportWriter {
     try {
       const view = engine.view();
       try {
-        for (const table of [Table.Current, Table.History, Table.Log, Table.Lease]) {
+        for (const table of [Table.Key, Table.Current, Table.History, Table.Log, Table.Lease]) {
           if ((await view.count(tableStart(table), tableEnd(table))) > 0) {
             throw new MigrationError(`${dataDir} already holds data; migrate into a new, empty data dir`);
           }
@@ -91,20 +94,15 @@ export class ImportWriter {
       throw new MigrationError(`revision ${event.main}.${event.sub} comes after ${this.last.main}.${this.last.sub}: the source is not in revision order`);
     }
     if (event.base !== true) this.last = { main: event.main, sub: event.sub };
-    const at = { main: event.main, sub: event.sub };
     if (event.type === "put") {
-      const record = encodeRecord(event.kv);
-      this.ops.push(
-        { type: "put", key: currentKey(event.kv.key), value: record },
-        { type: "put", key: historyKey(event.kv.key, at), value: record },
-        { type: "put", key: logKey(at), value: encodeLogEntry(EventKind.Put, event.kv.key) },
-      );
+      if (event.kv.modRevision !== event.main) {
+        throw new MigrationError(`the version of a key at revision ${event.main} says it was modified at ${event.kv.modRevision}`);
+      }
+      writeVersion(this.sink, event.kv, event.sub);
+      this.live.add(keyId(event.kv.key));
     } else {
-      this.ops.push(
-        { type: "del", key: currentKey(event.key) },
-        { type: "put", key: historyKey(event.key, at), value: tombstoneRecord(event.main) },
-        { type: "put", key: logKey(at), value: encodeLogEntry(EventKind.Delete, event.key) },
-      );
+      writeTombstone(this.sink, event.key, event.main, event.sub);
+      this.live.delete(keyId(event.key));
     }
     this.events++;
     if (this.ops.length >= batchOps) await this.flush(false);
@@ -130,13 +128,7 @@ export class ImportWriter {
       { type: "put", key: metaKey(metaNames.revision), value: encodeUint64(revision) },
     );
     await this.flush(true);
-    const view = this.engine.view();
-    try {
-      const liveKeys = await view.count(tableStart(Table.Current), tableEnd(Table.Current));
-      return { revision, compactRevision: options.compactRevision, events: this.events, liveKeys, leases: options.leases.length };
-    } finally {
-      await view.close();
-    }
+    return { revision, compactRevision: options.compactRevision, events: this.events, liveKeys: this.live.size, leases: options.leases.length };
   }
 
   close(): Promise<void> {

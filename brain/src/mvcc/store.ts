@@ -1,13 +1,17 @@
 import { randomBytes } from "node:crypto";
-import type { StorageEngine, WriteOp } from "../storage/engine.js";
-import { decodeUint64, encodeUint64, historyKey, logKey, metaKey, parseLogKey, Table } from "../storage/keys.js";
+import type { StorageEngine } from "../storage/engine.js";
+import { decodeUint64, encodeUint64, metaKey, Table, tableEnd, tableStart } from "../storage/keys.js";
 import { errors } from "../errors.js";
 import { log } from "../log.js";
-import { decodeLogEntry, decodeRecord } from "./record.js";
-import { keyId, type WatchEvent } from "./kv.js";
+import { TreeIndex, type Dropped, type Located } from "./key-index.js";
 import { SortedKeySet } from "./key-set.js";
-import { metaNames, StoreView, type LiveKeyCounter } from "./store-view.js";
-import { WriteContext, type CommittedRevision, type LeaseChange } from "./write-context.js";
+import { keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
+import { decodeKeyValue } from "./kv-wire.js";
+import { formatVersion, metaNames } from "./meta.js";
+import { parseRevisionKey, revisionKey } from "./revision.js";
+import { StoreView } from "./store-view.js";
+import { upgradeFromV1 } from "./upgrade-v1.js";
+import { WriteContext, type CommittedRevision, type LeaseChange, type WriterReads } from "./write-context.js";
 
 export interface Commit {
   revisions: CommittedRevision[];
@@ -28,84 +32,115 @@ export interface StoreOptions {
   maxGroup?: number;
 }
 
+/** Rows of a range read and the number of keys in it. */
+export interface RangeRows {
+  rows: Uint8Array[];
+  count: number;
+}
+
+const noPending = new Map<string, Uint8Array>();
+
 /**
- * The MVCC store: a single writer applies requests in order against a
- * WriteContext and commits each group of them with one atomic, synced batch
- * (group commit). Reads never wait for writes: they use engine snapshots.
+ * The MVCC store (etcd's kvstore): an in-memory key index over a table of
+ * immutable versions keyed by revision. A single writer evaluates requests in
+ * order against the index and commits each group of them with one atomic,
+ * synced batch (group commit). Reads look up the index and fetch the rows in
+ * one synchronous multi-get; they see the newest durable revision.
  */
-export class MvccStore {
+export class MvccStore implements WriterReads {
   private readonly queue: Job[] = [];
   private pumping = false;
   private readonly listeners = new Set<(commit: Commit) => void>();
   private compaction: Promise<void> = Promise.resolve();
   private closed = false;
-  /** Live keys at `revision`, updated with each commit. */
+  readonly index = new TreeIndex();
+  /** Keys live at `revision` (durable), for counting without a walk. */
   readonly liveKeys = new SortedKeySet();
-  /** Leased keys found by the start-up scan, until the lessor takes them. */
+  /** Leased keys found at open, until the lessor takes them. */
   private leasedAtOpen: Array<[Uint8Array, bigint]> = [];
-  private readonly countLive: LiveKeyCounter = (revision, start, end) =>
-    revision === this.revision ? this.liveKeys.count(keyId(start), end === undefined ? undefined : keyId(end)) : undefined;
+  private readonly located: Located = { main: 0, sub: 0, tombstone: false };
 
   private constructor(
     readonly engine: StorageEngine,
     private readonly options: StoreOptions,
-    /** Last committed revision. */
+    /** Newest durable revision: what reads see. */
     public revision: number,
     /** Reads below this revision fail as compacted. */
     public compactRevision: number,
-    /** History below this revision has been physically removed. */
-    private compactedThrough: number,
     readonly clusterId: bigint,
     readonly memberId: bigint,
     public leaseExists: (id: bigint) => boolean = () => false,
   ) {}
 
   static async open(engine: StorageEngine, options: StoreOptions): Promise<MvccStore> {
-    const view = await StoreView.open(engine.view());
-    try {
-      const read = async (name: string) => {
-        const raw = await view.meta(name);
-        return raw === undefined ? undefined : decodeUint64(raw);
-      };
-      let clusterId = await view.meta(metaNames.clusterId);
-      let memberId = await view.meta(metaNames.memberId);
-      if (clusterId === undefined || memberId === undefined) {
-        // A new data dir: give it an identity, as etcd does at bootstrap.
-        clusterId = randomBytes(8);
-        memberId = randomBytes(8);
-        await engine.write(
-          [
-            { type: "put", key: metaKey(metaNames.clusterId), value: clusterId },
-            { type: "put", key: metaKey(metaNames.memberId), value: memberId },
-            { type: "put", key: metaKey(metaNames.revision), value: encodeUint64(1) },
-          ],
-          { sync: true },
-        );
-      }
-      const positive = (bytes: Uint8Array) => Buffer.from(bytes).readBigUInt64BE() & 0x7fffffffffffffffn;
-      const store = new MvccStore(
-        engine,
-        options,
-        view.revision,
-        (await read(metaNames.compactRevision)) ?? 0,
-        (await read(metaNames.compactedThrough)) ?? 0,
-        positive(clusterId),
-        positive(memberId),
+    const meta = (name: string) => engine.getMany([metaKey(name)])[0];
+    const number = (name: string) => {
+      const raw = meta(name);
+      return raw === undefined ? undefined : decodeUint64(raw);
+    };
+    let clusterId = meta(metaNames.clusterId);
+    let memberId = meta(metaNames.memberId);
+    if (clusterId === undefined || memberId === undefined) {
+      // A new data dir: give it an identity, as etcd does at bootstrap.
+      clusterId = randomBytes(8);
+      memberId = randomBytes(8);
+      await engine.write(
+        [
+          { type: "put", key: metaKey(metaNames.clusterId), value: clusterId },
+          { type: "put", key: metaKey(metaNames.memberId), value: memberId },
+          { type: "put", key: metaKey(metaNames.revision), value: encodeUint64(1) },
+          { type: "put", key: metaKey(metaNames.formatVersion), value: encodeUint64(formatVersion) },
+        ],
+        { sync: true },
       );
-      // One pass over the live keys at start: the ordered set for counting,
-      // and which keys hold leases (the lessor takes those once).
-      await view.scanTable(Table.Current, (key, value) => {
-        const userKey = key.subarray(1);
-        store.liveKeys.add(keyId(userKey));
-        const lease = decodeRecord(value).lease;
-        if (lease !== 0n) store.leasedAtOpen.push([userKey.slice(), lease]);
+    }
+    const format = number(metaNames.formatVersion);
+    if (format === undefined) {
+      await upgradeFromV1(engine);
+    } else if (format !== formatVersion) {
+      throw new Error(`the data dir is in storage format ${format}; this brain reads format ${formatVersion} (and upgrades format 1)`);
+    }
+    const positive = (bytes: Uint8Array) => Buffer.from(bytes).readBigUInt64BE() & 0x7fffffffffffffffn;
+    const store = new MvccStore(
+      engine,
+      options,
+      number(metaNames.revision) ?? 1,
+      number(metaNames.compactRevision) ?? 0,
+      positive(clusterId),
+      positive(memberId),
+    );
+    store.newestRevision = store.revision;
+    await store.rebuildIndex();
+    return store;
+  }
+
+  /** One pass over the key table, in revision order, rebuilds the key index. */
+  private async rebuildIndex(): Promise<void> {
+    const view = this.engine.view();
+    try {
+      await view.scan(tableStart(Table.Key), tableEnd(Table.Key), (rowKey, row) => {
+        const at = parseRevisionKey(rowKey);
+        // Rows above the recorded revision belong to a group whose batch
+        // never completed; RocksDB's batches are atomic, so there are none.
+        const kv = decodeKeyValue(row);
+        if (at.tombstone) this.index.tombstone(kv.key, at.main, at.sub);
+        else this.index.put(kv.key, at.main, at.sub, kv.lease, kv);
         return true;
       });
-      if (store.compactedThrough < store.compactRevision) store.startCompaction(store.compactRevision);
-      return store;
     } finally {
       await view.close();
     }
+    this.index.commit();
+    if (this.compactRevision > 0) {
+      // Finishes a compaction a stop interrupted (and is a no-op otherwise).
+      this.startRemoval(this.index.compact(this.compactRevision), this.compactRevision);
+    }
+    this.index.forRange("", undefined, (index) => {
+      if (index.live === undefined) return true;
+      this.liveKeys.add(index.id);
+      if (index.lease !== 0n) this.leasedAtOpen.push([index.key, index.lease]);
+      return true;
+    });
   }
 
   /** The leased keys present at start (once; later changes come as commits). */
@@ -115,36 +150,133 @@ export class MvccStore {
     return taken;
   }
 
-  /** A consistent read view; close it when done. */
+  /** A view for table scans (leases, hashes, snapshots) at the current revision; close it when done. */
   async view(): Promise<StoreView> {
     if (this.closed) throw errors.stopped();
-    return StoreView.open(this.engine.view(), this.countLive);
-  }
-
-  /**
-   * Events from `fromRevision` on (at least one whole revision, then whole
-   * revisions up to about `maxEvents`), in revision order; returns the next
-   * revision to read. Below the compact revision: etcd's compacted error.
-   */
-  async readEvents(
-    fromRevision: number,
-    maxEvents: number,
-    withPrevKv: boolean,
-    visit: (revision: number, event: WatchEvent) => void,
-  ): Promise<number> {
-    if (fromRevision < this.compactRevision) throw errors.compacted();
-    const view = await this.view();
-    try {
-      return await view.readEvents(fromRevision, maxEvents, withPrevKv, visit);
-    } finally {
-      await view.close();
-    }
+    return new StoreView(this, this.engine.view(), this.revision);
   }
 
   onCommit(listener: (commit: Commit) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
+
+  // --- reads ---
+
+  /** Stored rows by row key, from the group's pending rows first. */
+  fetchRows(rowKeys: Uint8Array[], pending: Map<string, Uint8Array>): Uint8Array[] {
+    const rows: Array<Uint8Array | undefined> = new Array(rowKeys.length);
+    let missing: number[] | undefined;
+    if (pending.size > 0) {
+      for (let i = 0; i < rowKeys.length; i++) {
+        const row = pending.get(Buffer.from(rowKeys[i]!.buffer, rowKeys[i]!.byteOffset, rowKeys[i]!.byteLength).toString("latin1"));
+        if (row === undefined) (missing ??= []).push(i);
+        else rows[i] = row;
+      }
+    }
+    if (missing === undefined && pending.size === 0) {
+      const fetched = this.engine.getMany(rowKeys);
+      for (let i = 0; i < fetched.length; i++) {
+        if (fetched[i] === undefined) throw corruptRow(rowKeys[i]!);
+      }
+      return fetched as Uint8Array[];
+    }
+    if (missing !== undefined) {
+      const fetched = this.engine.getMany(missing.map((i) => rowKeys[i]!));
+      missing.forEach((i, n) => {
+        const row = fetched[n];
+        if (row === undefined) throw corruptRow(rowKeys[i]!);
+        rows[i] = row;
+      });
+    }
+    return rows as Uint8Array[];
+  }
+
+  /**
+   * Stored rows (mvccpb.KeyValue bytes) of the keys live in `range` at
+   * `revision`, in key order, at most `limit` of them, and how many keys the
+   * range holds (all of them when `countAll`, else at least what was read).
+   */
+  readRange(range: KeyRange, revision: number, limit: number, countAll: boolean, pending: Map<string, Uint8Array> = noPending): RangeRows {
+    const located = this.located;
+    if (range.single) {
+      const index = this.index.get(range.start);
+      if (index === undefined || !TreeIndex.locate(index, revision, located) || located.tombstone) return { rows: [], count: 0 };
+      if (limit <= 0) return { rows: [], count: 1 };
+      return { rows: this.fetchRows([revisionKey(located.main, located.sub, false)], pending), count: 1 };
+    }
+    // Counting the whole range from a set of live keys is two binary searches;
+    // it is right at the durable revision (reads) and at the newest (writer).
+    const start = keyId(range.start);
+    const end = range.end === undefined ? undefined : keyId(range.end);
+    const liveSet =
+      pending === noPending && revision === this.revision ? this.liveKeys : revision >= this.newestRevision ? this.index.live : undefined;
+    const rowKeys: Buffer[] = [];
+    let count = 0;
+    this.index.forRange(start, end, (index) => {
+      if (!TreeIndex.locate(index, revision, located) || located.tombstone) return true;
+      if (rowKeys.length < limit) {
+        rowKeys.push(revisionKey(located.main, located.sub, false));
+        count++;
+        return true;
+      }
+      if (!countAll) return false;
+      if (liveSet !== undefined) {
+        count = liveSet.count(start, end);
+        return false;
+      }
+      count++;
+      return true;
+    });
+    return { rows: this.fetchRows(rowKeys, pending), count };
+  }
+
+  /** The newest revision the writer has evaluated (durable or not yet). */
+  private newestRevision = 0;
+
+  /**
+   * Replays the key table from `fromRevision` through `upTo` (the durable
+   * revision by default), in order, up to `maxEvents` events (a revision is
+   * never split). Returns the next revision to read.
+   */
+  async readEvents(
+    fromRevision: number,
+    maxEvents: number,
+    withPrevKv: boolean,
+    visit: (revision: number, event: WatchEvent) => void,
+    upTo: number = this.revision,
+  ): Promise<number> {
+    if (fromRevision < this.compactRevision) throw errors.compacted();
+    const entries: Array<{ main: number; sub: number; tombstone: boolean; row: Uint8Array }> = [];
+    let lastMain = fromRevision - 1;
+    const view = this.engine.view();
+    try {
+      await view.scan(revisionKey(Math.max(fromRevision, 0), 0, false), revisionKey(upTo + 1, 0, false), (rowKey, row) => {
+        const at = parseRevisionKey(rowKey);
+        if (entries.length >= maxEvents && at.main !== lastMain) return false;
+        entries.push({ ...at, row });
+        lastMain = at.main;
+        return true;
+      });
+    } finally {
+      await view.close();
+    }
+    const located = { main: 0, sub: 0, tombstone: false };
+    for (const entry of entries) {
+      const kv = decodeKeyValue(entry.row);
+      let prevKv: KeyValue | undefined;
+      if (withPrevKv) {
+        const index = this.index.get(kv.key);
+        if (index !== undefined && TreeIndex.locateBefore(index, entry.main, entry.sub, located)) {
+          prevKv = decodeKeyValue(this.fetchRows([revisionKey(located.main, located.sub, false)], noPending)[0]!);
+        }
+      }
+      visit(entry.main, { type: entry.tombstone ? "delete" : "put", kv, prevKv, sub: entry.sub });
+    }
+    return entries.length === 0 ? upTo + 1 : Math.max(lastMain + 1, fromRevision);
+  }
+
+  // --- writes ---
 
   /** Runs `run` in the writer; resolves with its result once durable. */
   write<T>(run: (context: WriteContext) => Promise<T>): Promise<T> {
@@ -174,33 +306,40 @@ export class MvccStore {
   }
 
   private async commitGroup(jobs: Job[]): Promise<void> {
-    const view = await StoreView.open(this.engine.view());
-    const context = new WriteContext(view, this.revision, this.leaseExists);
+    this.newestRevision = this.revision;
+    const context = new WriteContext(this, this.revision, this.leaseExists);
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-    try {
-      for (const job of jobs) {
-        context.beginRequest();
-        try {
-          const value = await job.run(context);
-          context.endRequest();
-          outcomes.push({ ok: true, value });
-        } catch (error) {
-          context.abortRequest();
-          outcomes.push({ ok: false, error });
-        }
+    for (const job of jobs) {
+      context.beginRequest();
+      try {
+        const value = await job.run(context);
+        context.endRequest();
+        outcomes.push({ ok: true, value });
+      } catch (error) {
+        context.abortRequest();
+        outcomes.push({ ok: false, error });
       }
-    } finally {
-      await view.close();
+      this.newestRevision = context.revision;
     }
     const result = context.finish();
     try {
-      await this.engine.write(result.ops, { sync: this.options.sync });
+      if (result.ops.length > 0) {
+        const batch = this.engine.batch();
+        for (const op of result.ops) {
+          if (op.value === undefined) batch.del(op.key);
+          else batch.put(op.key, op.value);
+        }
+        batch.write({ sync: this.options.sync });
+      }
     } catch (error) {
-      // Nothing of the group is durable or visible; memory was not touched.
+      // Nothing of the group is durable or visible; the index forgets it.
+      this.index.rollback();
+      this.newestRevision = this.revision;
       const failure = isNoSpace(error) ? errors.noSpace() : error;
       for (const job of jobs) job.reject(failure);
       return;
     }
+    this.index.commit();
     for (const { events } of result.revisions) {
       for (const event of events) {
         if (event.type === "put") this.liveKeys.add(keyId(event.kv.key));
@@ -208,19 +347,20 @@ export class MvccStore {
       }
     }
     this.revision = result.revision;
-    const commit: Commit = { revisions: result.revisions, leases: result.leases, revision: result.revision };
-    for (const listener of this.listeners) listener(commit);
+    // Responses first, then what the commit means to leases and watchers.
     outcomes.forEach((outcome, i) => {
       const job = jobs[i]!;
       if (outcome.ok) job.resolve(outcome.value);
       else job.reject(outcome.error);
     });
+    const commit: Commit = { revisions: result.revisions, leases: result.leases, revision: result.revision };
+    for (const listener of this.listeners) listener(commit);
   }
 
   /**
    * Marks every revision below `revision` compacted (durably, before it
-   * answers), then removes superseded history in the background in bounded
-   * chunks, so neither reads nor writes stop. `physical` waits for removal.
+   * answers), compacts the key index, then removes the versions it no longer
+   * refers to in the background in bounded chunks. `physical` waits for that.
    */
   async compact(revision: number, physical: boolean): Promise<number> {
     const current = await this.write(async (context) => {
@@ -230,53 +370,29 @@ export class MvccStore {
       return context.revision;
     });
     this.compactRevision = revision;
-    this.startCompaction(revision);
+    this.startRemoval(this.index.compact(revision), revision);
     if (physical) await this.compaction;
     return current;
   }
 
-  private startCompaction(revision: number): void {
-    this.compaction = this.compaction.then(() => this.removeHistoryBelow(revision)).catch((error: unknown) => {
-      // Leaves compactedThrough behind; the next start resumes from there.
+  private startRemoval(dropped: Dropped[], revision: number): void {
+    this.compaction = this.compaction.then(() => this.removeRows(dropped, revision)).catch((error: unknown) => {
+      // The next start compacts the rebuilt index again and resumes.
       log("error", "compaction failed", { error: String(error) });
     });
   }
 
-  private async removeHistoryBelow(revision: number): Promise<void> {
+  private async removeRows(dropped: Dropped[], revision: number): Promise<void> {
     const chunk = 1000;
-    while (this.compactedThrough < revision && !this.closed) {
-      const view = await StoreView.open(this.engine.view());
-      const ops: WriteOp[] = [];
-      let next: number;
-      try {
-        const entries: Array<{ main: number; sub: number; key: Uint8Array }> = [];
-        await view.scanTable(Table.Log, (storageKey, value) => {
-          const at = parseLogKey(storageKey);
-          if (at.main >= revision || entries.length >= chunk) return false;
-          entries.push({ ...at, key: decodeLogEntry(value).key.slice() });
-          return true;
-        });
-        for (const entry of entries) {
-          // Keep the newest version at or below the compact revision unless
-          // it is a tombstone: reads at the compact revision still need it.
-          const newest = await view.range({ start: entry.key, end: undefined, single: true }, revision);
-          const keep = newest.kvs[0];
-          // etcd rejects a txn that touches one key twice, so a key has at
-          // most one entry per main revision.
-          const isKept = keep !== undefined && keep.modRevision === entry.main;
-          if (!isKept) ops.push({ type: "del", key: historyKey(entry.key, entry) });
-          ops.push({ type: "del", key: logKey(entry) });
-        }
-        next = entries.length < chunk ? revision : entries[entries.length - 1]!.main;
-      } finally {
-        await view.close();
-      }
-      ops.push({ type: "put", key: metaKey(metaNames.compactedThrough), value: encodeUint64(next) });
-      await this.engine.write(ops, { sync: false });
-      this.compactedThrough = next;
+    for (let from = 0; from < dropped.length && !this.closed; from += chunk) {
+      const batch = this.engine.batch();
+      for (const row of dropped.slice(from, from + chunk)) batch.del(revisionKey(row.main, row.sub, row.tombstone));
+      batch.write({ sync: false });
       // Let requests in between chunks.
       await new Promise((resolve) => setImmediate(resolve));
     }
+    if (this.closed) return;
+    await this.engine.write([{ type: "put", key: metaKey(metaNames.compactedThrough), value: encodeUint64(revision) }], { sync: false });
   }
 
   async close(): Promise<void> {
@@ -285,6 +401,11 @@ export class MvccStore {
     while (this.pumping) await new Promise((resolve) => setTimeout(resolve, 5));
     await this.engine.close();
   }
+}
+
+function corruptRow(rowKey: Uint8Array): Error {
+  const at = parseRevisionKey(rowKey);
+  return new Error(`storage is missing the version written at revision ${at.main}.${at.sub}, which the key index refers to`);
 }
 
 function isNoSpace(error: unknown): boolean {

@@ -1,15 +1,10 @@
-import type { WriteOp } from "../storage/engine.js";
-import {
-  currentKey,
-  encodeUint64,
-  historyKey,
-  leaseKey,
-  logKey,
-  metaKey,
-} from "../storage/keys.js";
-import { compareBytes, inRange, isEmptyRange, keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
-import { encodeLogEntry, encodeRecord, EventKind, tombstoneRecord } from "./record.js";
-import { metaNames, type StoreView } from "./store-view.js";
+import { leaseKey, metaKey, encodeUint64 } from "../storage/keys.js";
+import type { KeyIndex, TreeIndex } from "./key-index.js";
+import { keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
+import { decodeKeyValue } from "./kv-wire.js";
+import { metaNames } from "./meta.js";
+import { revisionKey } from "./revision.js";
+import { writeTombstone, writeVersion } from "./version-writer.js";
 
 /** What one committed revision changed, in order. */
 export interface CommittedRevision {
@@ -23,30 +18,58 @@ export interface LeaseChange {
   ttl: number | undefined;
 }
 
-interface Staged {
-  ops: WriteOp[];
-  keys: Map<string, KeyValue | null>;
-  events: WatchEvent[];
-  leases: Map<bigint, LeaseChange>;
-  revision: number | undefined;
+/** A key's state at the newest revision, from the index alone (no value). */
+export interface KeyMeta {
+  createRevision: number;
+  modRevision: number;
+  version: number;
+  lease: bigint;
 }
 
-const emptyStage = (): Staged => ({ ops: [], keys: new Map(), events: [], leases: new Map(), revision: undefined });
+/** Reads of stored rows and index ranges the writer needs from the store. */
+export interface WriterReads {
+  readonly index: TreeIndex;
+  /** Stored rows by row key; `pending` holds this group's rows not yet written. */
+  fetchRows(rowKeys: Uint8Array[], pending: Map<string, Uint8Array>): Uint8Array[];
+  readRange(
+    range: KeyRange,
+    revision: number,
+    limit: number,
+    countAll: boolean,
+    pending: Map<string, Uint8Array>,
+  ): { rows: Uint8Array[]; count: number };
+}
+
+export interface GroupResult {
+  ops: Array<{ key: Uint8Array; value: Uint8Array | undefined }>;
+  revisions: CommittedRevision[];
+  leases: LeaseChange[];
+  revision: number;
+}
 
 /**
- * The state a group of write requests is evaluated against: the committed
- * store (one view) plus everything earlier requests of the group wrote. Each
- * request stages its writes separately, so a request that fails leaves no
- * trace; `endRequest` folds a successful one into the group.
+ * The state a group of write requests is evaluated against: the key index,
+ * which already holds every write of the group so far (each request's writes
+ * go into it as they are made; a failed request or group is rolled back), and
+ * the group's rows not yet in storage. Nothing here reads storage except to
+ * fetch a value someone asked for.
  */
 export class WriteContext {
-  private readonly group = emptyStage();
-  private request = emptyStage();
-  private groupRevision: number;
+  private readonly ops: GroupResult["ops"] = [];
+  private readonly pending = new Map<string, Uint8Array>();
   private readonly committed: CommittedRevision[] = [];
+  private readonly leases = new Map<bigint, LeaseChange>();
+  private groupRevision: number;
+  // The current request's part, undone by abortRequest.
+  private requestRevision: number | undefined;
+  private requestEvents: WatchEvent[] = [];
+  private requestLeases = new Map<bigint, LeaseChange>();
+  private requestPending: string[] = [];
+  private opsMark = 0;
+  private indexMark = 0;
 
   constructor(
-    private readonly view: StoreView,
+    private readonly reads: WriterReads,
     revision: number,
     private readonly leaseExists: (id: bigint) => boolean,
   ) {
@@ -55,81 +78,110 @@ export class WriteContext {
 
   /** The revision reads in this request see: the last one written so far. */
   get revision(): number {
-    return this.request.revision ?? this.groupRevision;
+    return this.requestRevision ?? this.groupRevision;
   }
 
   beginRequest(): void {
-    this.request = emptyStage();
+    this.requestRevision = undefined;
+    this.requestEvents = [];
+    this.requestLeases = new Map();
+    this.requestPending = [];
+    this.opsMark = this.ops.length;
+    this.indexMark = this.reads.index.mark();
   }
 
   abortRequest(): void {
-    this.request = emptyStage();
+    this.ops.length = this.opsMark;
+    for (const id of this.requestPending) this.pending.delete(id);
+    this.reads.index.rollback(this.indexMark);
+    this.beginRequest();
   }
 
   endRequest(): void {
-    const stage = this.request;
-    this.group.ops.push(...stage.ops);
-    for (const [id, kv] of stage.keys) this.group.keys.set(id, kv);
-    for (const [id, change] of stage.leases) this.group.leases.set(id, change);
-    if (stage.revision !== undefined) {
-      this.groupRevision = stage.revision;
-      this.committed.push({ revision: stage.revision, events: stage.events });
+    for (const [id, change] of this.requestLeases) this.leases.set(id, change);
+    if (this.requestRevision !== undefined) {
+      this.groupRevision = this.requestRevision;
+      this.committed.push({ revision: this.requestRevision, events: this.requestEvents });
     }
-    this.request = emptyStage();
+    this.beginRequest();
   }
 
   /** Everything to write atomically, with the new revision recorded. */
-  finish(): { ops: WriteOp[]; revisions: CommittedRevision[]; leases: LeaseChange[]; revision: number } {
-    const ops = [...this.group.ops];
+  finish(): GroupResult {
     if (this.committed.length > 0) {
-      ops.push({ type: "put", key: metaKey(metaNames.revision), value: encodeUint64(this.groupRevision) });
+      this.ops.push({ key: metaKey(metaNames.revision), value: encodeUint64(this.groupRevision) });
     }
-    return { ops, revisions: this.committed, leases: [...this.group.leases.values()], revision: this.groupRevision };
+    return { ops: this.ops, revisions: this.committed, leases: [...this.leases.values()], revision: this.groupRevision };
   }
 
   hasLease(id: bigint): boolean {
-    const staged = this.request.leases.get(id) ?? this.group.leases.get(id);
+    const staged = this.requestLeases.get(id) ?? this.leases.get(id);
     if (staged !== undefined) return staged.ttl !== undefined;
     return this.leaseExists(id);
   }
 
-  async get(key: Uint8Array): Promise<KeyValue | undefined> {
-    const id = keyId(key);
-    const staged = this.request.keys.has(id) ? this.request.keys.get(id) : this.group.keys.get(id);
-    if (staged !== undefined) return staged ?? undefined;
-    return this.view.getCurrent(key);
+  /** The key's newest version, value included. */
+  get(key: Uint8Array): KeyValue | undefined {
+    const index = this.reads.index.get(key);
+    return index === undefined ? undefined : this.current(index);
   }
 
-  /** Live keys in `range` now, including this group's and this request's writes. */
-  async rangeCurrent(range: KeyRange): Promise<KeyValue[]> {
-    if (isEmptyRange(range)) return [];
+  /** The key's create/mod revision, version and lease, from the index only. */
+  meta(key: Uint8Array): KeyMeta | undefined {
+    const index = this.reads.index.get(key);
+    return index?.live === undefined ? undefined : this.metaOf(index);
+  }
+
+  /** A live key's create/mod revision, version and lease. */
+  metaOf(index: KeyIndex): KeyMeta {
+    const generation = index.live!;
+    return {
+      createRevision: generation.created,
+      modRevision: generation.mains[generation.mains.length - 1]!,
+      version: generation.version,
+      lease: index.lease,
+    };
+  }
+
+  /** Live keys in `range` at the newest revision, in key order. */
+  liveKeys(range: KeyRange): KeyIndex[] {
+    const found: KeyIndex[] = [];
     if (range.single) {
-      const kv = await this.get(range.start);
-      return kv ? [kv] : [];
+      const index = this.reads.index.get(range.start);
+      if (index?.live !== undefined) found.push(index);
+      return found;
     }
-    const byKey = new Map<string, KeyValue>();
-    const { kvs } = await this.view.range(range, this.view.revision);
-    for (const kv of kvs) byKey.set(keyId(kv.key), kv);
-    for (const stage of [this.group, this.request]) {
-      for (const [id, kv] of stage.keys) {
-        if (kv === null) {
-          byKey.delete(id);
-        } else if (inRange(range, kv.key)) {
-          byKey.set(id, kv);
-        }
-      }
-    }
-    return [...byKey.values()].sort((a, b) => compareBytes(a.key, b.key));
+    this.reads.index.forRange(keyId(range.start), range.end === undefined ? undefined : keyId(range.end), (index) => {
+      if (index.live !== undefined) found.push(index);
+      return true;
+    });
+    return found;
   }
 
-  /** Reads at an older revision go to the committed store. */
-  readAt(range: KeyRange, revision: number, limit?: number, countAll?: boolean) {
-    return this.view.range(range, revision, limit, countAll);
+  /** The newest versions of live keys, values included. */
+  current(index: KeyIndex): KeyValue | undefined {
+    const generation = index.live;
+    if (generation === undefined) return undefined;
+    const last = generation.mains.length - 1;
+    const [row] = this.reads.fetchRows([revisionKey(generation.mains[last]!, generation.subs[last]!, false)], this.pending);
+    return decodeKeyValue(row!);
+  }
+
+  /** Rows of `range` at `revision` (at most the newest), with the group's own writes. */
+  readRange(range: KeyRange, revision: number, limit: number, countAll: boolean): { rows: Uint8Array[]; count: number } {
+    return this.reads.readRange(range, revision, limit, countAll, this.pending);
   }
 
   private nextRevision(): { main: number; sub: number } {
-    if (this.request.revision === undefined) this.request.revision = this.groupRevision + 1;
-    return { main: this.request.revision, sub: this.request.events.length };
+    if (this.requestRevision === undefined) this.requestRevision = this.groupRevision + 1;
+    return { main: this.requestRevision, sub: this.requestEvents.length };
+  }
+
+  private stage(row: { rowKey: Buffer; bytes: Buffer }): void {
+    this.ops.push({ key: row.rowKey, value: row.bytes });
+    const id = row.rowKey.toString("latin1");
+    this.pending.set(id, row.bytes);
+    this.requestPending.push(id);
   }
 
   put(key: Uint8Array, value: Uint8Array, lease: bigint, previous: KeyValue | undefined): KeyValue {
@@ -142,27 +194,19 @@ export class WriteContext {
       modRevision: at.main,
       version: previous ? previous.version + 1 : 1,
     };
-    const record = encodeRecord(kv);
-    this.request.ops.push(
-      { type: "put", key: currentKey(key), value: record },
-      { type: "put", key: historyKey(key, at), value: record },
-      { type: "put", key: logKey(at), value: encodeLogEntry(EventKind.Put, key) },
-    );
-    this.request.keys.set(keyId(key), kv);
-    this.request.events.push({ type: "put", kv, prevKv: previous, sub: at.sub });
+    this.stage(writeVersion(this.opSink, kv, at.sub));
+    this.reads.index.put(key, at.main, at.sub, lease);
+    this.requestEvents.push({ type: "put", kv, prevKv: previous, sub: at.sub });
     return kv;
   }
 
   delete(previous: KeyValue): void {
     const at = this.nextRevision();
     const key = previous.key;
-    this.request.ops.push(
-      { type: "del", key: currentKey(key) },
-      { type: "put", key: historyKey(key, at), value: tombstoneRecord(at.main) },
-      { type: "put", key: logKey(at), value: encodeLogEntry(EventKind.Delete, key) },
-    );
-    this.request.keys.set(keyId(key), null);
-    this.request.events.push({
+    const row = writeTombstone(this.opSink, key, at.main, at.sub);
+    this.stage(row);
+    this.reads.index.tombstone(key, at.main, at.sub);
+    this.requestEvents.push({
       type: "delete",
       kv: { key, createRevision: 0, modRevision: at.main, version: 0, lease: 0n, value: new Uint8Array() },
       prevKv: previous,
@@ -170,18 +214,21 @@ export class WriteContext {
     });
   }
 
+  // writeVersion's sink; stage() records the row itself.
+  private readonly opSink = { put: () => undefined };
+
   grantLease(id: bigint, ttl: number): void {
-    this.request.ops.push({ type: "put", key: leaseKey(id), value: encodeUint64(ttl) });
-    this.request.leases.set(id, { id, ttl });
+    this.ops.push({ key: leaseKey(id), value: encodeUint64(ttl) });
+    this.requestLeases.set(id, { id, ttl });
   }
 
   revokeLease(id: bigint): void {
-    this.request.ops.push({ type: "del", key: leaseKey(id) });
-    this.request.leases.set(id, { id, ttl: undefined });
+    this.ops.push({ key: leaseKey(id), value: undefined });
+    this.requestLeases.set(id, { id, ttl: undefined });
   }
 
   /** A write outside the key space (meta), staged with the request. */
   putMeta(name: string, value: Uint8Array): void {
-    this.request.ops.push({ type: "put", key: metaKey(name), value });
+    this.ops.push({ key: metaKey(name), value });
   }
 }

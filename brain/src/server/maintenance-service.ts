@@ -25,7 +25,8 @@ import {
 import { errors } from "../errors.js";
 import type { MvccStore } from "../mvcc/store.js";
 import { Crc32c } from "../storage/crc32c.js";
-import { parseHistoryKey, Table } from "../storage/keys.js";
+import { parseRevisionKey } from "../mvcc/revision.js";
+import { Table } from "../storage/keys.js";
 
 /** The etcd API version brain implements; kube-apiserver gates features on it. */
 export const etcdApiVersion = "3.6.0";
@@ -70,7 +71,7 @@ export class MaintenanceService {
     const view = await this.store.view();
     try {
       const crc = new Crc32c();
-      for (const table of [Table.Current, Table.History, Table.Lease, Table.Log]) {
+      for (const table of [Table.Key, Table.Lease]) {
         await view.scanTable(table, (key, value) => {
           crc.update(key).update(value);
           return true;
@@ -90,8 +91,10 @@ export class MaintenanceService {
       if (upTo > view.revision) throw errors.futureRevision();
       if (upTo < this.store.compactRevision) throw errors.compacted();
       const crc = new Crc32c();
-      await view.scanTable(Table.History, (key, value) => {
-        if (parseHistoryKey(key).revision.main <= upTo) crc.update(key).update(value);
+      // Versions are keyed by revision: stop at the first one above upTo.
+      await view.scanTable(Table.Key, (key, value) => {
+        if (parseRevisionKey(key).main > upTo) return false;
+        crc.update(key).update(value);
         return true;
       });
       return create(HashKVResponseSchema, {
@@ -117,7 +120,7 @@ export class MaintenanceService {
         const chunks: Buffer[] = [];
         const view = await this.store.view();
         try {
-          for (const table of [Table.Current, Table.History, Table.Lease, Table.Log, Table.Meta]) {
+          for (const table of [Table.Key, Table.Lease, Table.Meta]) {
             await view.scanTable(table, (key, value) => {
               const frame = Buffer.allocUnsafe(8 + key.length + value.length);
               frame.writeUInt32BE(key.length, 0);

@@ -5,11 +5,11 @@
 // building message objects first, and a watch event is encoded once however
 // many watchers receive it.
 import type { KeyValue } from "../mvcc/kv.js";
+import { EncodedMessage, encodeKeyValue as encodeStoredKeyValue, encodeRangeResponse as encodeRangeRows } from "../mvcc/kv-wire.js";
 
-/** A response already in wire format; the gRPC adapter sends it as is. */
-export class EncodedMessage {
-  constructor(readonly bytes: Uint8Array) {}
-}
+// The MVCC layer stores KeyValues in wire format and builds Range responses
+// itself (mvcc/kv-wire.ts); the server re-exports what it sends.
+export { EncodedMessage };
 
 export interface Header {
   clusterId: bigint;
@@ -100,14 +100,7 @@ export function encodeHeader(header: Header): Uint8Array {
 }
 
 export function encodeKeyValue(kv: KeyValue, keysOnly = false): Uint8Array {
-  const w = new Writer();
-  bytesField(w, 1, kv.key);
-  uint(w, 2, kv.createRevision);
-  uint(w, 3, kv.modRevision);
-  uint(w, 4, kv.version);
-  if (!keysOnly) bytesField(w, 5, kv.value);
-  int64(w, 6, kv.lease);
-  return w.finish().slice();
+  return encodeStoredKeyValue(kv, keysOnly);
 }
 
 export function encodeRangeResponse(
@@ -117,16 +110,7 @@ export function encodeRangeResponse(
   count: number,
   keysOnly: boolean,
 ): EncodedMessage {
-  const w = new Writer();
-  w.tag(1, 2);
-  w.bytes(header);
-  for (const kv of kvs) {
-    w.tag(2, 2);
-    w.bytes(encodeKeyValue(kv, keysOnly));
-  }
-  bool(w, 3, more);
-  uint(w, 4, count);
-  return new EncodedMessage(w.finish());
+  return encodeRangeRows(header, kvs.map((kv) => encodeStoredKeyValue(kv, keysOnly)), more, count);
 }
 
 /** mvccpb.Event: type (PUT = 0 is the default), kv, prev_kv. */

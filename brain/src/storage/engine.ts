@@ -28,9 +28,23 @@ export interface ReadView {
   close(): Promise<void>;
 }
 
+/** Ops collected for one atomic write, handed to the engine as they come. */
+export interface WriteBatch {
+  put(key: Uint8Array, value: Uint8Array): void;
+  del(key: Uint8Array): void;
+  /** Writes every op or none, on the calling thread; with `sync`, durable on return. */
+  write(options: { sync: boolean }): void;
+}
+
 export interface StorageEngine {
   /** Applies every op or none; resolves once durable when `sync` is true. */
   write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
+  batch(): WriteBatch;
+  /**
+   * Point reads of the newest committed values, on the calling thread (one
+   * multi-get): undefined where a key is absent. Values are copies.
+   */
+  getMany(keys: Uint8Array[]): Array<Uint8Array | undefined>;
   view(): ReadView;
   /** Bytes on disk, for Status and metrics. */
   approximateSize(): Promise<number>;

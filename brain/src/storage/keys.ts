@@ -1,24 +1,29 @@
-// Key layout of brain's MVCC store in the engine's single ordered keyspace.
+// Key layout of brain's MVCC store in the engine's single ordered keyspace
+// (format version 2, etcd's key bucket):
+//
+//   k ‖ main u64 ‖ sub u64 [‖ t]     → mvccpb.KeyValue   every version, once; `t` marks a delete
+//   l ‖ leaseId                      → lease             granted leases
+//   m ‖ name                         → meta              revision, format version, compaction, identity
+//
+// The key table in revision order is the watch log; which revision holds a
+// key's version at R comes from the in-memory key index (mvcc/key-index.ts).
+// Each version is stored as the bytes a Range response sends for it.
+//
+// Format version 1 (no format version in meta) kept the current version,
+// every version and the revision log in three tables; they are read only to
+// upgrade such a data dir in place (mvcc/upgrade-v1.ts):
 //
 //   c ‖ key                          → record   current version of each live key
 //   h ‖ esc(key) ‖ 00 01 ‖ ¬rev      → record   every version (and tombstone) of a key, newest first
-//   r ‖ rev                          → event    the revision log: what changed at each (main, sub)
-//   l ‖ leaseId                      → lease    granted leases
-//   m ‖ name                         → meta     current revision, compaction progress, cluster identity
-//
-// Range at the current revision scans `c` only, however many old versions
-// exist. A historical range walks `h`: versions of a key are contiguous and
-// newest first, so one seek per key lands on the newest version at or below
-// the wanted revision. The revision log `r` is what watches replay from (it is
-// durable, so a watch resumes after a restart) and what compaction walks, a
-// bounded chunk at a time.
+//   r ‖ rev                          → event    the revision log
 
 export const enum Table {
-  Current = 0x63, // c
-  History = 0x68, // h
+  Current = 0x63, // c (format 1)
+  History = 0x68, // h (format 1)
+  Key = 0x6b, // k
   Lease = 0x6c, // l
   Meta = 0x6d, // m
-  Log = 0x72, // r
+  Log = 0x72, // r (format 1)
 }
 
 export interface Revision {

@@ -1,6 +1,6 @@
 import { statfs } from "node:fs/promises";
 import { RocksLevel } from "@nxtedition/rocksdb";
-import type { ReadView, StorageEngine, WriteOp } from "./engine.js";
+import type { ReadView, StorageEngine, WriteBatch, WriteOp } from "./engine.js";
 
 const bufferEncoding = { keyEncoding: "buffer", valueEncoding: "buffer" } as const;
 
@@ -11,19 +11,44 @@ interface RocksIterator {
   _nextvSync(size: number, options: object): { rows: Buffer[]; finished: boolean };
   close(): Promise<void>;
 }
+// The binding's chained batch: these methods go straight to RocksDB's
+// WriteBatch without abstract-level's checks, events and promises.
+interface RocksChainedBatch {
+  _put(key: Uint8Array, value: Uint8Array, options: object): void;
+  _del(key: Uint8Array, options: object): void;
+  _writeSync(options: { sync: boolean }): void;
+  _closeSync(): void;
+}
 interface RocksDb {
   open(options: Record<string, unknown>): Promise<void>;
   close(): Promise<void>;
-  batch(ops: Array<Record<string, unknown>>, options: Record<string, unknown>): Promise<void>;
+  batch(): RocksChainedBatch;
   iterator(options: Record<string, unknown>): RocksIterator;
   getProperty(property: string): string;
+  _getManySync(keys: Uint8Array[], options: object): Array<Buffer | undefined | null>;
 }
+
+const noOptions = {};
+
+/**
+ * RocksDB options sized for a metadata store: one memtable budget, a small
+ * block cache (the key index answers which version to read; the page cache
+ * holds the rest), compression off for the young levels that churn.
+ */
+const openOptions = {
+  createIfMissing: true,
+  infoLogLevel: "error",
+  memtableMemoryBudget: 64 * 1024 * 1024,
+  compaction: "level",
+  cacheSize: 16 * 1024 * 1024,
+  walCompression: false,
+};
 
 /** Opens (creating if missing) a RocksDB database at `path`. */
 export async function openRocksEngine(path: string): Promise<StorageEngine> {
   const db = new RocksLevel(path) as unknown as RocksDb;
   try {
-    await db.open({ createIfMissing: true, infoLogLevel: "error" });
+    await db.open(openOptions);
   } catch (error) {
     throw new Error(`cannot open RocksDB at ${path}: ${(error as Error).message}`, { cause: error });
   }
@@ -38,16 +63,43 @@ class RocksEngine implements StorageEngine {
 
   async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
     if (ops.length === 0) return;
-    await this.db.batch(
-      ops.map((op) => (op.type === "put" ? { type: "put", key: op.key, value: op.value } : { type: "del", key: op.key })),
-      { ...bufferEncoding, sync: options.sync },
-    );
+    const batch = this.batch();
+    for (const op of ops) {
+      if (op.type === "put") batch.put(op.key, op.value);
+      else batch.del(op.key);
+    }
+    batch.write(options);
+  }
+
+  batch(): WriteBatch {
+    const batch = this.db.batch();
+    return {
+      put: (key, value) => batch._put(key, value, noOptions),
+      del: (key) => batch._del(key, noOptions),
+      write: (options) => {
+        try {
+          batch._writeSync(options);
+        } finally {
+          batch._closeSync();
+        }
+      },
+    };
+  }
+
+  getMany(keys: Uint8Array[]): Array<Uint8Array | undefined> {
+    if (keys.length === 0) return [];
+    const values = this.db._getManySync(keys, noOptions);
+    for (const value of values) {
+      // null is the binding's "aborted or timed out", which no read here asks for.
+      if (value === null) throw new Error("RocksDB read was aborted");
+    }
+    return values as Array<Uint8Array | undefined>;
   }
 
   view(): ReadView {
-    // The binding writes batches synchronously on this thread, so two
-    // iterators created in one synchronous block see the same state.
-    return new RocksView(this.db.iterator({ ...bufferEncoding }), this.db.iterator({ ...bufferEncoding, values: false }));
+    // The binding writes batches synchronously on this thread, so an
+    // iterator created now sees exactly what is committed now.
+    return new RocksView(this.db.iterator({ ...bufferEncoding }), () => this.db.iterator({ ...bufferEncoding, values: false }));
   }
 
   async approximateSize(): Promise<number> {
@@ -77,13 +129,19 @@ class RocksEngine implements StorageEngine {
  * through libuv's thread pool per read cost more than the read itself.
  */
 class RocksView implements ReadView {
+  private keysIterator: RocksIterator | undefined;
+
   constructor(
     private readonly iterator: RocksIterator,
     /** Same snapshot, keys only: counting a long range copies no values. */
-    private readonly keysIterator: RocksIterator,
+    private readonly openKeysIterator: () => RocksIterator,
   ) {}
 
   async count(from: Uint8Array, to: Uint8Array): Promise<number> {
+    // Created on first use: the snapshot is the one of the first iterator
+    // only if nothing was written in between, so counts are for whole
+    // tables at rest (start-up checks, import summaries).
+    this.keysIterator ??= this.openKeysIterator();
     this.keysIterator.seek(from);
     let count = 0;
     for (;;) {
@@ -131,6 +189,6 @@ class RocksView implements ReadView {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.iterator.close(), this.keysIterator.close()]);
+    await Promise.all([this.iterator.close(), this.keysIterator?.close()]);
   }
 }

@@ -1,0 +1,12 @@
+// Names of the meta table's entries.
+export const metaNames = {
+  revision: "revision",
+  compactRevision: "compact-revision",
+  compactedThrough: "compacted-through",
+  clusterId: "cluster-id",
+  memberId: "member-id",
+  formatVersion: "format-version",
+} as const;
+
+/** The storage layout this code writes (storage/keys.ts). */
+export const formatVersion = 2;
