@@ -70,6 +70,27 @@ export class BrainMetrics {
       },
     });
     new Gauge({
+      name: "etcd_debugging_mvcc_slow_watcher_total",
+      help: "Total number of unsynced slow watchers.",
+      registers,
+      collect() {
+        this.set(hub.unsyncedCount);
+      },
+    });
+    const ring = (name: string, help: string, read: (stats: WatchHub["ringStats"]) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read(hub.ringStats));
+        },
+      });
+    ring("brain_watch_ring_events", "Events held in memory for watch catch-up and prev_kv.", (stats) => stats.events);
+    ring("brain_watch_ring_bytes", "Approximate bytes of the events held for watch catch-up.", (stats) => stats.bytes);
+    ring("brain_watch_queued_bytes", "Bytes of watch responses queued for clients that have not read them yet.", () => hub.queuedBytes);
+    ring("brain_watch_ring_first_revision", "Lowest revision from which every event is held in memory; older starts read storage.", (stats) => stats.firstRevision);
+    new Gauge({
       name: "etcd_debugging_lease_total",
       help: "The number of active leases.",
       registers,

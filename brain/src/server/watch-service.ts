@@ -1,9 +1,7 @@
 // The Watch RPC: one bidi stream per client carrying many watchers.
-import { create } from "@bufbuild/protobuf";
 import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   WatchCreateRequest_FilterType,
-  WatchResponseSchema,
   type ResponseHeader,
   type WatchCreateRequest,
   type WatchRequest,
@@ -11,8 +9,8 @@ import {
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { keyRange, type WatchEvent } from "../mvcc/kv.js";
 import type { MvccStore } from "../mvcc/store.js";
-import type { Watcher, WatchHub } from "../watch/watch-hub.js";
-import { encodeEvent, encodeWatchResponse, type EncodedMessage } from "./wire.js";
+import type { Watcher, WatchDelivery, WatchHub } from "../watch/watch-hub.js";
+import { encodeEvent, encodeSharedWatchEvents, encodeWatchResponse, type EncodedMessage } from "./wire.js";
 
 /** clientv3.InvalidWatchID: stream-wide progress, or a create that failed. */
 const streamProgressId = -1n;
@@ -22,7 +20,15 @@ export interface WatchServiceOptions {
   progressNotifyIntervalMs: number;
   /** Responses above this size are split when the watcher allows fragments. */
   maxResponseBytes: number;
+  /**
+   * Bytes a stream may have queued towards its client. Past this, its
+   * watchers leave the live fan-out (they catch up once it drains) and its
+   * requests are not read, so a client that stops reading costs bounded memory.
+   */
+  maxQueuedBytes?: number;
 }
+
+const defaultMaxQueuedBytes = 1024 * 1024;
 
 export function watchStreamHandler(
   store: MvccStore,
@@ -31,17 +37,57 @@ export function watchStreamHandler(
   headerBytes: (revision: number) => Uint8Array,
   options: WatchServiceOptions,
 ): (call: ServerDuplexStream<WatchRequest, WatchResponse | EncodedMessage>) => void {
-  return (call) => new WatchStream(call, store, hub, header, headerBytes, options).start();
+  const encoder = new DeliveryEncoder(headerBytes);
+  return (call) => new WatchStream(call, store, hub, encoder, options).start();
 }
 
-// An event goes to every watcher that matches it; encode it once per form.
-const encodedEvents = new WeakMap<WatchEvent, { plain?: Uint8Array; withPrevKv?: Uint8Array }>();
+/**
+ * Encodes deliveries. A live delivery is one object shared by a group of
+ * watchers with the same options, so its events and header are encoded once
+ * for the group; each watcher's message only adds its id.
+ */
+class DeliveryEncoder {
+  private readonly shared = new WeakMap<WatchDelivery, { size: number; message: (watchId: bigint) => EncodedMessage; events: Uint8Array[] }>();
+  /** Per fan-out pass only: kept longer, the encoded forms would double what the event ring holds. */
+  private readonly events = new Map<WatchEvent, { plain?: Uint8Array; withPrevKv?: Uint8Array }>();
+  private clearScheduled = false;
+  private lastHeader: { revision: number; bytes: Uint8Array } | undefined;
 
-function encodedEvent(event: WatchEvent, withPrevKv: boolean): Uint8Array {
-  let forms = encodedEvents.get(event);
-  if (!forms) encodedEvents.set(event, (forms = {}));
-  if (withPrevKv) return (forms.withPrevKv ??= encodeEvent(event.type, event.kv, event.prevKv));
-  return (forms.plain ??= encodeEvent(event.type, event.kv, undefined));
+  constructor(private readonly headerBytes: (revision: number) => Uint8Array) {}
+
+  header(revision: number): Uint8Array {
+    if (this.lastHeader?.revision !== revision) this.lastHeader = { revision, bytes: this.headerBytes(revision) };
+    return this.lastHeader.bytes;
+  }
+
+  encoded(delivery: WatchDelivery): { size: number; message: (watchId: bigint) => EncodedMessage; events: Uint8Array[] } {
+    let entry = this.shared.get(delivery);
+    if (!entry) {
+      const events = delivery.events.map((event) => this.event(event, delivery.prevKv));
+      const size = events.reduce((total, event) => total + event.length, 0);
+      entry = { size, events, message: encodeSharedWatchEvents(this.header(delivery.revision), events) };
+      this.shared.set(delivery, entry);
+    }
+    return entry;
+  }
+
+  // Events shared by groups with different ranges but the same prev_kv form
+  // (and by ring catch-ups) are encoded once per form.
+  private event(event: WatchEvent, withPrevKv: boolean): Uint8Array {
+    let forms = this.events.get(event);
+    if (!forms) {
+      this.events.set(event, (forms = {}));
+      if (!this.clearScheduled) {
+        this.clearScheduled = true;
+        setImmediate(() => {
+          this.events.clear();
+          this.clearScheduled = false;
+        });
+      }
+    }
+    if (withPrevKv) return (forms.withPrevKv ??= encodeEvent(event.type, event.kv, event.prevKv));
+    return (forms.plain ??= encodeEvent(event.type, event.kv, undefined));
+  }
 }
 
 interface StreamWatcher {
@@ -49,24 +95,31 @@ interface StreamWatcher {
   watcher: Watcher;
   progressNotify: boolean;
   fragment: boolean;
-  prevKv: boolean;
+  /** Events went out since the last progress tick (etcd then skips the notification). */
+  sentSinceTick: boolean;
 }
 
 class WatchStream {
   private readonly watchers = new Map<bigint, StreamWatcher>();
+  /** Watchers whose deliveries the full stream refused; resumed when it drains. */
+  private readonly stalled = new Set<StreamWatcher>();
   private nextId = 0n;
   private progressPending = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private queuedBytes = 0;
+  private full = false;
+  private readonly maxQueuedBytes: number;
 
   constructor(
     private readonly call: ServerDuplexStream<WatchRequest, WatchResponse | EncodedMessage>,
     private readonly store: MvccStore,
     private readonly hub: WatchHub,
-    private readonly header: (revision: number) => ResponseHeader,
-    private readonly headerBytes: (revision: number) => Uint8Array,
+    private readonly encoder: DeliveryEncoder,
     private readonly options: WatchServiceOptions,
-  ) {}
+  ) {
+    this.maxQueuedBytes = options.maxQueuedBytes ?? defaultMaxQueuedBytes;
+  }
 
   start(): void {
     this.call.on("data", (request: WatchRequest) => this.handle(request));
@@ -83,11 +136,47 @@ class WatchStream {
     if (this.timer) clearInterval(this.timer);
     for (const { watcher } of this.watchers.values()) this.hub.remove(watcher);
     this.watchers.clear();
+    this.stalled.clear();
+    // Writes still pending on a closed call never complete.
+    this.hub.queuedBytes -= this.queuedBytes;
+    this.queuedBytes = 0;
     if (endStream) this.call.end();
   }
 
-  private send(response: WatchResponse | EncodedMessage): void {
-    if (!this.closed) this.call.write(response);
+  /**
+   * Queues a response. Control responses (created, canceled, progress) are
+   * always queued: they are small and, once the stream is full, requests are
+   * no longer read, so no more of them come.
+   */
+  private send(message: EncodedMessage): void {
+    if (this.closed) return;
+    const size = message.bytes.length;
+    this.queuedBytes += size;
+    this.hub.queuedBytes += size;
+    this.call.write(message, () => this.written(size));
+    if (!this.full && this.queuedBytes >= this.maxQueuedBytes) {
+      this.full = true;
+      this.call.pause();
+    }
+  }
+
+  private written(size: number): void {
+    if (this.closed) return;
+    this.queuedBytes -= size;
+    this.hub.queuedBytes -= size;
+    // Resume at half, so a stream near the limit does not flip every message.
+    if (!this.full || this.closed || this.queuedBytes > this.maxQueuedBytes / 2) return;
+    this.full = false;
+    this.call.resume();
+    const stalled = [...this.stalled];
+    this.stalled.clear();
+    for (const entry of stalled) {
+      if (this.full) {
+        this.stalled.add(entry);
+        continue;
+      }
+      this.hub.resume(entry.watcher);
+    }
   }
 
   private handle(request: WatchRequest): void {
@@ -108,8 +197,8 @@ class WatchStream {
     let id = request.watchId;
     if (id !== 0n && this.watchers.has(id)) {
       this.send(
-        create(WatchResponseSchema, {
-          header: this.header(current),
+        encodeWatchResponse({
+          header: this.encoder.header(current),
           watchId: streamProgressId,
           created: true,
           canceled: true,
@@ -129,11 +218,11 @@ class WatchStream {
       id,
       progressNotify: request.progressNotify,
       fragment: request.fragment,
-      prevKv: request.prevKv,
+      sentSinceTick: false,
       watcher: undefined as unknown as Watcher,
     };
     this.watchers.set(id, entry);
-    this.send(create(WatchResponseSchema, { header: this.header(current), watchId: id, created: true }));
+    this.send(encodeWatchResponse({ header: this.encoder.header(current), watchId: id, created: true }));
     entry.watcher = this.hub.add(
       {
         range: keyRange(key, request.rangeEnd),
@@ -143,21 +232,16 @@ class WatchStream {
         prevKv: request.prevKv,
       },
       {
-        deliver: ({ events, revision }) => this.sendEvents(entry, events, revision),
+        deliver: (delivery) => this.deliver(entry, delivery),
         compacted: (compactRevision) => {
           this.watchers.delete(id);
-          this.send(
-            create(WatchResponseSchema, {
-              // etcd leaves the revision of this response unset.
-              header: this.header(0),
-              watchId: id,
-              canceled: true,
-              compactRevision: BigInt(compactRevision),
-            }),
-          );
+          this.stalled.delete(entry);
+          // etcd leaves the revision of this response unset.
+          this.send(encodeWatchResponse({ header: this.encoder.header(0), watchId: id, canceled: true, compactRevision }));
+          if (this.progressPending) this.requestProgress();
         },
         synced: () => {
-          if (this.progressPending && this.allSynced()) this.sendStreamProgress();
+          if (this.progressPending) this.requestProgress();
         },
       },
     );
@@ -168,43 +252,60 @@ class WatchStream {
     if (!entry) return;
     this.hub.remove(entry.watcher);
     this.watchers.delete(id);
-    this.send(create(WatchResponseSchema, { header: this.header(this.store.revision), watchId: id, canceled: true }));
+    this.stalled.delete(entry);
+    this.send(encodeWatchResponse({ header: this.encoder.header(this.store.revision), watchId: id, canceled: true }));
+    // The watcher a pending progress request waited for may be this one.
+    if (this.progressPending) this.requestProgress();
   }
 
   private allSynced(): boolean {
-    for (const { watcher } of this.watchers.values()) if (!watcher.synced) return false;
+    for (const { watcher } of this.watchers.values()) if (!this.hub.isSynced(watcher)) return false;
     return true;
   }
 
-  /** WatchProgressRequest: answered once every watcher on the stream is synced. */
+  /**
+   * WatchProgressRequest: answered once every watcher on the stream is
+   * synced and the hub has handed out everything it has received, with the
+   * hub's revision: no event at or below it can follow on this stream.
+   */
   private requestProgress(): void {
-    if (this.allSynced()) this.sendStreamProgress();
-    else this.progressPending = true;
+    this.progressPending = true;
+    this.hub.whenPublished(() => {
+      if (this.closed || !this.progressPending || !this.allSynced()) return;
+      this.progressPending = false;
+      this.send(encodeWatchResponse({ header: this.encoder.header(this.hub.revision), watchId: streamProgressId }));
+    });
   }
 
-  private sendStreamProgress(): void {
-    this.progressPending = false;
-    this.send(create(WatchResponseSchema, { header: this.header(this.store.revision), watchId: streamProgressId }));
-  }
-
+  /** The periodic notification, to synced watchers that asked and got no events since the last tick. */
   private notifyProgress(): void {
-    for (const entry of this.watchers.values()) {
-      if (entry.progressNotify && entry.watcher.synced) {
-        this.send(create(WatchResponseSchema, { header: this.header(this.store.revision), watchId: entry.id }));
+    this.hub.whenPublished(() => {
+      if (this.closed || this.full) return;
+      const header = this.encoder.header(this.hub.revision);
+      for (const entry of this.watchers.values()) {
+        if (!entry.progressNotify) continue;
+        const quiet = !entry.sentSinceTick;
+        entry.sentSinceTick = false;
+        if (quiet && this.hub.isSynced(entry.watcher)) this.send(encodeWatchResponse({ header, watchId: entry.id }));
       }
-    }
+    });
   }
 
-  private sendEvents(entry: StreamWatcher, events: WatchEvent[], revision: number): void {
-    const header = this.headerBytes(revision);
-    const encoded = events.map((event) => encodedEvent(event, entry.prevKv));
-    const size = encoded.reduce((total, event) => total + event.length, 0);
-    if (!entry.fragment || encoded.length <= 1 || size <= this.options.maxResponseBytes) {
-      this.send(encodeWatchResponse({ header, watchId: entry.id, events: encoded }));
-      return;
+  private deliver(entry: StreamWatcher, delivery: WatchDelivery): boolean {
+    if (this.closed) return true;
+    if (this.full) {
+      this.stalled.add(entry);
+      return false;
+    }
+    entry.sentSinceTick = true;
+    const encoded = this.encoder.encoded(delivery);
+    if (!entry.fragment || encoded.events.length <= 1 || encoded.size <= this.options.maxResponseBytes) {
+      this.send(encoded.message(entry.id));
+      return true;
     }
     // Split into fragments no larger than the limit (at least one event each);
     // every fragment but the last is flagged.
+    const header = this.encoder.header(delivery.revision);
     let batch: Uint8Array[] = [];
     let batchSize = 0;
     const flush = (last: boolean) => {
@@ -212,12 +313,12 @@ class WatchStream {
       batch = [];
       batchSize = 0;
     };
-    for (const event of encoded) {
+    for (const event of encoded.events) {
       if (batch.length > 0 && batchSize + event.length > this.options.maxResponseBytes) flush(false);
       batch.push(event);
       batchSize += event.length;
     }
     flush(true);
+    return true;
   }
 }
-

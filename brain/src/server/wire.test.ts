@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { RangeResponseSchema, ResponseHeaderSchema, WatchResponseSchema } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { Event_EventType, EventSchema, KeyValueSchema } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
 import type { KeyValue } from "../mvcc/kv.js";
-import { encodeEvent, encodeHeader, encodeRangeResponse, encodeWatchResponse } from "./wire.js";
+import { encodeEvent, encodeHeader, encodeRangeResponse, encodeSharedWatchEvents, encodeWatchResponse } from "./wire.js";
 
 const kvs: KeyValue[] = [
   { key: Uint8Array.of(1, 2, 3), value: new Uint8Array(300).fill(7), createRevision: 5, modRevision: 2 ** 40, version: 3, lease: 0n },
@@ -69,6 +69,17 @@ describe("hand-written encoders write what protobuf-es writes", () => {
         events: events.map((event) => encodeEvent(event.type, event.kv, event.prev)),
       }).bytes;
       expect(Buffer.from(actual).equals(Buffer.from(expected))).toBe(true);
+    }
+  });
+
+  it("a WatchResponse shared by many watchers differs from the single one in nothing", () => {
+    const events = [encodeEvent("put", kvs[0]!, kvs[1]), encodeEvent("delete", kvs[2]!, undefined)];
+    for (const fragment of [false, true]) {
+      const shared = encodeSharedWatchEvents(encodeHeader(header), events, fragment);
+      for (const watchId of [0n, 1n, 300n, -1n]) {
+        const expected = encodeWatchResponse({ header: encodeHeader(header), watchId, fragment, events }).bytes;
+        expect(Buffer.from(shared(watchId).bytes).equals(Buffer.from(expected))).toBe(true);
+      }
     }
   });
 });

@@ -154,3 +154,32 @@ export function encodeWatchResponse(fields: WatchResponseFields): EncodedMessage
   }
   return new EncodedMessage(w.finish());
 }
+
+/**
+ * A WatchResponse carrying events that many watchers receive alike: the
+ * header and the events are encoded once, and each watcher's message only
+ * adds its watch id (field 2, between the two, keeping field order).
+ */
+export function encodeSharedWatchEvents(header: Uint8Array, events: Uint8Array[], fragment = false): (watchId: bigint) => EncodedMessage {
+  const head = new Writer();
+  head.tag(1, 2);
+  head.bytes(header);
+  const tail = new Writer();
+  bool(tail, 7, fragment);
+  for (const event of events) {
+    tail.tag(11, 2);
+    tail.bytes(event);
+  }
+  const headBytes = head.finish();
+  const tailBytes = tail.finish();
+  return (watchId) => {
+    const id = new Writer();
+    int64(id, 2, watchId);
+    const idBytes = id.finish();
+    const message = Buffer.allocUnsafe(headBytes.length + idBytes.length + tailBytes.length);
+    message.set(headBytes, 0);
+    message.set(idBytes, headBytes.length);
+    message.set(tailBytes, headBytes.length + idBytes.length);
+    return new EncodedMessage(message);
+  };
+}

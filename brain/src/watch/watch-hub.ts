@@ -1,129 +1,361 @@
 import { inRange, type KeyRange, type WatchEvent } from "../mvcc/kv.js";
-import type { Commit, MvccStore } from "../mvcc/store.js";
+import type { Commit } from "../mvcc/store.js";
 import { log } from "../log.js";
+import { defaultRingLimits, EventRing, eventBytes, type RingLimits } from "./event-ring.js";
+import { WatcherGroups, type WatcherGroup, type WatcherOptions } from "./watcher-groups.js";
 
-/** What a watcher receives: events of one or more revisions, in order. */
+/**
+ * Events of one or more revisions, in order. A live delivery is one object
+ * shared by every watcher of a group (same range and options), so whoever
+ * encodes it can do so once for all of them.
+ */
 export interface WatchDelivery {
   events: WatchEvent[];
-  /** The store revision the delivery is current to. */
+  /** The store revision the delivery is current to (the response header's). */
   revision: number;
-}
-
-export interface WatcherSpec {
-  range: KeyRange;
-  /** First revision to deliver. */
-  startRevision: number;
-  noPut: boolean;
-  noDelete: boolean;
+  /** Whether the receiving watchers asked for prev_kv. */
   prevKv: boolean;
 }
 
+export interface WatcherSpec extends WatcherOptions {
+  range: KeyRange;
+  /** First revision to deliver. */
+  startRevision: number;
+}
+
 export interface WatcherSink {
-  deliver(delivery: WatchDelivery): void;
-  /** The watcher's start revision was compacted away. */
+  /**
+   * Takes a delivery, or returns false when the watcher's stream cannot take
+   * more right now: then nothing was sent, and the watcher waits, out of the
+   * live fan-out, until `WatchHub.resume` (etcd's victim watchers).
+   */
+  deliver(delivery: WatchDelivery): boolean;
+  /** The watcher's next revision was compacted away; it is removed. */
   compacted(compactRevision: number): void;
-  /** The watcher caught up with the live stream. */
+  /** The watcher caught up with the live fan-out. */
   synced?(): void;
 }
 
-export interface Watcher extends WatcherSpec {
+type WatcherState = "synced" | "catching-up" | "victim" | "closed";
+
+export interface Watcher {
+  readonly spec: WatcherSpec;
+  readonly sink: WatcherSink;
+  /** Every event below this revision has been handed to the sink. */
   nextRevision: number;
-  synced: boolean;
-  closed: boolean;
-  sink: WatcherSink;
+  state: WatcherState;
+  /** The group while synced. */
+  group: WatcherGroup<Watcher> | undefined;
 }
 
-const catchUpEvents = 1000;
+/** What the hub reads from the store. */
+export interface WatchableStore {
+  readonly revision: number;
+  readonly compactRevision: number;
+  onCommit(listener: (commit: Commit) => void): () => void;
+  readEvents(fromRevision: number, maxEvents: number, withPrevKv: boolean, visit: (revision: number, event: WatchEvent) => void): Promise<number>;
+}
+
+export interface WatchHubOptions {
+  ring: RingLimits;
+  /** Catch-up responses hold at most this many revisions (etcd's watchBatchMaxRevs)... */
+  batchRevisions: number;
+  /** ...and stop adding revisions past this many bytes of events. */
+  batchBytes: number;
+  /** Store reads for watchers behind the ring that run at once (each holds one batch). */
+  storeReaders: number;
+}
+
+export const defaultHubOptions: WatchHubOptions = {
+  ring: defaultRingLimits,
+  batchRevisions: 1000,
+  batchBytes: 4 * 1024 * 1024,
+  storeReaders: 2,
+};
 
 /**
- * Fans committed events out to watchers. Synced watchers get each commit as
- * it happens; a watcher that starts in the past is unsynced and catches up
- * from the durable revision log without holding up live fan-out, then joins
- * the synced set (etcd's synced/unsynced split).
+ * Fans committed events out to watchers, after the writers' responses and
+ * in commit order, modelled on etcd's watchable store:
+ *
+ * - synced watchers sit in groups (range + options) and get each revision as
+ *   it is published; matching happens once per group, not per watcher;
+ * - a watcher that starts in the past, or fell behind, catches up first from
+ *   the ring of recent events, then from the store, without holding up the
+ *   live fan-out, and joins the synced groups once current;
+ * - a watcher whose stream is full is taken out of the fan-out (a victim)
+ *   and caught up from the ring or store when its stream drains, so a slow
+ *   reader delays neither writers nor other watchers and costs no memory
+ *   beyond its stream's bounded queue.
+ *
+ * `revision` is the newest revision whose events every synced watcher has
+ * been handed: a progress notification may claim it and never more.
  */
 export class WatchHub {
-  private readonly synced = new Set<Watcher>();
-  private readonly unsynced = new Set<Watcher>();
+  private readonly synced = new WatcherGroups<Watcher>();
+  private readonly behind = new Set<Watcher>();
+  private readonly ring: EventRing;
+  private readonly options: WatchHubOptions;
+  /** Commits received but not yet fanned out (one event-loop turn at most). */
+  private pending: Commit[] = [];
+  private fanOutScheduled = false;
+  private afterFanOut: Array<() => void> = [];
+  private readers = 0;
+  private readonly waitingReaders: Watcher[] = [];
+  private published: number;
+  private readonly unsubscribe: () => void;
+  /** Bytes the watch streams hold for their clients (reported by them, for metrics). */
+  queuedBytes = 0;
 
-  constructor(private readonly store: MvccStore) {
-    store.onCommit((commit) => this.publish(commit));
+  constructor(
+    private readonly store: WatchableStore,
+    options: Partial<WatchHubOptions> = {},
+  ) {
+    this.options = { ...defaultHubOptions, ...options };
+    this.published = store.revision;
+    this.ring = new EventRing(store.revision, this.options.ring);
+    this.unsubscribe = store.onCommit((commit) => this.receive(commit));
   }
 
+  /** Newest revision fully handed to every synced watcher. */
+  get revision(): number {
+    return this.published;
+  }
+
+  /** Every watcher: synced, catching up or waiting on its stream. */
   get size(): number {
-    return this.synced.size + this.unsynced.size;
+    return this.synced.size + this.behind.size;
+  }
+
+  /** Watchers out of the live fan-out (catching up or waiting on a full stream). */
+  get unsyncedCount(): number {
+    return this.behind.size;
+  }
+
+  get ringStats(): { events: number; bytes: number; firstRevision: number; lastRevision: number } {
+    return { events: this.ring.eventCount, bytes: this.ring.byteCount, firstRevision: this.ring.firstRevision, lastRevision: this.ring.lastRevision };
+  }
+
+  close(): void {
+    this.unsubscribe();
   }
 
   add(spec: WatcherSpec, sink: WatcherSink): Watcher {
-    const watcher: Watcher = { ...spec, nextRevision: spec.startRevision, synced: false, closed: false, sink };
-    if (watcher.nextRevision > this.store.revision) {
-      this.markSynced(watcher);
+    const watcher: Watcher = { spec, sink, nextRevision: spec.startRevision, state: "catching-up", group: undefined };
+    if (watcher.nextRevision > this.ring.lastRevision) {
+      // Starts after everything received: the live fan-out covers it (it skips
+      // revisions below nextRevision, e.g. ones still pending publication).
+      this.join(watcher, false);
     } else {
-      this.unsynced.add(watcher);
-      void this.catchUp(watcher);
+      this.behind.add(watcher);
+      // Not from inside add(): the caller registers the watcher first.
+      queueMicrotask(() => this.catchUp(watcher));
     }
     return watcher;
   }
 
   remove(watcher: Watcher): void {
-    watcher.closed = true;
-    this.synced.delete(watcher);
-    this.unsynced.delete(watcher);
+    if (watcher.state === "synced" && watcher.group) this.synced.delete(watcher, watcher.group);
+    this.behind.delete(watcher);
+    watcher.group = undefined;
+    watcher.state = "closed";
   }
 
-  private markSynced(watcher: Watcher): void {
-    this.unsynced.delete(watcher);
-    watcher.synced = true;
-    this.synced.add(watcher);
-    watcher.sink.synced?.();
+  /** A victim's stream has room again: catch it up and return it to the fan-out. */
+  resume(watcher: Watcher): void {
+    if (watcher.state !== "victim") return;
+    watcher.state = "catching-up";
+    this.catchUp(watcher);
   }
 
-  private publish(commit: Commit): void {
-    if (this.synced.size === 0) return;
-    for (const { revision, events } of commit.revisions) {
-      for (const watcher of this.synced) {
+  isSynced(watcher: Watcher): boolean {
+    return watcher.state === "synced";
+  }
+
+  /**
+   * Runs `then` once no received commit awaits fan-out, so `revision` is
+   * as new as what the store has told the hub (progress notifications).
+   */
+  whenPublished(then: () => void): void {
+    if (this.pending.length === 0) then();
+    else this.afterFanOut.push(then);
+  }
+
+  private receive(commit: Commit): void {
+    for (const { revision, events } of commit.revisions) this.ring.append(revision, events);
+    this.ring.advance(commit.revision);
+    this.pending.push(commit);
+    if (!this.fanOutScheduled) {
+      this.fanOutScheduled = true;
+      // After this turn's callbacks: the writers' responses go out first,
+      // and commits arriving in the same turn share one pass.
+      setImmediate(() => this.fanOut());
+    }
+  }
+
+  private fanOut(): void {
+    this.fanOutScheduled = false;
+    const commits = this.pending;
+    this.pending = [];
+    for (const commit of commits) {
+      for (const { revision, events } of commit.revisions) this.publish(revision, events);
+      this.published = Math.max(this.published, commit.revision);
+    }
+    const waiting = this.afterFanOut;
+    this.afterFanOut = [];
+    for (const then of waiting) then();
+  }
+
+  /** One revision to every synced watcher it concerns, matched once per group. */
+  private publish(revision: number, events: WatchEvent[]): void {
+    if (this.synced.size === 0 || events.length === 0) return;
+    const matched = new Map<WatcherGroup<Watcher>, WatchEvent[]>();
+    for (const event of events) {
+      this.synced.forEachHolding(event.kv.key, (group) => {
+        if (event.type === "put" ? group.options.noPut : group.options.noDelete) return;
+        const list = matched.get(group);
+        if (list) list.push(event);
+        else matched.set(group, [event]);
+      });
+    }
+    for (const [group, groupEvents] of matched) {
+      const delivery: WatchDelivery = { events: groupEvents, revision, prevKv: group.options.prevKv };
+      for (const watcher of group.members) {
         if (revision < watcher.nextRevision) continue;
-        const matching = events.filter((event) => matches(watcher, event));
-        watcher.nextRevision = revision + 1;
-        if (matching.length > 0) watcher.sink.deliver({ events: matching, revision });
+        if (watcher.sink.deliver(delivery)) {
+          watcher.nextRevision = revision + 1;
+        } else {
+          watcher.nextRevision = revision;
+          this.makeVictim(watcher);
+        }
       }
     }
   }
 
-  private async catchUp(watcher: Watcher): Promise<void> {
-    try {
-      while (!watcher.closed) {
-        if (watcher.nextRevision < this.store.compactRevision) {
-          this.remove(watcher);
-          watcher.sink.compacted(this.store.compactRevision);
-          return;
-        }
-        const view = await this.store.view();
-        const events: WatchEvent[] = [];
-        try {
-          watcher.nextRevision = await view.readEvents(watcher.nextRevision, catchUpEvents, watcher.prevKv, (_, event) => {
-            if (matches(watcher, event)) events.push(event);
-          });
-        } finally {
-          await view.close();
-        }
-        if (watcher.closed) return;
-        if (events.length > 0) watcher.sink.deliver({ events, revision: view.revision });
-        // No await between this check and joining the synced set: the next
-        // commit either was already read above or will be published to it.
-        if (watcher.nextRevision > this.store.revision) {
-          this.markSynced(watcher);
-          return;
-        }
+  private join(watcher: Watcher, notify: boolean): void {
+    this.behind.delete(watcher);
+    watcher.state = "synced";
+    watcher.group = this.synced.add(watcher, watcher.spec);
+    if (notify) watcher.sink.synced?.();
+  }
+
+  private makeVictim(watcher: Watcher): void {
+    if (watcher.state === "synced" && watcher.group) this.synced.delete(watcher, watcher.group);
+    watcher.group = undefined;
+    watcher.state = "victim";
+    this.behind.add(watcher);
+  }
+
+  /**
+   * Brings a watcher that is behind up to the live fan-out: from the ring
+   * while it holds the next revision (synchronously, no I/O), otherwise from
+   * the store. Stops as a victim when the sink is full.
+   */
+  private catchUp(watcher: Watcher): void {
+    while (watcher.state === "catching-up") {
+      if (watcher.nextRevision < this.store.compactRevision) {
+        this.compacted(watcher);
+        return;
       }
+      if (watcher.nextRevision > this.ring.lastRevision) {
+        // Current with every commit received; ones still pending publication
+        // reach it through the fan-out, which skips what it already has.
+        this.join(watcher, true);
+        return;
+      }
+      if (!this.ring.covers(watcher.nextRevision)) {
+        this.readStore(watcher);
+        return;
+      }
+      const { delivery, through } = this.fromRing(watcher);
+      if (delivery.events.length > 0 && !watcher.sink.deliver(delivery)) {
+        watcher.state = "victim";
+        return;
+      }
+      watcher.nextRevision = through + 1;
+    }
+  }
+
+  /** The next batch for `watcher` from the ring, filtered, and the last revision it covers. */
+  private fromRing(watcher: Watcher): { delivery: WatchDelivery; through: number } {
+    const { spec } = watcher;
+    const events: WatchEvent[] = [];
+    let bytes = 0;
+    let revisions = 0;
+    let last = watcher.nextRevision - 1;
+    const next = this.ring.read(watcher.nextRevision, (revision, revisionEvents) => {
+      if (revisions >= this.options.batchRevisions || (events.length > 0 && bytes >= this.options.batchBytes)) return false;
+      for (const event of revisionEvents) {
+        if (!matches(spec, event)) continue;
+        events.push(event);
+        bytes += eventBytes(event);
+      }
+      revisions++;
+      last = revision;
+      return true;
+    });
+    // Read to the end: revisions after the last entry had no events at all.
+    if (next > this.ring.lastRevision) last = this.ring.lastRevision;
+    // The header carries the newest revision, as etcd's catch-up responses do.
+    return { delivery: { events, revision: this.ring.lastRevision, prevKv: spec.prevKv }, through: last };
+  }
+
+  /** A batch from the store for a watcher behind the ring; few run at once. */
+  private readStore(watcher: Watcher): void {
+    this.waitingReaders.push(watcher);
+    this.startReaders();
+  }
+
+  private startReaders(): void {
+    while (this.readers < this.options.storeReaders && this.waitingReaders.length > 0) {
+      const watcher = this.waitingReaders.shift()!;
+      if (watcher.state !== "catching-up") continue;
+      this.readers++;
+      void this.readStoreBatch(watcher).finally(() => {
+        this.readers--;
+        this.startReaders();
+      });
+    }
+  }
+
+  private async readStoreBatch(watcher: Watcher): Promise<void> {
+    const { spec } = watcher;
+    const events: WatchEvent[] = [];
+    let next: number;
+    try {
+      next = await this.store.readEvents(watcher.nextRevision, this.options.batchRevisions, spec.prevKv, (_, event) => {
+        if (matches(spec, event)) events.push(event);
+      });
     } catch (error) {
-      log("error", "watch catch-up failed", { error: String(error) });
+      if (watcher.state !== "catching-up") return;
+      if (watcher.nextRevision < this.store.compactRevision) {
+        this.compacted(watcher);
+        return;
+      }
+      log("error", "watch catch-up read failed", { error: String(error) });
       this.remove(watcher);
       watcher.sink.compacted(this.store.compactRevision);
+      return;
     }
+    if (watcher.state !== "catching-up") return;
+    if (events.length > 0) {
+      // etcd's catch-up responses carry the store's revision in the header.
+      const delivery: WatchDelivery = { events, revision: Math.max(next - 1, this.ring.lastRevision), prevKv: spec.prevKv };
+      if (!watcher.sink.deliver(delivery)) {
+        watcher.state = "victim";
+        return;
+      }
+    }
+    watcher.nextRevision = Math.max(watcher.nextRevision, next);
+    this.catchUp(watcher);
+  }
+
+  private compacted(watcher: Watcher): void {
+    this.remove(watcher);
+    watcher.sink.compacted(this.store.compactRevision);
   }
 }
 
-function matches(watcher: WatcherSpec, event: WatchEvent): boolean {
-  if (event.type === "put" ? watcher.noPut : watcher.noDelete) return false;
-  return inRange(watcher.range, event.kv.key);
+function matches(spec: WatcherSpec, event: WatchEvent): boolean {
+  if (event.type === "put" ? spec.noPut : spec.noDelete) return false;
+  return inRange(spec.range, event.kv.key);
 }
