@@ -257,7 +257,10 @@ function lastLine(text: string): string {
 export function readRun(row: RowSpec, run: ToolRun, scale: Scale): Measurement {
   const base = { errors: 0, seconds: run.seconds, opsPerSecond: NaN, p50Ms: NaN, p99Ms: NaN };
   if (run.timedOut) {
-    return { ...base, status: "did not finish", error: `did not finish ${row.ops(scale)} ops in ${run.seconds.toFixed(0)} s` };
+    // The benchmark tool's progress bar ("812 / 4000") says how far it got.
+    const progress = [...run.stderr.matchAll(/(\d+) \/ (\d+)/g)].pop();
+    const done = progress ? `${progress[1]} of ${row.ops(scale)}` : `${row.ops(scale)}`;
+    return { ...base, status: "did not finish", error: `did not finish ${done} ops in ${run.seconds.toFixed(0)} s` };
   }
   if (row.tool === "kubeload") {
     if (run.code !== 0) return { ...base, status: "refused", error: lastLine(run.stderr) };

@@ -123,15 +123,14 @@ export function verdicts(cells: Cell[], rows: RowSpec[], servers: ServerName[]):
 export interface ReportContext {
   machine: { cpu: string; cores: number; ramGiB: number; kernel: string; node: string };
   versions: Record<string, string>;
-  quick: boolean;
+  /** Set when the run is not the full method (quick or a subset): said first, in bold. */
+  provisional?: string;
 }
 
 export function markdownReport(cells: Cell[], rows: RowSpec[], servers: ServerName[], context: ReportContext): string {
   const at = (row: string, server: ServerName) => cells.find((cell) => cell.row === row && cell.server === server);
   const lines: string[] = [];
-  if (context.quick) {
-    lines.push("**QUICK SMOKE RUN (`--quick`): one round, small totals, on a shared machine. It shows the script works, not how fast anything is.**", "");
-  }
+  if (context.provisional) lines.push(`**${context.provisional}**`, "");
   const { machine, versions } = context;
   lines.push(
     `Machine: ${machine.cpu}, ${machine.cores} cores, ${machine.ramGiB} GiB RAM, Linux ${machine.kernel}, Node ${machine.node}.`,

@@ -35,6 +35,12 @@ const selectedRows = flags.rows ? rows.filter((row) => flags.rows!.split(",").in
 for (const server of servers) if (!serverNames.includes(server)) throw new Error(`unknown server ${server}; one of ${serverNames.join(", ")}`);
 if (selectedRows.length === 0) throw new Error(`no rows selected; rows are ${rows.map((row) => row.name).join(", ")}`);
 const rowTimeoutMs = (scale.quick ? 60 : 180) * 1000;
+/** Why this run is not the full method (a smoke test or a look at a subset), if it is not. */
+const provisional = scale.quick
+  ? "QUICK SMOKE RUN (`--quick`): one round, small totals. It shows the script works, not how fast anything is."
+  : rounds < 3 || servers.length < serverNames.length || selectedRows.length < rows.length
+    ? `PARTIAL RUN (${rounds} round(s), ${servers.length} of ${serverNames.length} servers, ${selectedRows.length} of ${rows.length} rows): not the full method.`
+    : undefined;
 
 /** Memory and CPU of a server: its own processes' peak RSS, PostgreSQL's proportional share (its backends share buffers). */
 function usage(server: BenchServer): { cpu: number; rssMb: number } {
@@ -177,12 +183,13 @@ const setup =
   `${clients} clients over ${connections} connections, ${valueBytes} B values, fsync on for every server. ` +
   `Load average ${loadBefore.map((load) => load.toFixed(2)).join(" / ")} before, ${loadAfter.map((load) => load.toFixed(2)).join(" / ")} after; ` +
   `${minutes.toFixed(1)} minutes.`;
-const table = markdownReport(cells, selectedRows, servers, { machine, versions, quick: scale.quick });
+const table = markdownReport(cells, selectedRows, servers, { machine, versions, provisional });
 writeResults(
   "brain",
   cells.map((cell) => ({ workload: cell.row, target: cell.server, opsPerSecond: cell.opsPerSecond, p50Ms: cell.p50Ms, p99Ms: cell.p99Ms, rssMb: cell.rssMb })),
   {
     quick: scale.quick,
+    provisional: provisional ?? null,
     rounds,
     clients,
     connections,
@@ -200,7 +207,7 @@ writeResults(
       { key: "rssMb", title: "peak RSS (MiB)", rows: selectedRows.map((row) => row.name) },
     ],
   },
-  scale.quick ? "brain vs etcd vs kine — QUICK SMOKE RUN, not a result" : "brain vs etcd vs kine",
+  provisional ? `brain vs etcd vs kine — ${scale.quick ? "QUICK SMOKE RUN" : "PARTIAL RUN"}, not a result` : "brain vs etcd vs kine",
   setup,
   table,
 );

@@ -40,7 +40,7 @@ for axis, (key, title, shown) in zip(axes, panels):
     axis.set_title(title)
     axis.set_yscale("log")
     axis.legend()
-quick = " — QUICK SMOKE RUN, not a result" if data.get("quick") else ""
+quick = " — QUICK SMOKE RUN, not a result" if data.get("quick") else " — PARTIAL RUN, not a result" if data.get("provisional") else ""
 fig.suptitle(f"{name}: {data['machine']} ({data['date'][:10]}){quick}", fontsize=9)
 fig.tight_layout()
 fig.savefig(results / f"{name}.png", dpi=110)
