@@ -1,4 +1,4 @@
-import { credentials, type ClientDuplexStream } from "@grpc/grpc-js";
+import { credentials, type ChannelOptions, type ClientDuplexStream } from "@grpc/grpc-js";
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { create } from "@bufbuild/protobuf";
 import { createGrpcClient, type GrpcClient } from "@wharf/proto/grpc";
@@ -22,7 +22,12 @@ export interface RawEtcdClient {
   close(): void;
 }
 
-export function rawEtcdClient(endpoint: string): RawEtcdClient {
+/**
+ * `channelOptions` are grpc-js channel options on top of the defaults (e.g.
+ * `grpc.use_local_subchannel_pool: 1` for a connection of its own: clients
+ * with equal options otherwise share one HTTP/2 connection).
+ */
+export function rawEtcdClient(endpoint: string, channelOptions: ChannelOptions = {}): RawEtcdClient {
   const address = endpoint.replace(/^https?:\/\//, "");
   const clients = new Map<string, GrpcClient>();
   const clientFor = (service: DescService) => {
@@ -31,6 +36,7 @@ export function rawEtcdClient(endpoint: string): RawEtcdClient {
       client = createGrpcClient(service, address, credentials.createInsecure(), {
         "grpc.max_receive_message_length": 64 * 1024 * 1024,
         "grpc.max_send_message_length": 64 * 1024 * 1024,
+        ...channelOptions,
       });
       clients.set(service.typeName, client);
     }

@@ -1,0 +1,329 @@
+// Records a history against a live etcd v3 server: concurrent sequential
+// clients over several gRPC connections issue the workload's requests and
+// log each with its call and return times (monotonic clock) and what came
+// back; watches on the whole key space from revision 1 log every event,
+// reconnecting from the revision after the last one seen when their stream
+// breaks. A failed or timed-out request is logged as "may or may not have
+// happened".
+import { create } from "@bufbuild/protobuf";
+import type {
+  RequestOpSchema} from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
+import {
+  Compare_CompareResult,
+  Compare_CompareTarget,
+  DeleteRangeRequestSchema,
+  PutRequestSchema,
+  RangeRequestSchema,
+  TxnRequestSchema,
+  WatchRequestSchema,
+  type DeleteRangeResponse,
+  type PutResponse,
+  type RangeResponse,
+  type ResponseOp,
+  type TxnResponse,
+  type WatchRequest,
+  type WatchResponse,
+} from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
+import { Event_EventType, type KeyValue as KeyValueMessage } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
+import type { ClientDuplexStream } from "@grpc/grpc-js";
+import { etcdServices, waitFor, type RawEtcdClient } from "@wharf/testkit";
+import type { Compare, History, KeyValue, Operation, Request, Response, TxnOp, TxnOpResult, WatchHistory, WatchSegment } from "./history.js";
+import { ClientWorkload, type WorkloadOptions } from "./workload.js";
+
+export interface RecordOptions extends WorkloadOptions {
+  endpoint: string;
+  /** Opens a client on a connection of its own (testkit's rawEtcdClient with channel options). */
+  connect: (endpoint: string, channelOptions: Record<string, number>) => RawEtcdClient;
+  clients: number;
+  connections: number;
+  /** Requests in all, over all clients. */
+  operations: number;
+  /** Watches from revision 1 on the whole key space; the second and later start a third of the way in, so they catch up from storage. */
+  watches?: number;
+  /** Run once, when this many requests have been issued (e.g. kill and restart the server); returns when no process served. */
+  fault?: { atOperation: number; inject: () => Promise<{ from: number; to: number }> };
+  /** A request that takes longer is abandoned as "unknown". Default 10 s. */
+  requestTimeoutMs?: number;
+}
+
+const encoder = (text: string) => Buffer.from(text, "latin1");
+const decode = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+const number = (value: bigint) => Number(value);
+
+// Short reconnect backoffs: after a restart the clients should find the server again within ~0.2 s.
+const channelOptions = {
+  "grpc.use_local_subchannel_pool": 1,
+  "grpc.initial_reconnect_backoff_ms": 50,
+  "grpc.min_reconnect_backoff_ms": 50,
+  "grpc.max_reconnect_backoff_ms": 200,
+};
+
+export async function recordHistory(options: RecordOptions): Promise<History> {
+  const connections = Array.from({ length: options.connections }, () =>
+    options.connect(options.endpoint, channelOptions),
+  );
+  const operations: Operation[] = [];
+  const downtimes: History["downtimes"] = [];
+  const watchers: Watcher[] = [];
+  const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  try {
+    // The model starts from an empty store at revision 1.
+    const first = await send(connections[0]!, { type: "range", key: "\0", end: "\0" }, timeoutMs);
+    if (first.revision !== 1 || first.type !== "range" || first.count !== 0) {
+      throw new Error(`the server is not empty (revision ${first.revision}): the model needs a fresh store`);
+    }
+    const watchCount = options.watches ?? 2;
+    watchers.push(new Watcher("w0", connections[0]!));
+    let issued = 0;
+    let faultDone: Promise<void> | undefined;
+    const client = async (id: number) => {
+      const workload = new ClientWorkload(id, options);
+      const connection = connections[id % connections.length]!;
+      let backoff = 0;
+      while (issued < options.operations) {
+        issued++;
+        if (watchers.length < watchCount && issued >= options.operations / 3) {
+          watchers.push(new Watcher(`w${watchers.length}`, connections[watchers.length % connections.length]!));
+        }
+        if (options.fault && !faultDone && issued >= options.fault.atOperation) {
+          faultDone = options.fault.inject().then((downtime) => void downtimes.push(downtime));
+        }
+        const request = workload.next();
+        const call = performance.now();
+        try {
+          const response = await send(connection, request, timeoutMs);
+          operations.push({ client: id, call, return: performance.now(), request, response });
+          workload.observe(request, response);
+          backoff = 0;
+        } catch (error) {
+          operations.push({ client: id, call, return: Infinity, failedAt: performance.now(), request, error: describeError(error) });
+          // Back off while the server is away, so the history does not fill with failed requests.
+          backoff = Math.min(400, backoff ? backoff * 2 : 25);
+          await new Promise((resolve) => setTimeout(resolve, backoff));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: options.clients }, (_, id) => client(id)));
+    await faultDone;
+    // A last read of everything pins the final revision; retried until the server answers.
+    let finalRevision = 0;
+    await waitFor(
+      async () => {
+        const request: Request = { type: "range", key: "\0", end: "\0" };
+        const call = performance.now();
+        try {
+          const response = await send(connections[0]!, request, timeoutMs);
+          operations.push({ client: options.clients, call, return: performance.now(), request, response });
+          finalRevision = response.revision;
+          return true;
+        } catch (error) {
+          operations.push({ client: options.clients, call, return: Infinity, failedAt: performance.now(), request, error: describeError(error) });
+          return false;
+        }
+      },
+      30_000,
+      "the server to answer the final read",
+    );
+    // Every watch must reach the final revision; if one does not, the checker reports where it stopped.
+    await waitFor(async () => watchers.every((watcher) => watcher.lastRevision >= finalRevision), 10_000, "the watches to reach the final revision").catch(
+      () => undefined,
+    );
+    return { operations, watches: watchers.map((watcher) => watcher.history), downtimes };
+  } finally {
+    for (const watcher of watchers) watcher.stop();
+    for (const connection of connections) connection.close();
+  }
+}
+
+function describeError(error: unknown): string {
+  const { code, details, message } = error as { code?: number; details?: string; message?: string };
+  return code !== undefined ? `gRPC ${code}: ${details ?? message}` : String(message ?? error);
+}
+
+async function send(client: RawEtcdClient, request: Request, timeoutMs: number): Promise<Response> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no response in ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([call(client, request), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function call(client: RawEtcdClient, request: Request): Promise<Response> {
+  const { KV } = etcdServices;
+  switch (request.type) {
+    case "range": {
+      const response = (await client.call(KV, "Range", RangeRequestSchema, rangeRequest(request))) as unknown as RangeResponse;
+      return { ...rangeResult(response), revision: number(response.header!.revision) };
+    }
+    case "put": {
+      const response = (await client.call(KV, "Put", PutRequestSchema, putRequest(request))) as unknown as PutResponse;
+      return { ...putResult(response), revision: number(response.header!.revision) };
+    }
+    case "delete": {
+      const response = (await client.call(KV, "DeleteRange", DeleteRangeRequestSchema, deleteRequest(request))) as unknown as DeleteRangeResponse;
+      return { ...deleteResult(response), revision: number(response.header!.revision) };
+    }
+    case "txn": {
+      const response = (await client.call(KV, "Txn", TxnRequestSchema, {
+        compare: request.compare.map(compareMessage),
+        success: request.success.map(requestOp),
+        failure: request.failure.map(requestOp),
+      })) as unknown as TxnResponse;
+      return {
+        type: "txn",
+        succeeded: response.succeeded,
+        responses: response.responses.map(responseOp),
+        revision: number(response.header!.revision),
+      };
+    }
+  }
+}
+
+type Init<T extends DescMessage> = MessageInitShape<T>;
+
+function rangeRequest(request: Extract<TxnOp, { type: "range" }> & { revision?: number; serializable?: boolean }): Init<typeof RangeRequestSchema> {
+  return {
+    key: encoder(request.key),
+    ...(request.end !== undefined ? { rangeEnd: encoder(request.end) } : {}),
+    ...(request.limit ? { limit: BigInt(request.limit) } : {}),
+    ...(request.revision ? { revision: BigInt(request.revision) } : {}),
+    ...(request.serializable ? { serializable: true } : {}),
+  };
+}
+
+function putRequest(request: Extract<TxnOp, { type: "put" }>): Init<typeof PutRequestSchema> {
+  return { key: encoder(request.key), value: encoder(request.value), prevKv: request.prevKv ?? false };
+}
+
+function deleteRequest(request: Extract<TxnOp, { type: "delete" }>): Init<typeof DeleteRangeRequestSchema> {
+  return { key: encoder(request.key), ...(request.end !== undefined ? { rangeEnd: encoder(request.end) } : {}), prevKv: request.prevKv ?? false };
+}
+
+function requestOp(op: TxnOp): Init<typeof RequestOpSchema> {
+  switch (op.type) {
+    case "range":
+      return { request: { case: "requestRange", value: rangeRequest(op) } };
+    case "put":
+      return { request: { case: "requestPut", value: putRequest(op) } };
+    case "delete":
+      return { request: { case: "requestDeleteRange", value: deleteRequest(op) } };
+  }
+}
+
+function compareMessage(compare: Compare) {
+  const result = {
+    equal: Compare_CompareResult.Equal,
+    greater: Compare_CompareResult.Greater,
+    less: Compare_CompareResult.Less,
+    not_equal: Compare_CompareResult.NotEqual,
+  }[compare.result];
+  const key = encoder(compare.key);
+  switch (compare.target) {
+    case "value":
+      return { result, key, target: Compare_CompareTarget.Value, targetUnion: { case: "value" as const, value: encoder(compare.operand as string) } };
+    case "version":
+      return { result, key, target: Compare_CompareTarget.Version, targetUnion: { case: "version" as const, value: BigInt(compare.operand) } };
+    case "create":
+      return { result, key, target: Compare_CompareTarget.Create, targetUnion: { case: "createRevision" as const, value: BigInt(compare.operand) } };
+    case "mod":
+      return { result, key, target: Compare_CompareTarget.Mod, targetUnion: { case: "modRevision" as const, value: BigInt(compare.operand) } };
+  }
+}
+
+function keyValue(kv: KeyValueMessage): KeyValue {
+  return {
+    key: decode(kv.key),
+    value: decode(kv.value),
+    createRevision: number(kv.createRevision),
+    modRevision: number(kv.modRevision),
+    version: number(kv.version),
+  };
+}
+
+function rangeResult(response: RangeResponse): TxnOpResult {
+  return { type: "range", kvs: response.kvs.map(keyValue), count: number(response.count), more: response.more };
+}
+
+function putResult(response: PutResponse): TxnOpResult {
+  return response.prevKv ? { type: "put", prevKv: keyValue(response.prevKv) } : { type: "put" };
+}
+
+function deleteResult(response: DeleteRangeResponse): TxnOpResult {
+  return { type: "delete", deleted: number(response.deleted), prevKvs: response.prevKvs.map(keyValue) };
+}
+
+function responseOp(op: ResponseOp): TxnOpResult {
+  switch (op.response.case) {
+    case "responseRange":
+      return rangeResult(op.response.value);
+    case "responsePut":
+      return putResult(op.response.value);
+    case "responseDeleteRange":
+      return deleteResult(op.response.value);
+    default:
+      throw new Error(`unexpected txn response ${op.response.case}`);
+  }
+}
+
+/** One watch from revision 1 on every key, resumed after the last revision seen whenever its stream breaks. */
+class Watcher {
+  readonly history: WatchHistory;
+  lastRevision = 0;
+  private stopped = false;
+  private stream: ClientDuplexStream<WatchRequest, WatchResponse> | undefined;
+
+  constructor(
+    name: string,
+    private readonly client: RawEtcdClient,
+  ) {
+    this.history = { name, prevKv: true, segments: [] };
+    this.open();
+  }
+
+  private open(): void {
+    if (this.stopped) return;
+    const segment: WatchSegment = { startRevision: this.lastRevision + 1, responses: [] };
+    this.history.segments.push(segment);
+    const stream = this.client.stream<WatchRequest, WatchResponse>(etcdServices.Watch, "Watch");
+    this.stream = stream;
+    let ended = false;
+    const end = (reason: string) => {
+      if (ended) return;
+      ended = true;
+      segment.ended = reason;
+      stream.removeAllListeners("data");
+      stream.cancel();
+      if (!this.stopped) setTimeout(() => this.open(), 100);
+    };
+    stream.on("data", (response: WatchResponse) => {
+      if (response.canceled) return end(`canceled: ${response.cancelReason} (compact revision ${response.compactRevision})`);
+      if (response.events.length === 0) return;
+      const events = response.events.map((event) => ({
+        type: event.type === Event_EventType.Delete ? ("delete" as const) : ("put" as const),
+        kv: keyValue(event.kv!),
+        ...(event.prevKv ? { prevKv: keyValue(event.prevKv) } : {}),
+      }));
+      segment.responses.push({ revision: number(response.header!.revision), events });
+      this.lastRevision = Math.max(this.lastRevision, events[events.length - 1]!.kv.modRevision);
+    });
+    stream.on("error", (error) => end(describeError(error)));
+    stream.on("end", () => end("stream ended"));
+    stream.write(
+      create(WatchRequestSchema, {
+        requestUnion: { case: "createRequest", value: { key: encoder("\0"), rangeEnd: encoder("\0"), startRevision: BigInt(segment.startRevision), prevKv: true } },
+      }),
+    );
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stream?.removeAllListeners("data");
+    this.stream?.on("error", () => undefined);
+    this.stream?.cancel();
+  }
+}
