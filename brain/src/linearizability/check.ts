@@ -11,7 +11,7 @@
 import { describeOperation, describeRequest, diffResponse } from "./describe.js";
 import { mayWrite, type History, type Operation } from "./history.js";
 import { apply, KeySpace, keysOf, type Change, type State } from "./model.js";
-import { search, wrote } from "./search.js";
+import { search, wrote, type Deepest } from "./search.js";
 import { checkWatches } from "./watch-check.js";
 
 export interface CheckOptions {
@@ -114,11 +114,11 @@ export function checkHistory(history: History, options: CheckOptions = {}): Chec
     return finish("timeout", [
       `the linearization search ran out of its ${budgetMs} ms budget after ${result.steps} steps (deepest: ${result.depth} operations): ` +
         "the history is neither proven linearizable nor shown not to be",
-      explainIllegal(operations, space, linearizable, result.state, result.depth, result.blocked).replace(/^not linearizable: /, "where the search was stuck: "),
+      explainIllegal(operations, space, linearizable, result).replace(/^not linearizable: /, "where the search was stuck: "),
     ]);
   }
   if (result.status === "illegal") {
-    return finish("violation", [explainIllegal(operations, space, linearizable, result.state, result.depth, result.blocked)]);
+    return finish("violation", [explainIllegal(operations, space, linearizable, result)]);
   }
   const after = checkAfter(history, space, linearizable, result.order, separate, stats);
   return finish(after.violations.length ? "violation" : "linearizable", after.violations);
@@ -214,7 +214,7 @@ function watchedChanges(history: History): Map<number, Change[]> {
   return changes;
 }
 
-function explainIllegal(operations: Operation[], space: KeySpace, ids: number[], state: State, depth: number, blocked: number[]): string {
+function explainIllegal(operations: Operation[], space: KeySpace, ids: number[], { state, depth, path, blocked }: Deepest): string {
   const lines = [
     `not linearizable: no order of the ${ids.length} operations respects both real time and etcd's semantics. ` +
       `The furthest partial order reached linearized ${depth} of them, leaving the store at revision ${state.revision}; there, none of these can come next:`,
@@ -223,9 +223,11 @@ function explainIllegal(operations: Operation[], space: KeySpace, ids: number[],
     const op = operations[id]!;
     const response = op.response!;
     const needed = wrote(op) ? response.revision - 1 : response.revision;
-    if (state.revision !== needed) return `needs the store at revision ${needed}, but it is at revision ${state.revision}`;
-    const outcome = apply(space, state, op.request, id);
-    return diffResponse(op.request, outcome.response, response) ?? "(its response matches; something else blocks it)";
+    const at = state.revision === needed ? state : [...path].reverse().find((past) => past.revision === needed);
+    const diff = at && diffResponse(op.request, apply(space, at, op.request, id).response, response);
+    if (at === state) return diff ?? "(its response matches; something else blocks it)";
+    const where = `needs the store at revision ${needed}, but it is at revision ${state.revision}`;
+    return diff ? `${where}; and at revision ${needed}, ${diff}` : where;
   };
   const mentioned = new Set<number>();
   for (const index of blocked) {

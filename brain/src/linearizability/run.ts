@@ -5,11 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { rawEtcdClient } from "@wharf/testkit";
 import { checkHistory, type CheckReport } from "./check.js";
+import type { History } from "./history.js";
 import { recordHistory, type RecordOptions } from "./recorder.js";
 
 export type RunOptions = Omit<RecordOptions, "connect" | "prefix"> & { label: string; budgetMs?: number };
 
-export async function recordAndCheck(options: RunOptions): Promise<CheckReport> {
+export async function recordAndCheck(options: RunOptions): Promise<{ report: CheckReport; history: History }> {
   const started = performance.now();
   const history = await recordHistory({ ...options, prefix: "/lin/", connect: rawEtcdClient });
   const recordMs = Math.round(performance.now() - started);
@@ -27,5 +28,5 @@ export async function recordAndCheck(options: RunOptions): Promise<CheckReport> 
     await writeFile(file, JSON.stringify(history));
     console.log(`[linearizability] ${options.label}: history written to ${file}`);
   }
-  return report;
+  return { report, history };
 }

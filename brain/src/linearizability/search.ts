@@ -43,8 +43,17 @@ export interface SearchInput {
 
 export type SearchResult =
   | { status: "ok"; order: number[] }
-  | { status: "illegal"; depth: number; state: State; blocked: number[] }
-  | { status: "timeout"; steps: number; depth: number; state: State; blocked: number[] };
+  | ({ status: "illegal" } & Deepest)
+  | ({ status: "timeout"; steps: number } & Deepest);
+
+/** The furthest point the search reached: how many operations it linearized, the states on the way, who blocked it. */
+export interface Deepest {
+  depth: number;
+  state: State;
+  /** The states of that partial linearization, oldest first (for explaining a blocked read at an earlier revision). */
+  path: State[];
+  blocked: number[];
+}
 
 /** Whether a known response says the request changed the store, and so claims its header revision. */
 export function wrote(operation: Operation): boolean {
@@ -161,7 +170,7 @@ export function search(input: SearchInput): SearchResult {
   const stack: Array<{ call: number; state: State; forced: boolean }> = [];
   let entry = next[head]!;
   let steps = 0;
-  let deepest: { depth: number; state: State; blocked: number[] } = { depth: -1, state, blocked: [] };
+  let deepest: Deepest = { depth: -1, state, path: [], blocked: [] };
   while (remaining > 0) {
     if ((++steps & 0xfff) === 0 && performance.now() > input.deadline) {
       return { status: "timeout", steps, ...deepest };
@@ -189,7 +198,7 @@ export function search(input: SearchInput): SearchResult {
       continue;
     }
     // The return of an operation not yet linearized: this path is dead.
-    if (stack.length > deepest.depth) deepest = { depth: stack.length, state, blocked: [entry - count] };
+    if (stack.length > deepest.depth) deepest = { depth: stack.length, state, path: stack.map((frame) => frame.state), blocked: [entry - count] };
     else if (stack.length === deepest.depth && deepest.state === state && !deepest.blocked.includes(entry - count)) {
       deepest.blocked.push(entry - count);
     }
