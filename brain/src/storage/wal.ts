@@ -34,6 +34,8 @@ export interface WriteAheadLog {
    * failed write or sync the log is poisoned: that append, every pending one
    * and every later one reject with the cause (an fsync error cannot be
    * retried: the kernel may already have dropped the unwritten pages).
+   * A rejected record's outcome is unknown, not "not written": its bytes may
+   * have reached the disk whole, and then open() replays it after a restart.
    */
   append(record: Uint8Array): Promise<void>;
   /** A position covering every record appended so far (synced or not). */
