@@ -36,6 +36,8 @@ export interface WriteAheadLog {
    * retried: the kernel may already have dropped the unwritten pages).
    * A rejected record's outcome is unknown, not "not written": its bytes may
    * have reached the disk whole, and then open() replays it after a restart.
+   * The log holds `record` itself (no copy) until the append settles: do not
+   * modify it before then.
    */
   append(record: Uint8Array): Promise<void>;
   /** A position covering every record appended so far (synced or not). */
