@@ -279,6 +279,7 @@ describe("write-ahead log: a failing disk poisons the log", () => {
     const dir = join(mount, "wal");
     await writeFile(join(mount, "filler"), Buffer.alloc(16 * 1024));
     const { log } = await openWriteAheadLog(dir);
+    cleanups.push(() => log.close());
     const outcomes: Array<{ i: number; ok: boolean; error?: Error }> = [];
     const appends: Array<Promise<void>> = [];
     for (let i = 0; i < 200; i++) {
@@ -296,7 +297,8 @@ describe("write-ahead log: a failing disk poisons the log", () => {
     // Outcomes in append order: a run of successes, then only failures, all with the same poisoning error.
     expect(outcomes.map(({ i }) => i)).toEqual(Array.from({ length: 200 }, (_, i) => i));
     const firstFailure = outcomes.findIndex(({ ok }) => !ok);
-    expect(firstFailure).toBeGreaterThan(10);
+    // The first group fits. A later one may be written in part before the disk is full: all of it fails.
+    expect(firstFailure).toBeGreaterThan(0);
     expect(firstFailure).toBeLessThan(60); // 240 KiB left cannot hold 60 records of 4 KiB
     const failures = outcomes.slice(firstFailure);
     expect(failures.every(({ ok }) => !ok)).toBe(true);
@@ -310,6 +312,7 @@ describe("write-ahead log: a failing disk poisons the log", () => {
 
     // What was acknowledged is intact; the half-written group is a torn tail.
     const { log: reopened, records } = await openWriteAheadLog(dir);
+    cleanups.push(() => reopened.close());
     expect(records.length).toBeGreaterThanOrEqual(firstFailure);
     expect(records.slice(0, firstFailure).map((record) => new DataView(record.buffer, record.byteOffset).getUint32(0))).toEqual(
       Array.from({ length: firstFailure }, (_, i) => i),
@@ -325,6 +328,7 @@ describe("write-ahead log: a failing disk poisons the log", () => {
     cleanups.push(async () => void execFileSync("umount", [mount]));
     const dir = join(mount, "wal");
     const { log } = await openWriteAheadLog(dir, { segmentBytes: 1 });
+    cleanups.push(() => log.close());
     // Fill the file system beside the log, so only the next segment's creation fails.
     await log.append(bytes("fits"));
     await writeFile(join(mount, "filler"), Buffer.alloc(64 * 1024)).catch(() => undefined);
@@ -334,6 +338,7 @@ describe("write-ahead log: a failing disk poisons the log", () => {
     await log.close();
     await rm(join(mount, "filler"));
     const { log: reopened, records } = await openWriteAheadLog(dir, { segmentBytes: 1 });
+    cleanups.push(() => reopened.close());
     expect(texts(records)).toEqual(["fits"]);
     await reopened.close();
   });
@@ -341,47 +346,53 @@ describe("write-ahead log: a failing disk poisons the log", () => {
 
 describe("write-ahead log: SIGKILL at random moments", () => {
   it("keeps every acknowledged record, in order, across 25 kills of a writer process", async () => {
-    const dir = join(await workDir(), "wal");
+    const root = await workDir();
+    const dir = join(root, "wal");
+    const journalPath = join(root, "journal");
     const fixture = fileURLToPath(new URL("./wal-writer.fixture.ts", import.meta.url));
     let highestAcked = -1;
     let releasedBefore = 0;
     let totalAcked = 0;
     for (let trial = 0; trial < 25; trial++) {
-      const child = spawn(process.execPath, ["--import", "tsx", fixture, dir], { stdio: ["ignore", "pipe", "pipe"] });
+      const child = spawn(process.execPath, ["--import", "tsx", fixture, dir, journalPath], { stdio: ["ignore", "pipe", "pipe"] });
       let stderr = "";
       child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
       const exited = new Promise<void>((resolve) => child.on("close", () => resolve()));
       let opened: (() => void) | undefined;
       const openedPromise = new Promise<void>((resolve) => (opened = resolve));
-      let acked = -1;
       let replayedUpTo = -1;
       createInterface({ input: child.stdout }).on("line", (line) => {
         const [what, a, b] = line.split(" ");
         if (what === "open") {
           replayedUpTo = Number(a) + Number(b) - 1;
           opened!();
-        } else if (what === "ack") {
-          acked = Math.max(acked, Number(a));
-          totalAcked++;
-        } else if (what === "release") {
-          releasedBefore = Math.max(releasedBefore, Number(a));
         }
       });
       await Promise.race([openedPromise, exited]);
       expect(child.exitCode, stderr).toBeNull();
       // The writer's own replay holds everything acknowledged before.
-      expect(replayedUpTo).toBeGreaterThanOrEqual(highestAcked);
+      expect(replayedUpTo, `trial ${trial}: the writer's replay`).toBeGreaterThanOrEqual(highestAcked);
       await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * 300));
       child.kill("SIGKILL");
       await exited;
-      highestAcked = Math.max(highestAcked, acked);
+      const journal = (await readFile(journalPath, "utf8")).split("\n").filter((line) => line !== "");
+      await rm(journalPath);
+      for (const line of journal) {
+        const [what, index] = line.split(" ");
+        if (what === "ack") {
+          highestAcked = Math.max(highestAcked, Number(index));
+          totalAcked++;
+        } else if (what === "release") {
+          releasedBefore = Math.max(releasedBefore, Number(index));
+        }
+      }
 
       const { log, records } = await openWriteAheadLog(dir, { segmentBytes: 64 * 1024 });
       const indexes = records.map(walRecordIndex);
       // Contiguous, in order, each record exactly what was appended at its index.
-      expect(indexes.length).toBeGreaterThan(0);
-      expect(indexes.at(-1)!).toBeGreaterThanOrEqual(highestAcked);
-      expect(indexes[0]!).toBeLessThanOrEqual(Math.max(releasedBefore, 0));
+      expect(indexes.length, `trial ${trial}`).toBeGreaterThan(0);
+      expect(indexes.at(-1)!, `trial ${trial}: the highest acknowledged record`).toBeGreaterThanOrEqual(highestAcked);
+      expect(indexes[0]!, `trial ${trial}: the first record kept by release`).toBeLessThanOrEqual(releasedBefore);
       for (const [i, record] of records.entries()) {
         expect(indexes[i]).toBe(indexes[0]! + i);
         expect(Buffer.from(record).equals(Buffer.from(walRecord(indexes[i]!))), `record ${indexes[i]}`).toBe(true);

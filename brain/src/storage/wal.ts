@@ -187,6 +187,7 @@ class SegmentedLog implements WriteAheadLog {
   private writing: Promise<void> | undefined;
   private failure: Error | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
   private appended: number;
   private releasing: Promise<void> = Promise.resolve();
   private readonly counters: WalStats = { records: 0, syncs: 0, segmentsReleased: 0 };
@@ -240,11 +241,14 @@ class SegmentedLog implements WriteAheadLog {
     return { ...this.counters };
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.closed = true;
-    await this.writing;
-    await this.releasing;
-    await this.active.handle.close();
+    this.closing ??= (async () => {
+      await this.writing;
+      await this.releasing;
+      await this.active.handle.close();
+    })();
+    return this.closing;
   }
 
   /** Writes and syncs queued appends, a group at a time, until none are left. */
