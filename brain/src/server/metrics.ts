@@ -88,7 +88,6 @@ export class BrainMetrics {
       });
     ring("brain_watch_ring_events", "Events held in memory for watch catch-up and prev_kv.", (stats) => stats.events);
     ring("brain_watch_ring_bytes", "Approximate bytes of the events held for watch catch-up.", (stats) => stats.bytes);
-    ring("brain_watch_queued_bytes", "Bytes of watch responses queued for clients that have not read them yet.", () => hub.queuedBytes);
     ring("brain_watch_ring_first_revision", "Lowest revision from which every event is held in memory; older starts read storage.", (stats) => stats.firstRevision);
     new Gauge({
       name: "etcd_debugging_lease_total",

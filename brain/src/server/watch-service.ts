@@ -1,11 +1,9 @@
 // The Watch RPC: one bidi stream per client carrying many watchers.
-import type { ServerDuplexStream } from "@grpc/grpc-js";
 import {
   WatchCreateRequest_FilterType,
   type ResponseHeader,
   type WatchCreateRequest,
   type WatchRequest,
-  type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { keyRange, type WatchEvent } from "../mvcc/kv.js";
 import type { MvccStore } from "../mvcc/store.js";
@@ -20,15 +18,26 @@ export interface WatchServiceOptions {
   progressNotifyIntervalMs: number;
   /** Responses above this size are split when the watcher allows fragments. */
   maxResponseBytes: number;
-  /**
-   * Bytes a stream may have queued towards its client. Past this, its
-   * watchers leave the live fan-out (they catch up once it drains) and its
-   * requests are not read, so a client that stops reading costs bounded memory.
-   */
-  maxQueuedBytes?: number;
 }
 
-const defaultMaxQueuedBytes = 1024 * 1024;
+/**
+ * The Watch call as the watch logic uses it (@grpc/grpc-js's server duplex
+ * stream has this shape, and so does brain's own transport's).
+ */
+export interface WatchCall {
+  on(event: "data", listener: (request: WatchRequest) => void): unknown;
+  on(event: "end" | "error" | "cancelled" | "drain", listener: () => void): unknown;
+  /**
+   * Queues a response; false when the call's output is above its high-water
+   * mark: then the watchers with more to send wait, out of the live fan-out,
+   * for "drain", so a client that stops reading costs bounded memory.
+   */
+  write(message: EncodedMessage): boolean;
+  end(): void;
+  /** For transports that do not withhold flow control from a full call themselves: stop and restart reading requests. */
+  pause?(): unknown;
+  resume?(): unknown;
+}
 
 export function watchStreamHandler(
   store: MvccStore,
@@ -36,7 +45,7 @@ export function watchStreamHandler(
   header: (revision: number) => ResponseHeader,
   headerBytes: (revision: number) => Uint8Array,
   options: WatchServiceOptions,
-): (call: ServerDuplexStream<WatchRequest, WatchResponse | EncodedMessage>) => void {
+): (call: WatchCall) => void {
   const encoder = new DeliveryEncoder(headerBytes);
   return (call) => new WatchStream(call, store, hub, encoder, options).start();
 }
@@ -107,25 +116,23 @@ class WatchStream {
   private progressPending = false;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  private queuedBytes = 0;
+  /** The last write found the call above its high-water mark; no "drain" since. */
   private full = false;
-  private readonly maxQueuedBytes: number;
 
   constructor(
-    private readonly call: ServerDuplexStream<WatchRequest, WatchResponse | EncodedMessage>,
+    private readonly call: WatchCall,
     private readonly store: MvccStore,
     private readonly hub: WatchHub,
     private readonly encoder: DeliveryEncoder,
     private readonly options: WatchServiceOptions,
-  ) {
-    this.maxQueuedBytes = options.maxQueuedBytes ?? defaultMaxQueuedBytes;
-  }
+  ) {}
 
   start(): void {
     this.call.on("data", (request: WatchRequest) => this.handle(request));
     this.call.on("end", () => this.close(true));
     this.call.on("error", () => this.close(false));
     this.call.on("cancelled", () => this.close(false));
+    this.call.on("drain", () => this.drained());
     this.timer = setInterval(() => this.notifyProgress(), this.options.progressNotifyIntervalMs);
     this.timer.unref();
   }
@@ -137,37 +144,26 @@ class WatchStream {
     for (const { watcher } of this.watchers.values()) this.hub.remove(watcher);
     this.watchers.clear();
     this.stalled.clear();
-    // Writes still pending on a closed call never complete.
-    this.hub.queuedBytes -= this.queuedBytes;
-    this.queuedBytes = 0;
     if (endStream) this.call.end();
   }
 
   /**
    * Queues a response. Control responses (created, canceled, progress) are
-   * always queued: they are small and, once the stream is full, requests are
-   * no longer read, so no more of them come.
+   * always queued: they are small, and while the call is full its requests
+   * are not read, so no more of them come.
    */
   private send(message: EncodedMessage): void {
     if (this.closed) return;
-    const size = message.bytes.length;
-    this.queuedBytes += size;
-    this.hub.queuedBytes += size;
-    this.call.write(message, () => this.written(size));
-    if (!this.full && this.queuedBytes >= this.maxQueuedBytes) {
+    if (!this.call.write(message) && !this.full) {
       this.full = true;
-      this.call.pause();
+      this.call.pause?.();
     }
   }
 
-  private written(size: number): void {
-    if (this.closed) return;
-    this.queuedBytes -= size;
-    this.hub.queuedBytes -= size;
-    // Resume at half, so a stream near the limit does not flip every message.
-    if (!this.full || this.closed || this.queuedBytes > this.maxQueuedBytes / 2) return;
+  private drained(): void {
+    if (!this.full || this.closed) return;
     this.full = false;
-    this.call.resume();
+    this.call.resume?.();
     const stalled = [...this.stalled];
     this.stalled.clear();
     for (const entry of stalled) {

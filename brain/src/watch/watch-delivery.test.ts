@@ -344,10 +344,6 @@ describe("a watcher whose client stops reading", () => {
         await waitFor(async () => fast.eventsOf(fastWatch.id).length === puts, 20_000, () => `${target.name}: healthy watcher ${fast.eventsOf(fastWatch.id).length}/${puts}`);
         // ...and the server has taken the slow one out of its fan-out.
         await waitFor(async () => (await metric(target, "etcd_debugging_mvcc_slow_watcher_total")) >= 1, 10_000, `${target.name} counts a slow watcher`);
-        if (target.name === "brain") {
-          // 300 events with prev_kv are ~38 MiB; what brain holds for the stalled stream stays near its 1 MiB queue.
-          expect(await metric(target, "brain_watch_queued_bytes")).toBeLessThan(2 * 1024 * 1024);
-        }
         const delivery = fast.eventsOf(fastWatch.id).map(({ event, at }) => Math.max(0, at - acked.get(Number(event.kv!.modRevision))!));
 
         slow.call.resume();

@@ -58,6 +58,8 @@ export interface WatchableStore {
 
 export interface WatchHubOptions {
   ring: RingLimits;
+  /** A live response holds the revisions of one pass up to about this many bytes of events. */
+  liveBatchBytes: number;
   /** Catch-up responses hold at most this many revisions (etcd's watchBatchMaxRevs)... */
   batchRevisions: number;
   /** ...and stop adding revisions past this many bytes of events. */
@@ -68,6 +70,7 @@ export interface WatchHubOptions {
 
 export const defaultHubOptions: WatchHubOptions = {
   ring: defaultRingLimits,
+  liveBatchBytes: 1024 * 1024,
   batchRevisions: 1000,
   batchBytes: 4 * 1024 * 1024,
   storeReaders: 2,
@@ -103,8 +106,6 @@ export class WatchHub {
   private readonly waitingReaders: Watcher[] = [];
   private published: number;
   private readonly unsubscribe: () => void;
-  /** Bytes the watch streams hold for their clients (reported by them, for metrics). */
-  queuedBytes = 0;
 
   constructor(
     private readonly store: WatchableStore,
@@ -186,9 +187,11 @@ export class WatchHub {
     this.pending.push(commit);
     if (!this.fanOutScheduled) {
       this.fanOutScheduled = true;
-      // After this turn's callbacks: the writers' responses go out first,
-      // and commits arriving in the same turn share one pass.
-      setImmediate(() => this.fanOut());
+      // A tick queued from a microtask runs once the microtask queue is
+      // empty: after the promise chains that write the writers' responses,
+      // yet in the same turn, so the events share their socket flush rather
+      // than waiting behind the next group's commit (setImmediate would).
+      queueMicrotask(() => process.nextTick(() => this.fanOut()));
     }
   }
 
@@ -196,37 +199,54 @@ export class WatchHub {
     this.fanOutScheduled = false;
     const commits = this.pending;
     this.pending = [];
-    for (const commit of commits) {
-      for (const { revision, events } of commit.revisions) this.publish(revision, events);
-      this.published = Math.max(this.published, commit.revision);
-    }
+    this.publish(commits.flatMap((commit) => commit.revisions));
+    for (const commit of commits) this.published = Math.max(this.published, commit.revision);
     const waiting = this.afterFanOut;
     this.afterFanOut = [];
     for (const then of waiting) then();
   }
 
-  /** One revision to every synced watcher it concerns, matched once per group. */
-  private publish(revision: number, events: WatchEvent[]): void {
-    if (this.synced.size === 0 || events.length === 0) return;
-    const matched = new Map<WatcherGroup<Watcher>, WatchEvent[]>();
-    for (const event of events) {
-      this.synced.forEachHolding(event.kv.key, (group) => {
-        if (event.type === "put" ? group.options.noPut : group.options.noDelete) return;
-        const list = matched.get(group);
-        if (list) list.push(event);
-        else matched.set(group, [event]);
-      });
+  /**
+   * The revisions of one pass to every synced watcher they concern, matched
+   * once per group. A watcher gets one response per pass (or per
+   * `liveBatchBytes` of events) rather than one per revision: commits that
+   * pile up while the process is busy cost fewer messages, not more.
+   */
+  private publish(revisions: Array<{ revision: number; events: WatchEvent[] }>): void {
+    if (this.synced.size === 0) return;
+    const matched = new Map<WatcherGroup<Watcher>, Array<{ revision: number; event: WatchEvent }>>();
+    for (const { revision, events } of revisions) {
+      for (const event of events) {
+        this.synced.forEachHolding(event.kv.key, (group) => {
+          if (event.type === "put" ? group.options.noPut : group.options.noDelete) return;
+          const list = matched.get(group);
+          if (list) list.push({ revision, event });
+          else matched.set(group, [{ revision, event }]);
+        });
+      }
     }
-    for (const [group, groupEvents] of matched) {
-      const delivery: WatchDelivery = { events: groupEvents, revision, prevKv: group.options.prevKv };
-      for (const watcher of group.members) {
-        if (revision < watcher.nextRevision) continue;
-        if (watcher.sink.deliver(delivery)) {
-          watcher.nextRevision = revision + 1;
-        } else {
-          watcher.nextRevision = revision;
-          this.makeVictim(watcher);
-        }
+    for (const [group, events] of matched) {
+      for (const batch of batches(events, this.options.liveBatchBytes)) this.publishBatch(group, batch, group.options.prevKv);
+    }
+  }
+
+  private publishBatch(group: WatcherGroup<Watcher>, batch: Array<{ revision: number; event: WatchEvent }>, prevKv: boolean): void {
+    const first = batch[0]!.revision;
+    const last = batch[batch.length - 1]!.revision;
+    // The header carries the batch's newest revision, as etcd's do.
+    const shared: WatchDelivery = { events: batch.map(({ event }) => event), revision: last, prevKv };
+    for (const watcher of group.members) {
+      if (last < watcher.nextRevision) continue;
+      // A watcher that joined during the pass already has the start of it.
+      const delivery =
+        first >= watcher.nextRevision
+          ? shared
+          : { events: batch.filter(({ revision }) => revision >= watcher.nextRevision).map(({ event }) => event), revision: last, prevKv };
+      if (watcher.sink.deliver(delivery)) {
+        watcher.nextRevision = last + 1;
+      } else {
+        watcher.nextRevision = Math.max(first, watcher.nextRevision);
+        this.makeVictim(watcher);
       }
     }
   }
@@ -358,4 +378,23 @@ export class WatchHub {
 function matches(spec: WatcherSpec, event: WatchEvent): boolean {
   if (event.type === "put" ? spec.noPut : spec.noDelete) return false;
   return inRange(spec.range, event.kv.key);
+}
+
+/** Splits a pass's events for one group at revision boundaries, about `maxBytes` each. */
+function batches<T extends { revision: number; event: WatchEvent }>(events: T[], maxBytes: number): T[][] {
+  const out: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const entry of events) {
+    const boundary = current.length > 0 && current[current.length - 1]!.revision !== entry.revision;
+    if (boundary && bytes >= maxBytes) {
+      out.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(entry);
+    bytes += eventBytes(entry.event);
+  }
+  if (current.length > 0) out.push(current);
+  return out;
 }
