@@ -14,8 +14,9 @@ describe("linearizability of brain", { timeout: 120_000 }, () => {
     it(`seed ${seed}: 1500 requests from 16 clients over 4 connections, 2 watches`, async () => {
       const brain = await startBrainProcess();
       try {
-        const { report } = await recordAndCheck({ label: `brain seed ${seed}`, endpoint: brain.endpoint, seed, clients: 16, connections: 4, operations: 1500 });
+        const { report, coverage } = await recordAndCheck({ label: `brain seed ${seed}`, endpoint: brain.endpoint, seed, clients: 16, connections: 4, operations: 1500 });
         expect(report.violations).toEqual([]);
+        for (const [what, count] of Object.entries(coverage)) expect(count, what).toBeGreaterThan(0);
         expect(report.status).toBe("linearizable");
         expect(report.stats.finalRevision).toBeGreaterThan(500);
       } finally {

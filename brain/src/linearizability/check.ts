@@ -186,7 +186,7 @@ function checkRevisions(operations: Operation[], ids: number[]): string[] {
   for (let revision = 2; revision <= highest; revision++) if (!byRevision.has(revision)) gaps.push(revision);
   if (gaps.length > unknownWrites) {
     violations.push(
-      `skipped revisions: ${gaps.length} revision(s) below ${highest} (first: ${gaps.slice(0, 5).join(", ")}) were made by no acknowledged write, ` +
+      `skipped revisions: ${gaps.length} revision(s) up to ${highest} (first: ${gaps.slice(0, 5).join(", ")}) were made by no acknowledged write, ` +
         `and only ${unknownWrites} write(s) of unknown outcome could have made them`,
     );
   }

@@ -22,14 +22,56 @@ afterAll(async () => {
   await etcd?.stop();
 });
 
-describe("linearizability checker on the reference etcd", () => {
+describe("linearizability checker on the reference etcd", { timeout: 120_000 }, () => {
   it("accepts a concurrent history of puts, ranges, txns, deletes and watches", async () => {
-    const { report, history } = await recordAndCheck({ label: "etcd seed 11", endpoint: etcd.endpoint, seed: 11, clients: 16, connections: 4, operations: 2500 });
+    const { report, history, coverage } = await recordAndCheck({
+      label: "etcd seed 11",
+      endpoint: etcd.endpoint,
+      seed: 11,
+      clients: 16,
+      connections: 4,
+      operations: 2500,
+    });
     expect(report.violations).toEqual([]);
+    for (const [what, count] of Object.entries(coverage)) expect(count, what).toBeGreaterThan(0);
     expect(report.status).toBe("linearizable");
     expect(report.stats.operations).toBeGreaterThanOrEqual(2500);
     expect(report.stats.finalRevision).toBeGreaterThan(500);
     recorded = history;
+  });
+
+  it("accepts a history with etcd killed (SIGKILL) and restarted in the middle: requests in flight are 'unknown'", async () => {
+    const first = await startReferenceEtcd();
+    const port = Number(new URL(first.endpoint).port);
+    let restarted: ReferenceEtcd | undefined;
+    try {
+      const { report } = await recordAndCheck({
+        label: "etcd seed 12 with kill -9",
+        endpoint: first.endpoint,
+        seed: 12,
+        clients: 24,
+        connections: 4,
+        operations: 2000,
+        fault: {
+          atOperation: 1000,
+          async inject() {
+            first.process.child.kill("SIGKILL");
+            await first.process.exited;
+            const from = performance.now();
+            const to = performance.now();
+            restarted = await startReferenceEtcd({ dataDir: first.dataDir, port });
+            return { from, to };
+          },
+        },
+      });
+      expect(restarted).toBeDefined();
+      expect(report.violations).toEqual([]);
+      expect(report.status).toBe("linearizable");
+      expect(report.stats.unknown).toBeGreaterThan(0);
+    } finally {
+      await restarted?.stop();
+      await first.stop();
+    }
   });
 
   for (const mutation of mutations) {
