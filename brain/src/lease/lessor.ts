@@ -9,6 +9,11 @@ import { decodeUint64, parseLeaseKey, Table } from "../storage/keys.js";
 export const minLeaseTtl = 2;
 export const maxLeaseTtl = 9_000_000_000;
 
+// Grants and revokes read the lessor's state (which leases exist, which keys
+// are attached), so the writer evaluates them only once every earlier write
+// is durable and applied here.
+const leaseChange = { exclusive: true };
+
 interface Lease {
   id: bigint;
   ttl: number;
@@ -98,7 +103,7 @@ export class Lessor {
       }
       context.grantLease(id, ttl);
       return { id, ttl, revision: context.revision };
-    });
+    }, leaseChange);
   }
 
   /** Deletes the lease and its keys in one revision. */
@@ -108,12 +113,12 @@ export class Lessor {
       const attached = this.leases.get(id)?.keys ?? new Map<string, Uint8Array>();
       const keys = [...attached.values()].sort((a, b) => Buffer.compare(a, b));
       for (const key of keys) {
-        const current: KeyValue | undefined = await context.get(key);
+        const current: KeyValue | undefined = context.get(key);
         if (current && current.lease === id) context.delete(current);
       }
       context.revokeLease(id);
       return context.revision;
-    });
+    }, leaseChange);
   }
 
   /** Renews a lease; returns its TTL, or 0 when it does not exist (as etcd). */

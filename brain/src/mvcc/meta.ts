@@ -6,6 +6,8 @@ export const metaNames = {
   clusterId: "cluster-id",
   memberId: "member-id",
   formatVersion: "format-version",
+  /** Sequence number of the newest write-ahead log record the engine holds. */
+  walSequence: "wal-sequence",
 } as const;
 
 /** The storage layout this code writes (storage/keys.ts). */

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import type { StorageEngine } from "../storage/engine.js";
 import { decodeUint64, encodeUint64, metaKey, Table, tableEnd, tableStart } from "../storage/keys.js";
 import { errors } from "../errors.js";
@@ -11,7 +12,9 @@ import { formatVersion, metaNames } from "./meta.js";
 import { parseRevisionKey, revisionKey } from "./revision.js";
 import { StoreView } from "./store-view.js";
 import { upgradeFromV1 } from "./upgrade-v1.js";
-import { WriteContext, type CommittedRevision, type LeaseChange, type WriterReads } from "./write-context.js";
+import { openWriteAheadLog, type WriteAheadLog } from "../storage/wal.js";
+import { decodeGroupRecord, encodeGroupRecord } from "./wal-record.js";
+import { WriteContext, type CommittedRevision, type GroupResult, type LeaseChange, type WriterReads } from "./write-context.js";
 
 export interface Commit {
   revisions: CommittedRevision[];
@@ -23,7 +26,26 @@ interface Job {
   run(context: WriteContext): Promise<unknown>;
   resolve(value: unknown): void;
   reject(error: unknown): void;
+  exclusive: boolean;
 }
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+
+/** A group written to RocksDB and handed to the log, not yet answered. */
+interface Inflight {
+  jobs: Job[];
+  outcomes: Outcome[];
+  result: GroupResult;
+  /** Size of its log record. */
+  bytes: number;
+  /** Settles once the group is answered (durable) or failed. */
+  settled: Promise<void>;
+}
+
+/** Groups evaluated ahead of the log: one syncing, one being written behind it. */
+const maxInflightGroups = 2;
+/** RocksDB is synced, and the log's older segments released, every this many logged bytes. */
+const engineSyncBytes = 32 * 1024 * 1024;
 
 export interface StoreOptions {
   /** Write with fsync; off only for benchmarks that say so. */
@@ -39,6 +61,9 @@ export interface RangeRows {
 }
 
 const noPending = new Map<string, Uint8Array>();
+
+/** brain's write-ahead log, inside the data dir (RocksDB ignores directories it did not make). */
+const walDirectory = "brain-wal";
 
 /**
  * The MVCC store (etcd's kvstore): an in-memory key index over a table of
@@ -59,6 +84,15 @@ export class MvccStore implements WriterReads {
   /** Leased keys found at open, until the lessor takes them. */
   private leasedAtOpen: Array<[Uint8Array, bigint]> = [];
   private readonly located: Located = { main: 0, sub: 0, tombstone: false };
+  /** Groups written and handed to the log, oldest first. */
+  private readonly inflight: Inflight[] = [];
+  /** Leases granted (true) or revoked (false) by groups not yet answered. */
+  private readonly inflightLeases = new Map<bigint, boolean>();
+  /** Set once the log failed: no more writes. */
+  private failure: unknown;
+  private wal: WriteAheadLog | undefined;
+  private walSequence = 0;
+  private walBytesSinceSync = 0;
 
   private constructor(
     readonly engine: StorageEngine,
@@ -74,6 +108,35 @@ export class MvccStore implements WriterReads {
 
   static async open(engine: StorageEngine, options: StoreOptions): Promise<MvccStore> {
     const meta = (name: string) => engine.getMany([metaKey(name)])[0];
+    // Groups the log made durable that RocksDB may not hold (it is written
+    // without sync) are written again first.
+    let wal: WriteAheadLog | undefined;
+    let walSequence = 0;
+    if (options.sync) {
+      const opened = await openWriteAheadLog(join(engine.location, walDirectory));
+      wal = opened.log;
+      const raw = meta(metaNames.walSequence);
+      const applied = raw === undefined ? 0 : decodeUint64(raw);
+      walSequence = applied;
+      let replayed = 0;
+      for (const record of opened.records) {
+        const { sequence, ops } = decodeGroupRecord(record);
+        walSequence = Math.max(walSequence, sequence);
+        if (sequence <= applied) continue;
+        const batch = engine.batch();
+        for (const op of ops) {
+          if (op.value === undefined) batch.del(op.key);
+          else batch.put(op.key, op.value);
+        }
+        batch.write({ sync: false });
+        replayed++;
+      }
+      const synced = engine.batch();
+      synced.put(metaKey(metaNames.walSequence), encodeUint64(walSequence));
+      synced.write({ sync: true });
+      await wal.release(wal.mark());
+      if (replayed > 0) log("info", "replayed the write-ahead log", { groups: replayed });
+    }
     const number = (name: string) => {
       const raw = meta(name);
       return raw === undefined ? undefined : decodeUint64(raw);
@@ -84,11 +147,12 @@ export class MvccStore implements WriterReads {
       // A new data dir: give it an identity, as etcd does at bootstrap.
       clusterId = randomBytes(8);
       memberId = randomBytes(8);
+      // (A data dir rebuilt from the log alone has a revision already.)
       await engine.write(
         [
           { type: "put", key: metaKey(metaNames.clusterId), value: clusterId },
           { type: "put", key: metaKey(metaNames.memberId), value: memberId },
-          { type: "put", key: metaKey(metaNames.revision), value: encodeUint64(1) },
+          ...(meta(metaNames.revision) === undefined ? [{ type: "put" as const, key: metaKey(metaNames.revision), value: encodeUint64(1) }] : []),
           { type: "put", key: metaKey(metaNames.formatVersion), value: encodeUint64(formatVersion) },
         ],
         { sync: true },
@@ -110,6 +174,8 @@ export class MvccStore implements WriterReads {
       positive(memberId),
     );
     store.newestRevision = store.revision;
+    store.wal = wal;
+    store.walSequence = walSequence;
     await store.rebuildIndex();
     return store;
   }
@@ -278,11 +344,16 @@ export class MvccStore implements WriterReads {
 
   // --- writes ---
 
-  /** Runs `run` in the writer; resolves with its result once durable. */
-  write<T>(run: (context: WriteContext) => Promise<T>): Promise<T> {
+  /**
+   * Runs `run` in the writer; resolves with its result once durable.
+   * `exclusive` jobs (lease grants and revokes) are evaluated only once every
+   * earlier group is durable and applied, since they read the lessor's state.
+   */
+  write<T>(run: (context: WriteContext) => Promise<T>, options: { exclusive?: boolean } = {}): Promise<T> {
     if (this.closed) return Promise.reject(errors.stopped());
+    if (this.failure !== undefined) return Promise.reject(errors.stopped());
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      this.queue.push({ run, resolve: resolve as (value: unknown) => void, reject, exclusive: options.exclusive === true });
       if (!this.pumping) {
         this.pumping = true;
         // Start the group after this turn's I/O callbacks: every request that
@@ -292,12 +363,32 @@ export class MvccStore implements WriterReads {
     });
   }
 
+  /**
+   * The writer's loop. With the write-ahead log, a group is evaluated, written
+   * to RocksDB without sync and appended to the log; the next group is
+   * evaluated while that append's fdatasync runs. Groups become durable, and
+   * are answered, strictly in order.
+   */
   private async pump(): Promise<void> {
     try {
       while (this.queue.length > 0) {
-        const jobs = this.queue.splice(0, this.options.maxGroup ?? 512);
-        await this.commitGroup(jobs);
-        // Let the requests that arrived during the fsync be read first.
+        if (this.failure !== undefined) {
+          for (const job of this.queue.splice(0)) job.reject(errors.stopped());
+          break;
+        }
+        let take = Math.min(this.queue.length, this.options.maxGroup ?? 512);
+        const exclusiveAt = this.queue.findIndex((job) => job.exclusive);
+        if (exclusiveAt === 0) {
+          await this.drain();
+          take = 1;
+        } else if (exclusiveAt > 0) {
+          take = Math.min(take, exclusiveAt);
+        }
+        if (this.inflight.length >= maxInflightGroups) await this.inflight[0]!.settled;
+        const jobs = this.queue.splice(0, take);
+        const group = await this.evaluate(jobs);
+        if (group !== undefined && (group.result.leases.length > 0 || jobs[0]!.exclusive)) await this.drain();
+        // Let the requests that arrived meanwhile be read first.
         await new Promise((resolve) => setImmediate(resolve));
       }
     } finally {
@@ -305,10 +396,15 @@ export class MvccStore implements WriterReads {
     }
   }
 
-  private async commitGroup(jobs: Job[]): Promise<void> {
-    this.newestRevision = this.revision;
-    const context = new WriteContext(this, this.revision, this.leaseExists);
-    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+  /** Waits until every group handed to the log is durable (or failed). */
+  private async drain(): Promise<void> {
+    while (this.inflight.length > 0) await this.inflight[this.inflight.length - 1]!.settled;
+  }
+
+  /** Evaluates a group and writes it; undefined when nothing of it can become durable. */
+  private async evaluate(jobs: Job[]): Promise<Inflight | undefined> {
+    const context = new WriteContext(this, this.newestRevision, (id) => this.writerLeaseExists(id));
+    const outcomes: Outcome[] = [];
     for (const job of jobs) {
       context.beginRequest();
       try {
@@ -319,27 +415,61 @@ export class MvccStore implements WriterReads {
         context.abortRequest();
         outcomes.push({ ok: false, error });
       }
-      this.newestRevision = context.revision;
     }
     const result = context.finish();
+    let record: Buffer | undefined;
     try {
       if (result.ops.length > 0) {
+        if (this.wal !== undefined) {
+          const sequence = ++this.walSequence;
+          result.ops.push({ key: metaKey(metaNames.walSequence), value: encodeUint64(sequence) });
+          record = encodeGroupRecord(sequence, result.ops);
+        }
         const batch = this.engine.batch();
         for (const op of result.ops) {
           if (op.value === undefined) batch.del(op.key);
           else batch.put(op.key, op.value);
         }
-        batch.write({ sync: this.options.sync });
+        // With the log, RocksDB's own sync is the log's job.
+        batch.write({ sync: this.options.sync && this.wal === undefined });
       }
     } catch (error) {
       // Nothing of the group is durable or visible; the index forgets it.
+      if (record !== undefined) this.walSequence--;
       this.index.rollback();
-      this.newestRevision = this.revision;
       const failure = isNoSpace(error) ? errors.noSpace() : error;
       for (const job of jobs) job.reject(failure);
-      return;
+      return undefined;
     }
     this.index.commit();
+    this.newestRevision = result.revision;
+    for (const change of result.leases) this.inflightLeases.set(change.id, change.ttl !== undefined);
+    // A group that wrote nothing (failed requests, reads inside txns) is still
+    // answered in order: what it read may be an earlier group not yet durable.
+    // Each group settles after the one before it, whatever order the log's
+    // promises resolve in within one tick.
+    const previous = this.inflight[this.inflight.length - 1]?.settled ?? Promise.resolve();
+    const appended = record !== undefined && this.wal !== undefined ? this.wal.append(record) : Promise.resolve();
+    appended.catch(() => undefined); // handled below, once the previous group settled
+    const group: Inflight = { jobs, outcomes, result, bytes: record?.length ?? 0, settled: Promise.resolve() };
+    group.settled = previous
+      .then(() => appended)
+      .then(
+        () => this.durable(group),
+        (error: unknown) => this.fail(group, error),
+      );
+    this.inflight.push(group);
+    return group;
+  }
+
+  /** A group is durable: it becomes what reads see, then it is answered, then applied. */
+  private durable(group: Inflight): void {
+    if (this.failure !== undefined) {
+      this.fail(group, this.failure);
+      return;
+    }
+    this.inflight.shift();
+    const { result, outcomes, jobs } = group;
     for (const { events } of result.revisions) {
       for (const event of events) {
         if (event.type === "put") this.liveKeys.add(keyId(event.kv.key));
@@ -354,7 +484,56 @@ export class MvccStore implements WriterReads {
       else job.reject(outcome.error);
     });
     const commit: Commit = { revisions: result.revisions, leases: result.leases, revision: result.revision };
-    for (const listener of this.listeners) listener(commit);
+    for (const listener of this.listeners) {
+      try {
+        listener(commit);
+      } catch (error) {
+        // A listener's bug must not stop the writer (the group is durable).
+        log("error", "a commit listener failed", { error: String(error) });
+      }
+    }
+    if (this.inflight.length === 0) this.inflightLeases.clear();
+    this.walBytesSinceSync += group.bytes;
+    if (this.walBytesSinceSync >= engineSyncBytes) this.syncEngine();
+  }
+
+  /**
+   * The log could not make a group durable: it and every later group fail,
+   * and the store takes no more writes (like etcd, which stops on a failed
+   * WAL sync); a restart recovers from what is durable.
+   */
+  private fail(group: Inflight, error: unknown): void {
+    if (this.failure === undefined) {
+      this.failure = error;
+      log("error", "the write-ahead log failed; brain takes no more writes until restarted", { error: String(error) });
+    }
+    const at = this.inflight.indexOf(group);
+    if (at >= 0) this.inflight.splice(at, 1);
+    for (const job of group.jobs) job.reject(errors.stopped());
+  }
+
+  private writerLeaseExists(id: bigint): boolean {
+    return this.inflightLeases.get(id) ?? this.leaseExists(id);
+  }
+
+  /**
+   * Syncs RocksDB (everything written before the log's mark is then in
+   * RocksDB's synced WAL) so the log can drop the segments before it.
+   */
+  private syncEngine(): void {
+    const wal = this.wal;
+    if (wal === undefined || this.closed) return;
+    this.walBytesSinceSync = 0;
+    const mark = wal.mark();
+    try {
+      const batch = this.engine.batch();
+      batch.put(metaKey(metaNames.walSequence), encodeUint64(this.walSequence));
+      batch.write({ sync: true });
+    } catch (error) {
+      log("warn", "RocksDB sync failed; the write-ahead log keeps its segments", { error: String(error) });
+      return;
+    }
+    wal.release(mark).catch((error: unknown) => log("warn", "write-ahead log segments not released", { error: String(error) }));
   }
 
   /**
@@ -399,6 +578,17 @@ export class MvccStore implements WriterReads {
     this.closed = true;
     await this.compaction;
     while (this.pumping) await new Promise((resolve) => setTimeout(resolve, 5));
+    await this.drain();
+    if (this.wal !== undefined) {
+      if (this.failure === undefined) {
+        const mark = this.wal.mark();
+        const batch = this.engine.batch();
+        batch.put(metaKey(metaNames.walSequence), encodeUint64(this.walSequence));
+        batch.write({ sync: true });
+        await this.wal.release(mark);
+      }
+      await this.wal.close();
+    }
     await this.engine.close();
   }
 }

@@ -37,6 +37,8 @@ export interface WriteBatch {
 }
 
 export interface StorageEngine {
+  /** The data dir the engine keeps its files in. */
+  readonly location: string;
   /** Applies every op or none; resolves once durable when `sync` is true. */
   write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
   batch(): WriteBatch;

@@ -61,6 +61,10 @@ class RocksEngine implements StorageEngine {
     private readonly path: string,
   ) {}
 
+  get location(): string {
+    return this.path;
+  }
+
   async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
     if (ops.length === 0) return;
     const batch = this.batch();
