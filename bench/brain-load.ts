@@ -35,6 +35,8 @@ export interface Scale {
 
 const pick = (scale: Scale, full: number, quick: number) => (scale.quick ? quick : full);
 const common = ["--clients", String(clients), "--conns", String(connections), "--precise"];
+// kubeload's command comes first, then its flags.
+const kubeCommon = ["--clients", String(clients), "--conns", String(connections)];
 const everyOther = { etcdRatio: 1, aheadOfKine: true };
 const twiceEtcd = { etcdRatio: 2, aheadOfKine: true };
 
@@ -123,7 +125,7 @@ export const rows: RowSpec[] = [
     better: "higher",
     target: twiceEtcd,
     tool: "kubeload",
-    args: (s) => ["create", "--total", String(pick(s, 10_000, collection))],
+    args: (s) => ["create", "--total", String(pick(s, 10_000, collection)), ...kubeCommon],
     ops: (s) => pick(s, 10_000, collection),
   },
   {
@@ -132,7 +134,7 @@ export const rows: RowSpec[] = [
     better: "higher",
     target: twiceEtcd,
     tool: "kubeload",
-    args: (s) => ["update", "--total", String(pick(s, 10_000, 2000)), "--objects", String(collection)],
+    args: (s) => ["update", "--total", String(pick(s, 10_000, 2000)), "--objects", String(collection), ...kubeCommon],
     ops: (s) => pick(s, 10_000, 2000),
   },
   {
@@ -141,7 +143,7 @@ export const rows: RowSpec[] = [
     better: "higher",
     target: everyOther,
     tool: "kubeload",
-    args: (s) => ["get", "--total", String(pick(s, 30_000, 3000)), "--objects", String(collection)],
+    args: (s) => ["get", "--total", String(pick(s, 30_000, 3000)), "--objects", String(collection), ...kubeCommon],
     ops: (s) => pick(s, 30_000, 3000),
   },
   {
@@ -150,7 +152,7 @@ export const rows: RowSpec[] = [
     better: "higher",
     target: everyOther,
     tool: "kubeload",
-    args: (s) => ["list", "--total", String(pick(s, 300, 40)), "--objects", String(collection), "--page", "500"],
+    args: (s) => ["list", "--total", String(pick(s, 300, 40)), "--objects", String(collection), "--page", "500", ...kubeCommon],
     ops: (s) => pick(s, 300, 40),
   },
   {
@@ -159,7 +161,7 @@ export const rows: RowSpec[] = [
     better: "lower",
     target: everyOther,
     tool: "kubeload",
-    args: (s) => ["watch", "--total", String(pick(s, 2500, 500)), "--rate", "500", "--watchers", "10", "--objects", String(collection)],
+    args: (s) => ["watch", "--total", String(pick(s, 2500, 500)), "--rate", "500", "--watchers", "10", "--objects", String(collection), ...kubeCommon],
     ops: (s) => pick(s, 2500, 500),
   },
   {
@@ -168,7 +170,7 @@ export const rows: RowSpec[] = [
     better: "higher",
     target: everyOther,
     tool: "kubeload",
-    args: (s) => ["delete", "--total", String(pick(s, 10_000, collection))],
+    args: (s) => ["delete", "--total", String(pick(s, 10_000, collection)), ...kubeCommon],
     ops: (s) => pick(s, 10_000, collection),
   },
 ];

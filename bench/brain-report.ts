@@ -121,6 +121,8 @@ export function verdicts(cells: Cell[], rows: RowSpec[], servers: ServerName[]):
 }
 
 export interface ReportContext {
+  /** Each row's load command, as run (after the server's address). */
+  commands: Array<{ row: string; command: string }>;
   machine: { cpu: string; cores: number; ramGiB: number; kernel: string; node: string };
   versions: Record<string, string>;
   /** Set when the run is not the full method (quick or a subset): said first, in bold. */
@@ -202,5 +204,7 @@ export function markdownReport(cells: Cell[], rows: RowSpec[], servers: ServerNa
       lines.push(`- ${cell.server}, ${cell.row}: ${what}${cell.error ? `: \`${cell.error.replaceAll("`", "'")}\`` : ""}`);
     }
   }
+  lines.push("", "## Commands", "", "Each row's load, against each server's address (`--endpoints`):", "");
+  for (const { row, command } of context.commands) lines.push(`- ${row}: \`${command}\``);
   return lines.join("\n");
 }

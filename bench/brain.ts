@@ -183,7 +183,8 @@ const setup =
   `${clients} clients over ${connections} connections, ${valueBytes} B values, fsync on for every server. ` +
   `Load average ${loadBefore.map((load) => load.toFixed(2)).join(" / ")} before, ${loadAfter.map((load) => load.toFixed(2)).join(" / ")} after; ` +
   `${minutes.toFixed(1)} minutes.`;
-const table = markdownReport(cells, selectedRows, servers, { machine, versions, provisional });
+const commands = selectedRows.map((row) => ({ row: row.name, command: `${row.tool} ${row.args(scale).join(" ")}` }));
+const table = markdownReport(cells, selectedRows, servers, { machine, versions, provisional, commands });
 writeResults(
   "brain",
   cells.map((cell) => ({ workload: cell.row, target: cell.server, opsPerSecond: cell.opsPerSecond, p50Ms: cell.p50Ms, p99Ms: cell.p99Ms, rssMb: cell.rssMb })),
