@@ -104,6 +104,11 @@ export class WatchHub {
   private afterFanOut: Array<() => void> = [];
   private readers = 0;
   private readonly waitingReaders: Watcher[] = [];
+  /**
+   * Average size of the events of the last store read (prev_kv included);
+   * it starts high, so the first read of unknown history is a small one.
+   */
+  private storeEventBytes = 64 * 1024;
   private published: number;
   private readonly unsubscribe: () => void;
 
@@ -337,14 +342,28 @@ export class WatchHub {
     }
   }
 
+  /**
+   * Events per store read: etcd's 1000 revisions, fewer when events run
+   * large, so one batch (held whole until sent) stays near `batchBytes`.
+   */
+  private storeBatchEvents(): number {
+    const byBytes = Math.floor(this.options.batchBytes / Math.max(1, this.storeEventBytes));
+    return Math.max(1, Math.min(this.options.batchRevisions, byBytes));
+  }
+
   private async readStoreBatch(watcher: Watcher): Promise<void> {
     const { spec } = watcher;
     const events: WatchEvent[] = [];
     let next: number;
+    let read = 0;
+    let readBytes = 0;
     try {
-      next = await this.store.readEvents(watcher.nextRevision, this.options.batchRevisions, spec.prevKv, (_, event) => {
+      next = await this.store.readEvents(watcher.nextRevision, this.storeBatchEvents(), spec.prevKv, (_, event) => {
         if (matches(spec, event)) events.push(event);
+        read++;
+        readBytes += eventBytes(event);
       });
+      if (read > 0) this.storeEventBytes = readBytes / read;
     } catch (error) {
       if (watcher.state !== "catching-up") return;
       if (watcher.nextRevision < this.store.compactRevision) {
