@@ -39,7 +39,7 @@ for axis, (key, title, shown) in zip(axes, panels):
     axis.set_xticklabels(shown, rotation=25, ha="right", fontsize=8)
     axis.set_title(title)
     axis.set_yscale("log")
-    axis.legend()
+    axis.legend(fontsize=7, framealpha=0.6)
 quick = " — QUICK SMOKE RUN, not a result" if data.get("quick") else " — PARTIAL RUN, not a result" if data.get("provisional") else ""
 fig.suptitle(f"{name}: {data['machine']} ({data['date'][:10]}){quick}", fontsize=9)
 fig.tight_layout()
