@@ -11,10 +11,10 @@ import { recordAndCheck } from "./run.js";
 
 describe("linearizability of brain", { timeout: 120_000 }, () => {
   for (const seed of [1, 2]) {
-    it(`seed ${seed}: 1500 requests from 16 clients over 4 connections, 2 watches`, async () => {
+    it(`seed ${seed}: 2000 requests from 16 clients over 4 connections, 3 watches`, async () => {
       const brain = await startBrainProcess();
       try {
-        const { report, coverage } = await recordAndCheck({ label: `brain seed ${seed}`, endpoint: brain.endpoint, seed, clients: 16, connections: 4, operations: 1500 });
+        const { report, coverage } = await recordAndCheck({ label: `brain seed ${seed}`, endpoint: brain.endpoint, seed, clients: 16, connections: 4, operations: 2000 });
         expect(report.violations).toEqual([]);
         for (const [what, count] of Object.entries(coverage)) expect(count, what).toBeGreaterThan(0);
         expect(report.status).toBe("linearizable");

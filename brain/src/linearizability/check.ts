@@ -193,10 +193,11 @@ function checkRevisions(operations: Operation[], ids: number[]): string[] {
   return violations;
 }
 
-/** Per revision, the changes the first watch to reach it reported. */
+/** Per revision, the changes the first whole-key-space watch to reach it reported. */
 function watchedChanges(history: History): Map<number, Change[]> {
   const changes = new Map<number, Change[]>();
   for (const watch of history.watches) {
+    if (watch.range) continue; // sees only part of each revision
     const seen = new Map<number, Change[]>();
     for (const segment of watch.segments) {
       for (const response of segment.responses) {

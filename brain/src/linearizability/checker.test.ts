@@ -302,6 +302,31 @@ describe("linearizability checker: rejects each kind of violation, saying which"
       expect(check(txn, [whole]).violations).toEqual([]);
     });
 
+    it("progress notifications: accepted when every event up to their revision was sent, rejected when one was not", () => {
+      const progress = (revision: number) => ({ revision, events: [] });
+      const event = (e: WatchEvent) => ({ revision: e.kv.modRevision, events: [e] });
+      const honest: WatchHistory = { name: "w", prevKv: true, segments: [{ startRevision: 1, responses: [progress(1), event(e2), progress(2), event(e3), event(e4), progress(4)] }] };
+      expect(check(writes, [honest]).violations).toEqual([]);
+      const ahead: WatchHistory = { name: "w", prevKv: true, segments: [{ startRevision: 1, responses: [event(e2), progress(3), event(e3), event(e4)] }] };
+      expect(check(writes, [ahead]).violations[0]).toMatch(/^watch w: a progress notification claimed revision 3 before revision 3 \(PUT b=1 .*\) was delivered/);
+    });
+
+    it("a prefix watch sees exactly the writes to its keys; a progress notification covers the rest", () => {
+      const prefixed: WatchHistory = {
+        name: "w",
+        prevKv: false,
+        range: { key: "a", end: "b" },
+        segments: [{ startRevision: 1, responses: [{ revision: 2, events: [putEvent(kv("a", "1", 2))] }, { revision: 4, events: [putEvent(kv("a", "2", 4, 2, 2))] }] }],
+      };
+      expect(check(writes, [prefixed]).violations).toEqual([]);
+      const leaked = structuredClone(prefixed);
+      leaked.segments[0]!.responses.splice(1, 0, { revision: 3, events: [putEvent(kv("b", "1", 3))] });
+      expect(check(writes, [leaked]).violations[0]).toMatch(/^watch w: (revision 3 delivered again or out of order|at revision 4 delivered PUT b=1)/);
+      const withPrev = structuredClone(prefixed);
+      withPrev.segments[0]!.responses[1]!.events[0]!.prevKv = kv("a", "1", 2);
+      expect(check(writes, [withPrev]).violations[0]).toMatch(/^watch w: at revision 4 delivered PUT a=2 .* prev a=1/);
+    });
+
     it("unknown writes the watch contradicts", () => {
       const report = check(
         [op(0, 0, Infinity, { type: "put", key: "a", value: "u1" }), op(1, 5, 6, ...get("b", 2))],

@@ -111,7 +111,10 @@ export interface WatchEvent {
   prevKv?: KeyValue;
 }
 
-/** One watch stream's worth of responses: a reconnect starts a new segment at the revision after the last event seen. */
+/**
+ * One watch stream's worth of responses: a reconnect starts a new segment at the revision after the last one
+ * seen. A response without events is a progress notification: every event at or below its revision was sent.
+ */
 export interface WatchSegment {
   startRevision: number;
   responses: Array<{ revision: number; events: WatchEvent[] }>;
@@ -119,9 +122,11 @@ export interface WatchSegment {
   ended?: string;
 }
 
-/** A watch on the whole key space from revision 1, possibly over several streams (reconnects). */
+/** A watch from revision 1, possibly over several streams (reconnects). */
 export interface WatchHistory {
   name: string;
+  /** The keys watched; undefined: the whole key space. */
+  range?: KeyRange;
   prevKv: boolean;
   segments: WatchSegment[];
 }

@@ -43,7 +43,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "lost write",
-    expect: /not linearizable: .*\n.*missing \S+=\S+ \(mod \d+/,
+    expect: /^not linearizable: [\s\S]*missing \S+=\S+ \(mod \d+/,
     apply(history) {
       // A read that returned a key written by a put drops it, as if the put had been lost.
       const read = pick(
@@ -73,7 +73,7 @@ export const mutations: Mutation[] = [
   },
   {
     name: "txn compare evaluated on a stale state",
-    expect: /not linearizable: .*\n.*took the success branch, but its compares are false on this state/,
+    expect: /^not linearizable: [\s\S]*took the success branch, but its compares are false on this state/,
     apply(history) {
       // A txn that succeeded on "mod_revision(k) == m" now asked "== m + 1": its success says the server
       // evaluated the compare on a state other than the one it wrote on.

@@ -1,7 +1,7 @@
 // Records a history against a live etcd v3 server: concurrent sequential
 // clients over several gRPC connections issue the workload's requests and
 // log each with its call and return times (monotonic clock) and what came
-// back; watches on the whole key space from revision 1 log every event,
+// back; watches from revision 1 (the whole key space, and a prefix) log every event and progress notification,
 // reconnecting from the revision after the last one seen when their stream
 // breaks. A failed or timed-out request is logged as "may or may not have
 // happened".
@@ -28,8 +28,8 @@ import { Event_EventType, type KeyValue as KeyValueMessage } from "@wharf/proto/
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import type { ClientDuplexStream } from "@grpc/grpc-js";
 import { etcdServices, waitFor, type RawEtcdClient } from "@wharf/testkit";
-import type { Compare, History, KeyValue, Operation, Request, Response, TxnOp, TxnOpResult, WatchHistory, WatchSegment } from "./history.js";
-import { ClientWorkload, type WorkloadOptions } from "./workload.js";
+import type { Compare, History, KeyRange, KeyValue, Operation, Request, Response, TxnOp, TxnOpResult, WatchHistory, WatchSegment } from "./history.js";
+import { ClientWorkload, prefixEnd, type WorkloadOptions } from "./workload.js";
 
 export interface RecordOptions extends WorkloadOptions {
   endpoint: string;
@@ -39,8 +39,12 @@ export interface RecordOptions extends WorkloadOptions {
   connections: number;
   /** Requests in all, over all clients. */
   operations: number;
-  /** Watches from revision 1 on the whole key space; the second and later start a third of the way in, so they catch up from storage. */
-  watches?: number;
+  /**
+   * Watches from revision 1, started at these fractions of the run (a later one catches up from storage).
+   * Default: the whole key space with prev_kv from the start, the whole key space without prev_kv a third of
+   * the way in, and the "a/" keys with prev_kv two thirds of the way in.
+   */
+  watches?: WatchSpec[];
   /** Run once, when this many requests have been issued (e.g. kill and restart the server); returns when no process served. */
   fault?: { atOperation: number; inject: () => Promise<{ from: number; to: number }> };
   /** A request that takes longer is abandoned as "unknown". Default 10 s. */
@@ -59,6 +63,20 @@ const channelOptions = {
   "grpc.max_reconnect_backoff_ms": 200,
 };
 
+export interface WatchSpec {
+  /** When to start, as a fraction of the requests issued. */
+  at: number;
+  prevKv: boolean;
+  /** A key prefix (after the workload's prefix); undefined: the whole key space. */
+  prefix?: string;
+}
+
+const defaultWatches: WatchSpec[] = [
+  { at: 0, prevKv: true },
+  { at: 1 / 3, prevKv: false },
+  { at: 2 / 3, prevKv: true, prefix: "a/" },
+];
+
 export async function recordHistory(options: RecordOptions): Promise<History> {
   const connections = Array.from({ length: options.connections }, () =>
     options.connect(options.endpoint, channelOptions),
@@ -67,15 +85,25 @@ export async function recordHistory(options: RecordOptions): Promise<History> {
   const downtimes: History["downtimes"] = [];
   const watchers: Watcher[] = [];
   const timeoutMs = options.requestTimeoutMs ?? 10_000;
+  let progressTimer: NodeJS.Timeout | undefined;
   try {
     // The model starts from an empty store at revision 1.
     const first = await send(connections[0]!, { type: "range", key: "\0", end: "\0" }, timeoutMs);
     if (first.revision !== 1 || first.type !== "range" || first.count !== 0) {
       throw new Error(`the server is not empty (revision ${first.revision}): the model needs a fresh store`);
     }
-    const watchCount = options.watches ?? 2;
-    watchers.push(new Watcher("w0", connections[0]!));
+    const specs = options.watches ?? defaultWatches;
+    const startWatches = () => {
+      while (watchers.length < specs.length && issued >= specs[watchers.length]!.at * options.operations) {
+        const spec = specs[watchers.length]!;
+        const range = spec.prefix === undefined ? undefined : { key: options.prefix + spec.prefix, end: prefixEnd(options.prefix + spec.prefix) };
+        watchers.push(new Watcher(`w${watchers.length}`, connections[watchers.length % connections.length]!, spec.prevKv, range));
+      }
+    };
     let issued = 0;
+    startWatches();
+    // Progress requests now and then: each answer promises that every event up to its revision was sent.
+    progressTimer = setInterval(() => watchers.forEach((watcher) => watcher.requestProgress()), 200);
     let faultDone: Promise<void> | undefined;
     const client = async (id: number) => {
       const workload = new ClientWorkload(id, options);
@@ -83,9 +111,7 @@ export async function recordHistory(options: RecordOptions): Promise<History> {
       let backoff = 0;
       while (issued < options.operations) {
         issued++;
-        if (watchers.length < watchCount && issued >= options.operations / 3) {
-          watchers.push(new Watcher(`w${watchers.length}`, connections[watchers.length % connections.length]!));
-        }
+        startWatches();
         if (options.fault && !faultDone && issued >= options.fault.atOperation) {
           faultDone = options.fault.inject().then((downtime) => void downtimes.push(downtime));
         }
@@ -126,11 +152,20 @@ export async function recordHistory(options: RecordOptions): Promise<History> {
       "the server to answer the final read",
     );
     // Every watch must reach the final revision; if one does not, the checker reports where it stopped.
-    await waitFor(async () => watchers.every((watcher) => watcher.lastRevision >= finalRevision), 10_000, "the watches to reach the final revision").catch(
-      () => undefined,
-    );
+    // (A prefix watch may have no event at the final revision: a progress notification tells it is there.)
+    await waitFor(
+      async () => {
+        watchers.forEach((watcher) => watcher.requestProgress());
+        return watchers.every((watcher) => watcher.lastRevision >= finalRevision);
+      },
+      10_000,
+      "the watches to reach the final revision",
+      100,
+    ).catch(() => undefined);
+    clearInterval(progressTimer);
     return { operations, watches: watchers.map((watcher) => watcher.history), downtimes };
   } finally {
+    clearInterval(progressTimer);
     for (const watcher of watchers) watcher.stop();
     for (const connection of connections) connection.close();
   }
@@ -270,19 +305,26 @@ function responseOp(op: ResponseOp): TxnOpResult {
   }
 }
 
-/** One watch from revision 1 on every key, resumed after the last revision seen whenever its stream breaks. */
+/** One watch from revision 1, resumed after the last revision seen whenever its stream breaks. */
 class Watcher {
   readonly history: WatchHistory;
   lastRevision = 0;
   private stopped = false;
   private stream: ClientDuplexStream<WatchRequest, WatchResponse> | undefined;
+  private created = false;
 
   constructor(
     name: string,
     private readonly client: RawEtcdClient,
+    private readonly prevKv: boolean,
+    private readonly range: KeyRange | undefined,
   ) {
-    this.history = { name, prevKv: true, segments: [] };
+    this.history = { name, prevKv, ...(range ? { range } : {}), segments: [] };
     this.open();
+  }
+
+  requestProgress(): void {
+    if (this.created && !this.stopped) this.stream?.write(create(WatchRequestSchema, { requestUnion: { case: "progressRequest", value: {} } }));
   }
 
   private open(): void {
@@ -291,6 +333,7 @@ class Watcher {
     this.history.segments.push(segment);
     const stream = this.client.stream<WatchRequest, WatchResponse>(etcdServices.Watch, "Watch");
     this.stream = stream;
+    this.created = false;
     let ended = false;
     const end = (reason: string) => {
       if (ended) return;
@@ -302,7 +345,18 @@ class Watcher {
     };
     stream.on("data", (response: WatchResponse) => {
       if (response.canceled) return end(`canceled: ${response.cancelReason} (compact revision ${response.compactRevision})`);
-      if (response.events.length === 0) return;
+      if (response.created) {
+        this.created = true;
+        return;
+      }
+      if (response.events.length === 0) {
+        const revision = number(response.header?.revision ?? 0n);
+        if (response.compactRevision === 0n && revision > 0) {
+          segment.responses.push({ revision, events: [] });
+          this.lastRevision = Math.max(this.lastRevision, revision);
+        }
+        return;
+      }
       const events = response.events.map((event) => ({
         type: event.type === Event_EventType.Delete ? ("delete" as const) : ("put" as const),
         kv: keyValue(event.kv!),
@@ -315,7 +369,15 @@ class Watcher {
     stream.on("end", () => end("stream ended"));
     stream.write(
       create(WatchRequestSchema, {
-        requestUnion: { case: "createRequest", value: { key: encoder("\0"), rangeEnd: encoder("\0"), startRevision: BigInt(segment.startRevision), prevKv: true } },
+        requestUnion: {
+          case: "createRequest",
+          value: {
+            key: encoder(this.range?.key ?? "\0"),
+            rangeEnd: encoder(this.range?.end ?? "\0"),
+            startRevision: BigInt(segment.startRevision),
+            prevKv: this.prevKv,
+          },
+        },
       }),
     );
   }

@@ -2,9 +2,9 @@
 // committed writes, in revision order, each revision's events together
 // (etcd's ordered, unique, atomic, reliable and resumable guarantees), with
 // the kv and prev_kv the linearization says each write produced.
-import type { KeyValue, WatchEvent, WatchHistory } from "./history.js";
+import type { KeyRange, KeyValue, WatchEvent, WatchHistory } from "./history.js";
 import { describeKv } from "./describe.js";
-import type { Change } from "./model.js";
+import { inRange, type Change } from "./model.js";
 
 function sameKv(a: KeyValue | undefined, b: KeyValue | undefined): boolean {
   if (!a || !b) return a === b;
@@ -29,8 +29,19 @@ export function checkWatches(watches: WatchHistory[], changes: ReadonlyMap<numbe
   return violations;
 }
 
-function checkWatch(watch: WatchHistory, changes: ReadonlyMap<number, Change[]>, finalRevision: number): string | undefined {
-  let lastRevision = 0; // the newest revision delivered so far, over all segments
+/** The changes a watch on `range` sees: revisions that touched none of its keys are left out. */
+function filtered(changes: ReadonlyMap<number, Change[]>, range: KeyRange): Map<number, Change[]> {
+  const seen = new Map<number, Change[]>();
+  for (const [revision, list] of changes) {
+    const inside = list.filter((change) => inRange(change.kv.key, range));
+    if (inside.length) seen.set(revision, inside);
+  }
+  return seen;
+}
+
+function checkWatch(watch: WatchHistory, allChanges: ReadonlyMap<number, Change[]>, finalRevision: number): string | undefined {
+  const changes = watch.range ? filtered(allChanges, watch.range) : allChanges;
+  let lastRevision = 0; // the newest revision delivered (or promised by a progress notification) so far, over all segments
   for (const [segmentIndex, segment] of watch.segments.entries()) {
     if (segment.startRevision > lastRevision + 1) {
       return `segment ${segmentIndex} started at revision ${segment.startRevision}, after only revision ${lastRevision} was delivered (a recorder bug)`;
@@ -40,7 +51,22 @@ function checkWatch(watch: WatchHistory, changes: ReadonlyMap<number, Change[]>,
     let position = 0;
     let previousResponseRevision = 0;
     for (const response of segment.responses) {
-      if (response.events.length === 0) continue;
+      if (response.events.length === 0) {
+        // A progress notification at R: every event at or below R must have been sent already.
+        if (response.revision > finalRevision) {
+          return `a progress notification claimed revision ${response.revision}, past the history's last revision ${finalRevision}`;
+        }
+        let due = revision;
+        while (!changes.has(due) && due <= response.revision) due++;
+        if (due <= response.revision) {
+          return `a progress notification claimed revision ${response.revision} before revision ${due} (${changes
+            .get(due)!
+            .map(describeEvent)
+            .join("; ")}) was delivered`;
+        }
+        lastRevision = Math.max(lastRevision, response.revision);
+        continue;
+      }
       const firstRevision = response.events[0]!.kv.modRevision;
       if (firstRevision <= previousResponseRevision) {
         return `revision ${firstRevision} arrived in a response after one holding revision ${previousResponseRevision} (split or reordered revision)`;
@@ -69,7 +95,7 @@ function checkWatch(watch: WatchHistory, changes: ReadonlyMap<number, Change[]>,
         if (mismatch) return `at revision ${revision} delivered ${describeEvent(event)}, but the write committed there made ${describeEvent(want)}`;
         position++;
         if (position === expected.length) {
-          lastRevision = revision;
+          lastRevision = Math.max(lastRevision, revision);
           revision++;
           position = 0;
         }
