@@ -29,6 +29,9 @@ import {
   type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { Event_EventType as EventType } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
+import { execFileSync } from "node:child_process";
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { etcdServices, makeWorkDir, rawEtcdClient, removeWorkDir, startBrainProcess, waitFor, type Brain, type RawEtcdClient } from "@wharf/testkit";
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -221,7 +224,9 @@ describe("brain crash safety", () => {
       const writesBefore = history.writes.length;
       let stop = false;
       const writers = Array.from({ length: 8 }, (_, worker) => writer(target, history, worker, trial, () => stop));
-      await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 700));
+      // Killed at a random moment once writes are being acknowledged (a slow start must not make a trial empty).
+      await waitFor(async () => history.writes.length > writesBefore, 30_000, `trial ${trial}: a first acknowledged write`, 10);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 700));
       await brain!.stop({ keepData: true, signal: "SIGKILL" });
       stop = true;
       const acknowledged = (await Promise.all(writers)).reduce((sum, count) => sum + count, 0);
@@ -235,8 +240,117 @@ describe("brain crash safety", () => {
       expect(next.header!.revision).toBe(current + 1n);
       history.writes.push({ what: `put after/${trial}`, revision: next.header!.revision, events: [{ type: "put", key: `after/${trial}`, value: "x", lease: "0" }] });
       summary.push(`${acknowledged} acks (${history.writes.length - writesBefore - 1} writes) in ${Date.now() - started} ms`);
-      expect(acknowledged, `trial ${trial}: the kill came before any write was acknowledged`).toBeGreaterThan(0);
+
     }
     console.log(`brain crash trials: ${summary.join("; ")}`);
   }, 240_000);
+
+  it("fails every write after a failed log write, and leaves no gap (the log on a tmpfs that fills up)", async () => {
+    const dir = await makeWorkDir("crash-full");
+    workDirs.push(dir);
+    const dataDir = join(dir, "data");
+    brain = await startBrainProcess({ dataDir });
+    client = rawEtcdClient(brain.endpoint);
+    await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes("first"), value: bytes("x") });
+    client.close();
+    await brain.stop({ keepData: true });
+    brain = undefined;
+    const walDir = await findLogDir(dataDir);
+    expect(walDir, `brain keeps a write-ahead log (segment files) under ${dataDir}`).toBeDefined();
+
+    // The log moves onto a real file system with ~1 MiB free: a disk that fills up. Needs root (mount).
+    const saved = await mkdtemp(join(dir, "wal-"));
+    await cp(walDir!, saved, { recursive: true });
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", walDir!]);
+    try {
+      await cp(saved, walDir!, { recursive: true });
+      brain = await startBrainProcess({ dataDir });
+      client = rawEtcdClient(brain.endpoint);
+      const target = client;
+      const history: History = { writes: [{ what: "put first", revision: 2n, events: [{ type: "put", key: "first", value: "x", lease: "0" }] }], leases: [] };
+      let firstFailureAt: number | undefined;
+      const ackedAfterFailure: string[] = [];
+      const failures: string[] = [];
+      const value = "v".repeat(4096);
+      const worker = async (w: number) => {
+        let failuresSeen = 0;
+        for (let i = 0; failuresSeen < 5 && i < 10_000; i++) {
+          const key = `full/${w}/${i}`;
+          const issuedAt = Date.now();
+          try {
+            const response = (await target.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes(key), value: bytes(value) })) as unknown as PutResponse;
+            history.writes.push({ what: `put ${key}`, revision: response.header!.revision, events: [{ type: "put", key, value, lease: "0" }] });
+            if (firstFailureAt !== undefined && issuedAt > firstFailureAt) ackedAfterFailure.push(key);
+          } catch (error) {
+            if (typeof (error as { code?: unknown }).code !== "number") throw error;
+            firstFailureAt ??= Date.now();
+            failures.push(`${key}: ${(error as Error).message}`);
+            failuresSeen++;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, (_, w) => worker(w)));
+      expect(firstFailureAt, "a write failed once the log's disk was full").toBeDefined();
+      expect(history.writes.length).toBeGreaterThan(10);
+      // Once a log write failed, nothing issued later was acknowledged.
+      expect(ackedAfterFailure).toEqual([]);
+      console.log(`log full: ${history.writes.length} writes acknowledged, then ${failures.length} failed, first: ${failures[0]}`);
+
+      // Space back, brain restarted (it may have stopped itself, as etcd does): what was acknowledged is there, with no gap.
+      client.close();
+      await brain.stop({ keepData: true, signal: "SIGKILL" });
+      execFileSync("mount", ["-o", "remount,size=64m", walDir!]);
+      brain = await startBrainProcess({ dataDir });
+      client = rawEtcdClient(brain.endpoint);
+      const current = await verify(client, history, "after the log failed");
+      const next = (await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes("after"), value: bytes("x") })) as unknown as PutResponse;
+      expect(next.header!.revision).toBe(current + 1n);
+    } finally {
+      client?.close();
+      await brain?.stop({ keepData: true, signal: "SIGKILL" });
+      brain = undefined;
+      client = undefined;
+      execFileSync("umount", [walDir!]);
+      await rm(saved, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
+
+describe("brain on a damaged write-ahead log", () => {
+  it("refuses to start on a log with a bad record before intact ones, naming the file and offset, and changes nothing", async () => {
+    const dir = await makeWorkDir("crash-corrupt");
+    workDirs.push(dir);
+    const dataDir = join(dir, "data");
+    brain = await startBrainProcess({ dataDir });
+    client = rawEtcdClient(brain.endpoint);
+    for (let i = 0; i < 5; i++) await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes(`k${i}`), value: bytes(`value ${i}`) });
+    client.close();
+    client = undefined;
+    await brain.stop({ keepData: true, signal: "SIGKILL" });
+    brain = undefined;
+    const walDir = await findLogDir(dataDir);
+    expect(walDir, `brain keeps a write-ahead log (segment files) under ${dataDir}`).toBeDefined();
+    const segments = (await readdir(walDir!)).filter((name) => /^[0-9a-f]{16}\.wal$/.test(name)).sort();
+    const segment = join(walDir!, segments.at(-1)!);
+    const original = await readFile(segment);
+    // The first record after the 32-byte segment header: flip a bit in its body.
+    const length = original.readUInt32LE(32);
+    expect(original.length, "the segment holds more than one record").toBeGreaterThan(32 + 8 + length + 8);
+    const damaged = Buffer.from(original);
+    damaged[32 + 8]! ^= 0x01;
+    await writeFile(segment, damaged);
+    // startBrainProcess's error carries brain's log, where brain says why it did not start.
+    await expect(startBrainProcess({ dataDir })).rejects.toThrow(
+      `write-ahead log segment ${segment} is corrupt: bad record at offset 32 (an intact record follows at offset ${32 + 8 + length})`,
+    );
+    expect(await readFile(segment)).toEqual(damaged);
+  }, 60_000);
+});
+
+/** The directory holding brain's write-ahead log segments (named like 0000000000000000.wal), wherever core put it. */
+async function findLogDir(root: string): Promise<string | undefined> {
+  for (const entry of await readdir(root, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && /^[0-9a-f]{16}\.wal$/.test(entry.name)) return entry.parentPath;
+  }
+  return undefined;
+}
