@@ -30,7 +30,7 @@ import { KeyValueSchema, type KeyValue as KeyValueMessage } from "@wharf/proto/e
 import { errors } from "../errors.js";
 import { compareBytes, inRange, isEmptyRange, keyRange, type KeyRange, type KeyValue } from "../mvcc/kv.js";
 import { decodeKeyValue, encodeKeyValue, encodeRangeResponse, type EncodedMessage } from "../mvcc/kv-wire.js";
-import type { MvccStore } from "../mvcc/store.js";
+import type { MvccBackend } from "../mvcc/backend.js";
 import type { KeyMeta, WriteContext } from "../mvcc/write-context.js";
 
 export interface KvLimits {
@@ -59,7 +59,7 @@ interface RangeSource {
 
 export class KvApplier {
   constructor(
-    private readonly store: MvccStore,
+    private readonly store: MvccBackend,
     private readonly header: (revision: number) => ResponseHeader,
     private readonly headerBytes: (revision: number) => Uint8Array,
     private readonly limits: KvLimits,

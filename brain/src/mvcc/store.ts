@@ -4,6 +4,7 @@ import type { StorageEngine } from "../storage/engine.js";
 import { decodeUint64, encodeUint64, metaKey, Table, tableEnd, tableStart } from "../storage/keys.js";
 import { errors } from "../errors.js";
 import { log } from "../log.js";
+import type { Commit, MvccBackend, RangeRows } from "./backend.js";
 import { TreeIndex, type Dropped, type Located } from "./key-index.js";
 import { SortedKeySet } from "./key-set.js";
 import { keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
@@ -14,13 +15,9 @@ import { StoreView } from "./store-view.js";
 import { upgradeFromV1 } from "./upgrade-v1.js";
 import { openWriteAheadLog, type WriteAheadLog } from "../storage/wal.js";
 import { decodeGroupRecord, encodeGroupRecord } from "./wal-record.js";
-import { WriteContext, type CommittedRevision, type GroupResult, type LeaseChange, type WriterReads } from "./write-context.js";
+import { WriteContext, type GroupResult, type WriterReads } from "./write-context.js";
 
-export interface Commit {
-  revisions: CommittedRevision[];
-  leases: LeaseChange[];
-  revision: number;
-}
+export type { Commit, RangeRows } from "./backend.js";
 
 interface Job {
   run(context: WriteContext): Promise<unknown>;
@@ -54,11 +51,6 @@ export interface StoreOptions {
   maxGroup?: number;
 }
 
-/** Rows of a range read and the number of keys in it. */
-export interface RangeRows {
-  rows: Uint8Array[];
-  count: number;
-}
 
 const noPending = new Map<string, Uint8Array>();
 
@@ -72,7 +64,7 @@ const walDirectory = "brain-wal";
  * synced batch (group commit). Reads look up the index and fetch the rows in
  * one synchronous multi-get; they see the newest durable revision.
  */
-export class MvccStore implements WriterReads {
+export class MvccStore implements MvccBackend, WriterReads {
   private readonly queue: Job[] = [];
   private pumping = false;
   private readonly listeners = new Set<(commit: Commit) => void>();

@@ -38,9 +38,9 @@ const noOptions = {};
 const openOptions = {
   createIfMissing: true,
   infoLogLevel: "error",
-  memtableMemoryBudget: 64 * 1024 * 1024,
+  memtableMemoryBudget: 32 * 1024 * 1024,
   compaction: "level",
-  cacheSize: 16 * 1024 * 1024,
+  cacheSize: 8 * 1024 * 1024,
   walCompression: false,
 };
 
