@@ -338,6 +338,7 @@ class Watcher {
     const end = (reason: string) => {
       if (ended) return;
       ended = true;
+      this.created = false;
       segment.ended = reason;
       stream.removeAllListeners("data");
       stream.cancel();

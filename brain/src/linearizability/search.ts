@@ -79,8 +79,18 @@ function sameChanges(expected: Change[], seen: Change[]): boolean {
   });
 }
 
+interface Frame {
+  call: number;
+  /** The state before `call` was linearized. */
+  state: State;
+  /** Linearized with no alternative worth trying (see below): backtracking goes straight past it. */
+  forced: boolean;
+  below: Frame | undefined;
+}
+
 interface Memo {
-  bits: Uint32Array;
+  /** The second hash of the linearized set (the first is in the map key). */
+  bits: number;
   state: State;
 }
 
@@ -110,23 +120,27 @@ export function search(input: SearchInput): SearchResult {
     if (!response) return -1;
     return wrote(operation) ? response.revision - 1 : response.revision;
   });
-  const words = Math.ceil(count / 32) || 1;
-  const bits = new Uint32Array(words);
+  // The set of linearized operations is known by two independent 32-bit Zobrist hashes rather than a copy of
+  // the bit set (copying thousands of bits per step dominated the run). Two different sets sharing both hashes
+  // (odds about 2^-64 per pair) could only prune a path wrongly, which can make the checker report a violation
+  // that is not there, never pass one that is.
   const zobrist = Int32Array.from({ length: count }, (_, i) => zobristKey(i));
+  const zobrist2 = Int32Array.from({ length: count }, (_, i) => zobristKey(i + count + 0x5bd1));
   let bitsHash = 0;
+  let bitsHash2 = 0;
   const memo = new Map<number, Memo[]>();
   const remember = (state: State): boolean => {
     const key = (bitsHash ^ Math.imul(state.hash, 0x27d4eb2d)) | 0;
     let bucket = memo.get(key);
     if (bucket) {
       for (const seen of bucket) {
-        if (sameState(seen.state, state) && sameBits(seen.bits, bits)) return false;
+        if (seen.bits === bitsHash2 && sameState(seen.state, state)) return false;
       }
     } else {
       bucket = [];
       memo.set(key, bucket);
     }
-    bucket.push({ bits: bits.slice(), state });
+    bucket.push({ bits: bitsHash2, state });
     return true;
   };
 
@@ -167,48 +181,54 @@ export function search(input: SearchInput): SearchResult {
 
   let remaining = operations.filter((operation) => operation.response).length;
   let state = space.initialState();
-  const stack: Array<{ call: number; state: State; forced: boolean }> = [];
+  // Frames link to the one below, so the furthest point is kept by reference, not copied at each new depth.
+  const stack: Frame[] = [];
   let entry = next[head]!;
   let steps = 0;
-  let deepest: Deepest = { depth: -1, state, path: [], blocked: [] };
+  let deepest: { depth: number; state: State; top: Frame | undefined; blocked: number[] } = { depth: -1, state, top: undefined, blocked: [] };
+  const report = () => {
+    const path: State[] = [];
+    for (let frame = deepest.top; frame; frame = frame.below) path.push(frame.state);
+    return { depth: deepest.depth, state: deepest.state, path: path.reverse(), blocked: deepest.blocked };
+  };
   while (remaining > 0) {
     if ((++steps & 0xfff) === 0 && performance.now() > input.deadline) {
-      return { status: "timeout", steps, ...deepest };
+      return { status: "timeout", steps, ...report() };
     }
     if (entry < 0) throw new Error("linearizability search ran off its list with operations left (a bug in the checker)");
     if (entry < count) {
       const after = step(state, entry);
       if (after) {
-        bits[entry >>> 5]! |= 1 << (entry & 31);
         bitsHash ^= zobrist[entry]!;
+        bitsHash2 ^= zobrist2[entry]!;
         if (remember(after)) {
           // A read that fits now goes first with no alternative to try later: every operation that must precede it
           // is linearized already (else their return would have stopped the walk), and it leaves the state as is.
-          stack.push({ call: entry, state, forced: after === state });
+          stack.push({ call: entry, state, forced: after === state, below: stack[stack.length - 1] });
           state = after;
           lift(entry);
           if (operations[entry]!.response) remaining--;
           entry = next[head]!;
           continue;
         }
-        bits[entry >>> 5]! &= ~(1 << (entry & 31));
         bitsHash ^= zobrist[entry]!;
+        bitsHash2 ^= zobrist2[entry]!;
       }
       entry = next[entry]!;
       continue;
     }
     // The return of an operation not yet linearized: this path is dead.
-    if (stack.length > deepest.depth) deepest = { depth: stack.length, state, path: stack.map((frame) => frame.state), blocked: [entry - count] };
+    if (stack.length > deepest.depth) deepest = { depth: stack.length, state, top: stack[stack.length - 1], blocked: [entry - count] };
     else if (stack.length === deepest.depth && deepest.state === state && !deepest.blocked.includes(entry - count)) {
       deepest.blocked.push(entry - count);
     }
     let top;
     do {
       top = stack.pop();
-      if (!top) return { status: "illegal", ...deepest };
+      if (!top) return { status: "illegal", ...report() };
       state = top.state;
-      bits[top.call >>> 5]! &= ~(1 << (top.call & 31));
       bitsHash ^= zobrist[top.call]!;
+      bitsHash2 ^= zobrist2[top.call]!;
       unlift(top.call);
       if (operations[top.call]!.response) remaining++;
     } while (top.forced);
@@ -216,11 +236,6 @@ export function search(input: SearchInput): SearchResult {
   }
   const linearized = stack.map(({ call }) => call);
   return { status: "ok", order: linearized };
-}
-
-function sameBits(a: Uint32Array, b: Uint32Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function zobristKey(index: number): number {
