@@ -6,7 +6,7 @@ import {
   type WatchRequest,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { keyRange, type WatchEvent } from "../mvcc/kv.js";
-import type { MvccStore } from "../mvcc/store.js";
+import type { MvccBackend } from "../mvcc/backend.js";
 import type { Watcher, WatchDelivery, WatchHub } from "../watch/watch-hub.js";
 import { encodeEvent, encodeSharedWatchEvents, encodeWatchResponse, type EncodedMessage } from "./wire.js";
 
@@ -40,7 +40,7 @@ export interface WatchCall {
 }
 
 export function watchStreamHandler(
-  store: MvccStore,
+  store: MvccBackend,
   hub: WatchHub,
   header: (revision: number) => ResponseHeader,
   headerBytes: (revision: number) => Uint8Array,
@@ -121,7 +121,7 @@ class WatchStream {
 
   constructor(
     private readonly call: WatchCall,
-    private readonly store: MvccStore,
+    private readonly store: MvccBackend,
     private readonly hub: WatchHub,
     private readonly encoder: DeliveryEncoder,
     private readonly options: WatchServiceOptions,

@@ -1,5 +1,5 @@
 import { inRange, type KeyRange, type WatchEvent } from "../mvcc/kv.js";
-import type { Commit } from "../mvcc/store.js";
+import type { Commit, MvccBackend } from "../mvcc/backend.js";
 import { log } from "../log.js";
 import { defaultRingLimits, EventRing, eventBytes, type RingLimits } from "./event-ring.js";
 import { WatcherGroups, type WatcherGroup, type WatcherOptions } from "./watcher-groups.js";
@@ -48,13 +48,8 @@ export interface Watcher {
   group: WatcherGroup<Watcher> | undefined;
 }
 
-/** What the hub reads from the store. */
-export interface WatchableStore {
-  readonly revision: number;
-  readonly compactRevision: number;
-  onCommit(listener: (commit: Commit) => void): () => void;
-  readEvents(fromRevision: number, maxEvents: number, withPrevKv: boolean, visit: (revision: number, event: WatchEvent) => void): Promise<number>;
-}
+/** What the hub needs of the store: its revisions, the watch log and commit notifications. */
+export type WatchableStore = Pick<MvccBackend, "revision" | "compactRevision" | "onCommit" | "readEvents">;
 
 export interface WatchHubOptions {
   ring: RingLimits;
