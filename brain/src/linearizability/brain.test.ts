@@ -11,10 +11,10 @@ import { recordAndCheck } from "./run.js";
 
 describe("linearizability of brain", { timeout: 120_000 }, () => {
   for (const seed of [1, 2]) {
-    it(`seed ${seed}: 2000 requests from 16 clients over 4 connections, 3 watches`, async () => {
+    it(`seed ${seed}: 3000 requests from 16 clients over 4 connections, 3 watches`, async () => {
       const brain = await startBrainProcess();
       try {
-        const { report, coverage } = await recordAndCheck({ label: `brain seed ${seed}`, endpoint: brain.endpoint, seed, clients: 16, connections: 4, operations: 2000 });
+        const { report, coverage } = await recordAndCheck({ label: `brain seed ${seed}`, endpoint: brain.endpoint, seed, clients: 16, connections: 4, operations: 3000 });
         expect(report.violations).toEqual([]);
         for (const [what, count] of Object.entries(coverage)) expect(count, what).toBeGreaterThan(0);
         expect(report.status).toBe("linearizable");
@@ -25,7 +25,7 @@ describe("linearizability of brain", { timeout: 120_000 }, () => {
     });
   }
 
-  it("seed 4: killed with SIGKILL and restarted in the middle of 2500 requests from 24 clients", async () => {
+  it("seed 4: killed with SIGKILL and restarted in the middle of 3500 requests from 24 clients", async () => {
     const first = await startBrainProcess();
     const { dataDir } = first;
     const port = Number(new URL(first.endpoint).port);
@@ -37,9 +37,9 @@ describe("linearizability of brain", { timeout: 120_000 }, () => {
         seed: 4,
         clients: 24,
         connections: 4,
-        operations: 2500,
+        operations: 3500,
         fault: {
-          atOperation: 1250,
+          atOperation: 1750,
           async inject() {
             first.process.child.kill("SIGKILL");
             await first.process.exited;
