@@ -73,6 +73,11 @@ export class KvApplier {
   async range(request: RangeRequest): Promise<EncodedMessage> {
     checkRange(request);
     const store = this.store;
+    if (!request.serializable) {
+      // etcd's ReadIndex: a linearizable read waits for what is being committed.
+      const pending = store.caughtUp();
+      if (pending !== undefined) await pending;
+    }
     const revision = store.revision;
     const source: RangeSource = {
       revision,

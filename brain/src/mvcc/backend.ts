@@ -26,6 +26,8 @@ export interface MvccBackend {
   readonly compactRevision: number;
   readonly clusterId: bigint;
   readonly memberId: bigint;
+  /** For a linearizable read: resolves once every write evaluated so far is durable (undefined: nothing pending). */
+  caughtUp(): Promise<void> | undefined;
   /** Live keys in `range` at `revision`, in key order, at most `limit`, and how many there are. */
   readRange(range: KeyRange, revision: number, limit: number, countAll: boolean): RangeRows;
   /** The watch log from `fromRevision` (whole revisions, about `maxEvents`); returns the next revision to read. */

@@ -85,6 +85,8 @@ export class MvccStore implements MvccBackend, WriterReads {
   private wal: WriteAheadLog | undefined;
   private walSequence = 0;
   private walBytesSinceSync = 0;
+  /** Linearizable reads waiting for a revision to become durable. */
+  private readonly readWaiters: Array<{ revision: number; resume: () => void }> = [];
 
   private constructor(
     readonly engine: StorageEngine,
@@ -485,6 +487,7 @@ export class MvccStore implements MvccBackend, WriterReads {
       }
     }
     if (this.inflight.length === 0) this.inflightLeases.clear();
+    this.resumeReads();
     this.walBytesSinceSync += group.bytes;
     if (this.walBytesSinceSync >= engineSyncBytes) this.syncEngine();
   }
@@ -502,6 +505,29 @@ export class MvccStore implements MvccBackend, WriterReads {
     const at = this.inflight.indexOf(group);
     if (at >= 0) this.inflight.splice(at, 1);
     for (const job of group.jobs) job.reject(errors.stopped());
+    // Reads go on at the last durable revision.
+    for (const waiter of this.readWaiters.splice(0)) waiter.resume();
+  }
+
+  /**
+   * For a linearizable read (etcd's ReadIndex): resolves once every group
+   * the writer has evaluated so far is durable, so the read sees what a
+   * transaction evaluated meanwhile saw. Undefined when nothing is pending.
+   */
+  caughtUp(): Promise<void> | undefined {
+    if (this.newestRevision <= this.revision || this.failure !== undefined) return undefined;
+    const revision = this.newestRevision;
+    return new Promise((resume) => this.readWaiters.push({ revision, resume }));
+  }
+
+  private resumeReads(): void {
+    if (this.readWaiters.length === 0) return;
+    let kept = 0;
+    for (const waiter of this.readWaiters) {
+      if (waiter.revision <= this.revision) waiter.resume();
+      else this.readWaiters[kept++] = waiter;
+    }
+    this.readWaiters.length = kept;
   }
 
   private writerLeaseExists(id: bigint): boolean {
