@@ -13,7 +13,10 @@ import { walRecord, walRecordIndex } from "./wal-writer.fixture.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()!();
+  // Every cleanup runs (a failed one must not leave a tmpfs mounted), the first failure is reported.
+  const failures: unknown[] = [];
+  while (cleanups.length > 0) await cleanups.pop()!().catch((error: unknown) => failures.push(error));
+  if (failures.length > 0) throw failures[0];
 });
 
 async function workDir(): Promise<string> {
