@@ -1,72 +1,77 @@
-// Binds protobuf-es service descriptors to @grpc/grpc-js: messages are
-// (de)serialized with the generated schemas, errors become gRPC statuses.
-import type { DescService } from "@bufbuild/protobuf";
-import { status, type sendUnaryData, type ServerUnaryCall, type ServiceDefinition, type UntypedServiceImplementation } from "@grpc/grpc-js";
-import { serviceDefinition } from "@wharf/proto/grpc";
+// Binds protobuf-es service descriptors to brain's gRPC transport: requests
+// are decoded by hand for the hottest methods (protobuf-es otherwise),
+// responses that are already wire bytes (EncodedMessage) pass through, errors
+// become etcd's gRPC statuses, and unary calls are counted in the metrics.
+import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { EtcdError, errors } from "../errors.js";
 import { log } from "../log.js";
+import { requestDecoders } from "./transport/decoders.js";
+import { Code, GrpcStatus, type ServerCall } from "./transport/grpc-call.js";
+import type { GrpcServer } from "./transport/grpc-server.js";
 import { EncodedMessage } from "./wire.js";
 
-const encodedSize = Symbol("encodedSize");
+export type RequestObserver = (method: string, code: number, seconds: number) => void;
 
-/** Bytes the client sent for a request, as received. */
-export function requestSize(message: object): number {
-  return (message as { [encodedSize]?: number })[encodedSize] ?? 0;
+/** A service's handlers by method local name: async functions for unary methods, call handlers for streams. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Implementation = Record<string, ((request: any) => Promise<unknown>) | ((call: ServerCall<any, any>) => void)>;
+
+export interface AdapterOptions {
+  maxRequestBytes: number;
+  observe: RequestObserver;
 }
 
-/** etcd's services: pre-encoded responses pass through; request sizes are kept for the size limit. */
-export function etcdServiceDefinition(service: DescService): ServiceDefinition {
-  return serviceDefinition(service, {
-    serializeResponse: (response) =>
-      response instanceof EncodedMessage ? Buffer.from(response.bytes.buffer, response.bytes.byteOffset, response.bytes.byteLength) : undefined,
-    onRequest: (message, bytes) => Object.defineProperty(message, encodedSize, { value: bytes.length, enumerable: false }),
-  });
-}
-
-export interface GrpcStatusError {
-  code: status;
-  details: string;
-}
-
-export function toStatus(error: unknown): GrpcStatusError {
-  if (error instanceof EtcdError) return { code: error.code, details: error.message };
+function toGrpcStatus(error: unknown, method: string): GrpcStatus {
+  if (error instanceof EtcdError) return new GrpcStatus(error.code, error.message);
   const message = error instanceof Error ? error.message : String(error);
-  return { code: status.INTERNAL, details: message };
+  log("error", "request failed", { method, error: message });
+  return new GrpcStatus(Code.internal, message);
 }
 
-export type RequestObserver = (method: string, code: status, seconds: number) => void;
+export function decoderFor(input: DescMessage): (bytes: Buffer) => unknown {
+  return requestDecoders.get(input.typeName) ?? ((bytes: Buffer) => fromBinary(input, bytes));
+}
 
-/** A unary handler from an async function, with etcd's request-size limit. */
-export function unary<Req extends object, Res>(
-  method: string,
-  handler: (request: Req) => Promise<Res>,
-  maxRequestBytes: number,
-  observe: RequestObserver,
-): (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => void {
-  return (call, callback) => {
-    const started = performance.now();
-    const finish = (code: status) => observe(method, code, (performance.now() - started) / 1000);
-    if (requestSize(call.request) > maxRequestBytes) {
-      const failure = toStatus(errors.requestTooLarge());
-      finish(failure.code);
-      callback(failure);
-      return;
+export function encoderFor(output: DescMessage): (message: unknown) => Uint8Array {
+  return (message) => (message instanceof EncodedMessage ? message.bytes : toBinary(output, message as never));
+}
+
+export function addService(server: GrpcServer, service: DescService, implementation: Implementation, options: AdapterOptions): void {
+  for (const method of service.methods) {
+    const handler = implementation[method.localName];
+    if (!handler) continue;
+    const path = `/${service.typeName}/${method.name}`;
+    const name = `${service.typeName}/${method.name}`;
+    const decode = decoderFor(method.input);
+    const encode = encoderFor(method.output);
+    if (method.methodKind === "unary") {
+      const call = handler as (request: unknown) => Promise<unknown>;
+      server.route(path, {
+        kind: "unary",
+        handle: (bytes) => {
+          const started = performance.now();
+          let response: Promise<unknown>;
+          try {
+            if (bytes.length > options.maxRequestBytes) throw errors.requestTooLarge();
+            response = call(decode(bytes));
+          } catch (error) {
+            response = Promise.reject(error);
+          }
+          return response.then(
+            (message) => {
+              options.observe(name, Code.ok, (performance.now() - started) / 1000);
+              return encode(message);
+            },
+            (error: unknown) => {
+              const status = toGrpcStatus(error, name);
+              options.observe(name, status.code, (performance.now() - started) / 1000);
+              throw status;
+            },
+          );
+        },
+      });
+    } else if (method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming") {
+      server.route(path, { kind: method.methodKind, decode, encode, handle: handler as (call: ServerCall) => void });
     }
-    handler(call.request).then(
-      (response) => {
-        finish(status.OK);
-        callback(null, response);
-      },
-      (error: unknown) => {
-        const failure = toStatus(error);
-        if (failure.code === status.INTERNAL) {
-          log("error", "request failed", { method, error: failure.details });
-        }
-        finish(failure.code);
-        callback(failure);
-      },
-    );
-  };
+  }
 }
-
-export type Implementation = UntypedServiceImplementation;

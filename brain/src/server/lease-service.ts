@@ -1,6 +1,6 @@
 // Lease RPCs on the Lessor.
 import { create } from "@bufbuild/protobuf";
-import type { ServerDuplexStream } from "@grpc/grpc-js";
+import type { ServerCall } from "./transport/grpc-call.js";
 import {
   LeaseGrantResponseSchema,
   LeaseKeepAliveResponseSchema,
@@ -63,7 +63,7 @@ export class LeaseService {
     });
   }
 
-  keepAliveStream(): (call: ServerDuplexStream<LeaseKeepAliveRequest, LeaseKeepAliveResponse>) => void {
+  keepAliveStream(): (call: ServerCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>) => void {
     return (call) => {
       call.on("data", (request: LeaseKeepAliveRequest) => {
         const ttl = this.lessor.keepAlive(request.ID);

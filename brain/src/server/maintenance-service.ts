@@ -1,7 +1,7 @@
 // Maintenance and Cluster RPCs: status, hashes, snapshot, membership.
 import { createHash } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import type { ServerWritableStream } from "@grpc/grpc-js";
+import type { ServerCall } from "./transport/grpc-call.js";
 import {
   AlarmResponseSchema,
   DefragmentResponseSchema,
@@ -114,7 +114,7 @@ export class MaintenanceService {
    * SHA-256 of all that. etcdctl recognises a snapshot's checksum by exactly
    * this shape (size % 512 == 32), as etcd's bbolt pages give it.
    */
-  snapshotStream(): (call: ServerWritableStream<SnapshotRequest, SnapshotResponse>) => void {
+  snapshotStream(): (call: ServerCall<SnapshotRequest, SnapshotResponse>) => void {
     return (call) => {
       void (async () => {
         const chunks: Buffer[] = [];

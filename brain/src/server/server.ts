@@ -2,9 +2,7 @@
 // v3 gRPC API on every client URL, and the metrics/health endpoint.
 import { readFileSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
-import { create } from "@bufbuild/protobuf";
-import { Server, ServerCredentials, type ServiceDefinition } from "@grpc/grpc-js";
-import { HealthImplementation } from "grpc-health-check";
+import { create, type DescService } from "@bufbuild/protobuf";
 import {
   Auth,
   AuthStatusResponseSchema,
@@ -25,10 +23,12 @@ import { startAutoCompaction } from "../mvcc/auto-compactor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
 import { WatchHub } from "../watch/watch-hub.js";
-import { etcdServiceDefinition, unary, type Implementation } from "./grpc-adapter.js";
+import { addService, type Implementation } from "./grpc-adapter.js";
 import { LeaseService } from "./lease-service.js";
 import { MaintenanceService, raftTerm } from "./maintenance-service.js";
 import { BrainMetrics } from "./metrics.js";
+import { addHealthService } from "./transport/health.js";
+import { GrpcServer } from "./transport/grpc-server.js";
 import { watchStreamHandler } from "./watch-service.js";
 import { encodeHeader } from "./wire.js";
 
@@ -62,8 +62,6 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
   const headerBytes = (revision: number): Uint8Array =>
     encodeHeader({ clusterId: store.clusterId, memberId: store.memberId, revision, raftTerm });
   const observe = metrics.observe.bind(metrics);
-  const handle = <Req extends object, Res>(service: string, method: string, fn: (request: Req) => Promise<Res>) =>
-    unary<Req, Res>(`etcdserverpb.${service}/${method}`, fn, config.maxRequestBytes, observe);
 
   const kv = new KvApplier(store, header, headerBytes, { maxTxnOps: config.maxTxnOps });
   const leases = new LeaseService(lessor, store, header);
@@ -73,22 +71,22 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
     peerUrls: [],
   });
 
-  const services: Array<[ServiceDefinition, Implementation]> = [
+  const services: Array<[DescService, Implementation]> = [
     [
-      etcdServiceDefinition(KV),
+      KV,
       {
-        range: handle("KV", "Range", kv.range.bind(kv)),
-        put: handle("KV", "Put", kv.put.bind(kv)),
-        deleteRange: handle("KV", "DeleteRange", kv.deleteRange.bind(kv)),
-        txn: handle("KV", "Txn", kv.txn.bind(kv)),
-        compact: handle("KV", "Compact", async (request: { revision: bigint; physical: boolean }) => {
+        range: kv.range.bind(kv),
+        put: kv.put.bind(kv),
+        deleteRange: kv.deleteRange.bind(kv),
+        txn: kv.txn.bind(kv),
+        compact: async (request: { revision: bigint; physical: boolean }) => {
           const revision = await store.compact(Number(request.revision), request.physical);
           return create(CompactionResponseSchema, { header: header(revision) });
-        }),
+        },
       },
     ],
     [
-      etcdServiceDefinition(Watch),
+      Watch,
       {
         watch: watchStreamHandler(store, hub, header, headerBytes, {
           progressNotifyIntervalMs: config.watchProgressNotifyIntervalMs,
@@ -97,62 +95,55 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
       },
     ],
     [
-      etcdServiceDefinition(Lease),
+      Lease,
       {
-        leaseGrant: handle("Lease", "LeaseGrant", leases.grant.bind(leases)),
-        leaseRevoke: handle("Lease", "LeaseRevoke", leases.revoke.bind(leases)),
+        leaseGrant: leases.grant.bind(leases),
+        leaseRevoke: leases.revoke.bind(leases),
         leaseKeepAlive: leases.keepAliveStream(),
-        leaseTimeToLive: handle("Lease", "LeaseTimeToLive", leases.timeToLive.bind(leases)),
-        leaseLeases: handle("Lease", "LeaseLeases", leases.leases.bind(leases)),
+        leaseTimeToLive: leases.timeToLive.bind(leases),
+        leaseLeases: leases.leases.bind(leases),
       },
     ],
     [
-      etcdServiceDefinition(Maintenance),
+      Maintenance,
       {
-        alarm: handle("Maintenance", "Alarm", maintenance.alarm.bind(maintenance)),
-        status: handle("Maintenance", "Status", maintenance.status.bind(maintenance)),
-        defragment: handle("Maintenance", "Defragment", maintenance.defragment.bind(maintenance)),
-        hash: handle("Maintenance", "Hash", maintenance.hash.bind(maintenance)),
-        hashKV: handle("Maintenance", "HashKV", maintenance.hashKv.bind(maintenance)),
+        alarm: maintenance.alarm.bind(maintenance),
+        status: maintenance.status.bind(maintenance),
+        defragment: maintenance.defragment.bind(maintenance),
+        hash: maintenance.hash.bind(maintenance),
+        hashKV: maintenance.hashKv.bind(maintenance),
         snapshot: maintenance.snapshotStream(),
       },
     ],
     [
-      etcdServiceDefinition(Cluster),
-      { memberList: handle("Cluster", "MemberList", maintenance.memberList.bind(maintenance)) },
+      Cluster,
+      { memberList: maintenance.memberList.bind(maintenance) },
     ],
     [
-      etcdServiceDefinition(Auth),
+      Auth,
       {
-        authStatus: handle("Auth", "AuthStatus", async () =>
-          create(AuthStatusResponseSchema, { header: header(store.revision), enabled: false }),
-        ),
+        authStatus: async () => create(AuthStatusResponseSchema, { header: header(store.revision), enabled: false }),
       },
     ],
   ];
 
-  const servers: Server[] = [];
+  const servers: GrpcServer[] = [];
   const clientAddresses: string[] = [];
+  const serving = new Set(["", "etcdserverpb.KV"]);
   for (const url of config.listenClientUrls) {
-    const server = new Server({
-      "grpc.max_receive_message_length": config.maxRequestBytes + grpcOverheadBytes,
-      "grpc.max_send_message_length": 2 ** 31 - 1,
-      "grpc.keepalive_permit_without_calls": 1,
-    });
-    for (const [definition, implementation] of services) server.addService(definition, implementation);
-    const health = new HealthImplementation({ "": "SERVING", "etcdserverpb.KV": "SERVING" });
-    health.addToServer(server);
-    const credentials =
+    const server = new GrpcServer({ maxReceiveMessageLength: config.maxRequestBytes + grpcOverheadBytes });
+    for (const [service, implementation] of services) addService(server, service, implementation, { maxRequestBytes: config.maxRequestBytes, observe });
+    addHealthService(server, serving);
+    const tls =
       url.protocol === "https:"
-        ? ServerCredentials.createSsl(
-            config.trustedCaFile ? readFileSync(config.trustedCaFile) : null,
-            [{ cert_chain: readFileSync(config.certFile!), private_key: readFileSync(config.keyFile!) }],
-            config.clientCertAuth,
-          )
-        : ServerCredentials.createInsecure();
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${url.hostname}:${url.port}`, credentials, (error, bound) => (error ? reject(error) : resolve(bound))),
-    ).catch((error: unknown) => {
+        ? {
+            cert: readFileSync(config.certFile!),
+            key: readFileSync(config.keyFile!),
+            ca: config.trustedCaFile ? readFileSync(config.trustedCaFile) : undefined,
+            requestClientCert: config.clientCertAuth,
+          }
+        : undefined;
+    const port = await server.listen(url.hostname.replace(/^\[(.*)\]$/, "$1"), Number(url.port), tls).catch((error: unknown) => {
       throw new Error(`cannot listen on ${url.href}: ${(error as Error).message}`, { cause: error });
     });
     servers.push(server);
@@ -208,19 +199,8 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
       stopCompaction();
       lessor.stop();
       for (const server of httpServers) server.close();
-      await Promise.all(
-        servers.map(
-          (server) =>
-            new Promise<void>((resolve) => {
-              server.tryShutdown(() => resolve());
-              // Open watch streams would hold a graceful shutdown forever.
-              setTimeout(() => {
-                server.forceShutdown();
-                resolve();
-              }, 2000).unref();
-            }),
-        ),
-      );
+      // Open watch streams would hold a graceful shutdown forever.
+      await Promise.all(servers.map((server) => server.close(2000)));
       await store.close();
     },
   };
