@@ -178,18 +178,9 @@ describe("transport: answers like etcd to malformed input", () => {
     await stillServing();
   });
 
-  it("DATA beyond the window: FLOW_CONTROL_ERROR (etcd: a request past its window; brain: a bidi call paused by its unread answers)", async () => {
-    // etcd (grpc-go) opens a message's window only as the application reads it.
-    const reference = await RawH2.open(etcdEndpoint);
-    const window = reference.setting(Setting.initialWindowSize, 65535);
-    reference.send(frame(FrameType.headers, Flag.endHeaders, 1, requestHeaders("/etcdserverpb.KV/Put")));
-    const prefix = Buffer.from([0, 0, 0, 0, 0]);
-    prefix.writeUInt32BE(2_000_000, 1);
-    reference.send(frame(FrameType.data, 0, 1, prefix));
-    for (let sent = prefix.length; sent <= window; sent += 16384) reference.send(frame(FrameType.data, 0, 1, Buffer.alloc(16384)));
-    expect(await reference.streamError(1)).toBe(ErrorCode.flowControl);
-    reference.close();
-
+  // Not compared with etcd: grpc-go reads a message's bytes as they come and
+  // gives the window back at once, so whether a burst overruns it is a race.
+  it("DATA beyond the window: RST_STREAM(FLOW_CONTROL_ERROR), for a bidi call paused by its unread answers", async () => {
     // brain gives a request's window back once read, except while the call's
     // answers wait unread: here the client grants no window at all (0), so
     // echoed answers pile up, brain stops acknowledging, and sending on is a violation.
