@@ -273,6 +273,7 @@ export class Connection {
   private pendingHeaders: PendingHeaders | undefined;
   private readonly decoder = new HpackDecoder();
   private output: Buffer[] = [];
+  private outputBytes = 0;
   private outputScheduled = false;
   private goingAway = false;
   private dead = false;
@@ -312,6 +313,7 @@ export class Connection {
   write(bytes: Buffer): void {
     if (this.dead) return;
     this.output.push(bytes);
+    this.outputBytes += bytes.length;
     if (!this.outputScheduled) {
       this.outputScheduled = true;
       setImmediate(() => this.flushOutput());
@@ -321,14 +323,18 @@ export class Connection {
   private flushOutput(): void {
     this.outputScheduled = false;
     if (this.dead || this.output.length === 0) return;
-    const bytes = this.output.length === 1 ? this.output[0]! : Buffer.concat(this.output);
+    const bytes = this.output.length === 1 ? this.output[0]! : Buffer.concat(this.output, this.outputBytes);
     this.output = [];
+    this.outputBytes = 0;
     this.socket.write(bytes);
+    // DATA stops at the high-water mark, so only control frames (PING and
+    // SETTINGS acks, resets) pile up here: a client that provokes them and never reads.
     if (this.socket.writableLength > socketHardLimit) this.teardown();
   }
 
+  /** DATA may go out: what waits for the socket, corked or not, is under the high-water mark. */
   canSendData(): boolean {
-    return this.socket.writableLength < socketHighWater;
+    return this.socket.writableLength + this.outputBytes < socketHighWater;
   }
 
   private unblock(): void {
