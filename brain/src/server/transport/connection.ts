@@ -326,7 +326,10 @@ export class Connection {
     const bytes = this.output.length === 1 ? this.output[0]! : Buffer.concat(this.output, this.outputBytes);
     this.output = [];
     this.outputBytes = 0;
-    this.socket.write(bytes);
+    const below = this.socket.write(bytes);
+    // Streams that stopped for corked output resume now if the socket took it
+    // all at once (then no "drain" event comes).
+    if (below && this.blocked.size > 0) setImmediate(() => this.unblock());
     // DATA stops at the high-water mark, so only control frames (PING and
     // SETTINGS acks, resets) pile up here: a client that provokes them and never reads.
     if (this.socket.writableLength > socketHardLimit) this.teardown();
@@ -338,6 +341,7 @@ export class Connection {
   }
 
   private unblock(): void {
+    if (this.dead) return;
     for (const stream of [...this.blocked]) stream.flush();
   }
 
