@@ -120,4 +120,50 @@ describe("the watch hub on a real store", () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it("cuts a store read that outgrew its byte budget into deliveries at revision boundaries", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "brain-watch-hub-"));
+    const store = await MvccStore.open(await openRocksEngine(dir), { sync: false });
+    const batchBytes = 10_000;
+    // The ring keeps two events, so a watcher from revision 1 reads the store.
+    const hub = new WatchHub(store, { ring: { maxEvents: 2, maxBytes: 1 << 20 }, liveBatchBytes: batchBytes, batchBytes, storeReaders: 1 });
+    try {
+      // Small events first, so the store reads are sized for small events,
+      // then a run of large ones that one such read takes whole.
+      const sizes = [...Array.from({ length: 30 }, () => 10), ...Array.from({ length: 30 }, () => 8_000)];
+      for (const [i, size] of sizes.entries()) {
+        await store.write(async (context) => {
+          const key = Buffer.from(`k${i}`);
+          context.put(key, Buffer.alloc(size, 97), 0n, context.get(key));
+        });
+      }
+      const deliveries: WatchEvent[][] = [];
+      hub.add(
+        { range: keyRange(Buffer.from("k"), Buffer.from("l")), noPut: false, noDelete: false, prevKv: false, startRevision: 1 },
+        {
+          deliver: (delivery) => {
+            deliveries.push(delivery.events);
+            return true;
+          },
+          compacted: () => {
+            throw new Error("nothing is compacted in this test");
+          },
+        },
+      );
+      await waitFor(async () => deliveries.flat().length === sizes.length, 20_000, "every event delivered");
+      const revisions = deliveries.flat().map((event) => event.kv.modRevision);
+      expect(revisions).toEqual([...revisions].sort((a, b) => a - b));
+      expect(new Set(revisions).size).toBe(sizes.length);
+      // Each delivery stays within the budget plus the one revision that crossed it.
+      for (const events of deliveries) {
+        const bytes = events.reduce((total, event) => total + event.kv.value.length, 0);
+        expect(bytes).toBeLessThanOrEqual(batchBytes + 8_000);
+      }
+      expect(deliveries.length).toBeGreaterThanOrEqual(Math.ceil((30 * 8_000) / (batchBytes + 8_000)));
+    } finally {
+      hub.close();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -371,10 +371,16 @@ export class WatchHub {
       return;
     }
     if (watcher.state !== "catching-up") return;
-    if (events.length > 0) {
+    // The read is sized by an average, so a run of large events can exceed
+    // `batchBytes`: deliver it in pieces cut at revision boundaries, so no
+    // response outgrows what a stream may hold (a revision stays whole).
+    const header = Math.max(next - 1, this.ring.lastRevision);
+    for (const batch of batches(events.map((event) => ({ revision: event.kv.modRevision, event })), this.options.batchBytes)) {
       // etcd's catch-up responses carry the store's revision in the header.
-      const delivery: WatchDelivery = { events, revision: Math.max(next - 1, this.ring.lastRevision), prevKv: spec.prevKv };
+      const delivery: WatchDelivery = { events: batch.map((entry) => entry.event), revision: header, prevKv: spec.prevKv };
       if (!watcher.sink.deliver(delivery)) {
+        // Not taken: resume from this piece once the stream drains.
+        watcher.nextRevision = Math.max(watcher.nextRevision, batch[0]!.revision);
         watcher.state = "victim";
         return;
       }
