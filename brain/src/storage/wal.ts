@@ -1,8 +1,9 @@
 // brain's write-ahead log. The store writes each commit group to RocksDB
-// without sync and makes it durable here instead: appends are written with
-// fs promises and fdatasync'd on libuv's thread pool, so the event loop keeps
-// evaluating the next group while the disk syncs this one (RocksDB's binding
-// would sync on the calling thread). Records are opaque bytes; the store puts
+// without sync and makes it durable here instead: a group's appends are
+// written into the page cache on the calling thread and fdatasync'd on
+// libuv's thread pool, so the event loop keeps evaluating the next group
+// while the disk syncs this one (RocksDB's binding would sync on the calling
+// thread). Records are opaque bytes; the store puts
 // its revision inside them and replays what open() returns.
 //
 // On disk: a directory of segment files named by a sequence number in hex
@@ -335,7 +336,7 @@ async function createSegment(dir: string, sequence: number): Promise<ActiveSegme
   header.writeUInt32LE(new Crc32c().update(header.subarray(0, 28)).digest(), 28);
   const handle = await open(join(dir, segmentFileName(sequence)), "wx");
   try {
-    await writeFully(handle, [header], 0);
+    writeFullySync(handle.fd, [header], 0);
     await handle.datasync();
     await syncDirectory(dir);
   } catch (error) {
@@ -420,26 +421,10 @@ function findFrameAfter(bytes: Buffer, from: number, salt: number): number | und
   return undefined;
 }
 
-/** Writes every byte of `buffers` at `position`, across short writes. */
-async function writeFully(handle: FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
-  let index = 0;
-  let skip = 0; // bytes of buffers[index] already written
-  while (index < buffers.length) {
-    const chunk = buffers.slice(index, index + maxBuffersPerWrite);
-    if (skip > 0) chunk[0] = chunk[0]!.subarray(skip);
-    const { bytesWritten } = await handle.writev(chunk, position);
-    if (bytesWritten === 0) throw new Error("write made no progress");
-    position += bytesWritten;
-    let left = bytesWritten + skip;
-    while (index < buffers.length && left >= buffers[index]!.byteLength) {
-      left -= buffers[index]!.byteLength;
-      index++;
-    }
-    skip = left;
-  }
-}
-
-/** writeFully on the calling thread, for appends: the page cache takes them at once. */
+/**
+ * Writes every byte of `buffers` at `position`, across short writes, on the
+ * calling thread: the page cache takes them at once (only syncs go to the pool).
+ */
 function writeFullySync(fd: number, buffers: Uint8Array[], position: number): void {
   let index = 0;
   let skip = 0; // bytes of buffers[index] already written
