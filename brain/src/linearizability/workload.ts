@@ -4,6 +4,7 @@
 // comparing value / mod_revision / version that take either branch. Values
 // are unique per request, so a value read names the write that made it.
 import type { Compare, KeyValue, Request, Response, TxnOp } from "./history.js";
+import { seededRandom } from "@wharf/testkit";
 
 export interface WorkloadOptions {
   seed: number;
@@ -11,18 +12,6 @@ export interface WorkloadOptions {
   prefix: string;
   /** Keys per group; there are two groups ("a/", "b/") for prefix ranges. Default 4. */
   keysPerGroup?: number;
-}
-
-/** A deterministic 32-bit generator (mulberry32): the same seed gives the same workload. */
-export function randomSource(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Generates requests for one client; `observe` lets it aim compares at what it last saw. */
@@ -38,7 +27,7 @@ export class ClientWorkload {
     private readonly client: number,
     private readonly options: WorkloadOptions,
   ) {
-    this.random = randomSource(options.seed * 7919 + client);
+    this.random = seededRandom(options.seed * 7919 + client);
     const perGroup = options.keysPerGroup ?? 4;
     this.groups = [`${options.prefix}a/`, `${options.prefix}b/`];
     this.keys = this.groups.flatMap((group) => Array.from({ length: perGroup }, (_, i) => `${group}${i}`));

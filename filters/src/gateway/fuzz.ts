@@ -4,17 +4,8 @@
 
 import type { GatewayConfigInit } from "./harness.js";
 
-/** mulberry32: small, fast, good enough to spread inputs; not for secrets. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Replayable from a seed; the fuzz tests import it from here.
+export { seededRandom } from "@wharf/testkit";
 
 /** The seed of this run: WHARF_FUZZ_SEED replays one, otherwise a fresh one. */
 export function fuzzSeed(): number {

@@ -19,3 +19,4 @@ export { waitFor } from "./wait.js";
 export { kubectlOn } from "./kubectl.js";
 export { renderXdsBootstrap, startXdsEnvoy, type XdsEnvoyOptions } from "./xds-envoy.js";
 export { upgradeRequest, readWebSocketFrame, type UpgradeProtocol, type UpgradeResponse } from "./upgrade.js";
+export { seededRandom } from "./random.js";
