@@ -5,7 +5,6 @@
 import { fromBinary, toBinary, type DescMessage, type DescService } from "@bufbuild/protobuf";
 import { EtcdError, errors } from "../errors.js";
 import { log } from "../log.js";
-import { requestDecoders } from "./transport/decoders.js";
 import { Code, GrpcStatus, type ServerCall } from "./transport/grpc-call.js";
 import type { GrpcServer } from "./transport/grpc-server.js";
 import { EncodedMessage } from "./wire.js";
@@ -29,7 +28,7 @@ function toGrpcStatus(error: unknown, method: string): GrpcStatus {
 }
 
 export function decoderFor(input: DescMessage): (bytes: Buffer) => unknown {
-  return requestDecoders.get(input.typeName) ?? ((bytes: Buffer) => fromBinary(input, bytes));
+  return (bytes: Buffer) => fromBinary(input, bytes);
 }
 
 export function encoderFor(output: DescMessage): (message: unknown) => Uint8Array {
