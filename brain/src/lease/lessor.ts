@@ -1,8 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { errors } from "../errors.js";
 import { keyId, type KeyValue } from "../mvcc/kv.js";
-import type { Commit, MvccStore } from "../mvcc/store.js";
-import { decodeUint64, parseLeaseKey, Table } from "../storage/keys.js";
+import type { Commit, LeaseLedger, MvccBackend } from "../mvcc/backend.js";
 
 // etcd's bounds: leases shorter than its minimum TTL are raised to it, and
 // TTLs above MaxLeaseTTL are refused.
@@ -35,32 +34,36 @@ export interface LeaseInfo {
  * restart gives every lease its full TTL again, and an expired lease is
  * revoked by a write that deletes its keys with real DELETE events.
  */
-export class Lessor {
+export class Lessor implements LeaseLedger {
   private readonly leases = new Map<bigint, Lease>();
   private timer: NodeJS.Timeout | undefined;
+  private writer: MvccBackend | undefined;
 
-  private constructor(
-    private readonly store: MvccStore,
-    private readonly now: () => number,
-  ) {}
+  constructor(private readonly now: () => number = Date.now) {}
 
-  static async open(store: MvccStore, now: () => number = Date.now): Promise<Lessor> {
-    const lessor = new Lessor(store, now);
-    const view = await store.view();
-    try {
-      await view.scanTable(Table.Lease, (key, value) => {
-        const id = parseLeaseKey(key);
-        const ttl = decodeUint64(value);
-        lessor.leases.set(id, { id, ttl, expiresAt: now() + ttl * 1000, keys: new Map(), revoking: false });
-        return true;
-      });
-    } finally {
-      await view.close();
-    }
-    for (const [key, lease] of store.takeLeasedKeysAtOpen()) lessor.leases.get(lease)?.keys.set(keyId(key), key);
-    store.leaseExists = (id) => lessor.leases.has(id);
-    store.onCommit((commit) => lessor.apply(commit));
-    return lessor;
+  /**
+   * The store grants and revokes go through (etcd's SetRangeDeleter): the
+   * store is opened with this lessor first, then bound to it.
+   */
+  bind(store: MvccBackend): void {
+    this.writer = store;
+  }
+
+  private get store(): MvccBackend {
+    if (!this.writer) throw new Error("the lessor is not bound to a store");
+    return this.writer;
+  }
+
+  restore(id: bigint, ttl: number): void {
+    this.leases.set(id, { id, ttl, expiresAt: this.now() + ttl * 1000, keys: new Map(), revoking: false });
+  }
+
+  attach(lease: bigint, key: Uint8Array): void {
+    this.leases.get(lease)?.keys.set(keyId(key), key);
+  }
+
+  has(id: bigint): boolean {
+    return this.leases.has(id);
   }
 
   /** Starts revoking expired leases every `intervalMs`. */
@@ -73,7 +76,7 @@ export class Lessor {
     if (this.timer) clearInterval(this.timer);
   }
 
-  private apply(commit: Commit): void {
+  apply(commit: Commit): void {
     for (const change of commit.leases) {
       if (change.ttl === undefined) {
         this.leases.delete(change.id);

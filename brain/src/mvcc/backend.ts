@@ -19,6 +19,21 @@ export interface RangeRows {
   count: number;
 }
 
+/**
+ * The lessor as the store sees it; the store is given one at construction,
+ * as etcd's mvcc.New is given its lease.Lessor. The store restores it from
+ * storage at open and hands it each durable group before watchers see it.
+ */
+export interface LeaseLedger {
+  /** A lease found in storage at open. */
+  restore(id: bigint, ttl: number): void;
+  /** A live key found at open that is attached to `lease`. */
+  attach(lease: bigint, key: Uint8Array): void;
+  has(id: bigint): boolean;
+  /** What a durable group granted, revoked, attached and detached. */
+  apply(commit: Commit): void;
+}
+
 export interface MvccBackend {
   /** Newest durable revision: what reads see. */
   readonly revision: number;

@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { StorageEngine } from "../storage/engine.js";
-import { decodeUint64, encodeUint64, metaKey, Table, tableEnd, tableStart } from "../storage/keys.js";
+import { decodeUint64, encodeUint64, metaKey, parseLeaseKey, Table, tableEnd, tableStart } from "../storage/keys.js";
 import { errors } from "../errors.js";
 import { log } from "../log.js";
-import type { Commit, MvccBackend, RangeRows } from "./backend.js";
+import type { Commit, LeaseLedger, MvccBackend, RangeRows } from "./backend.js";
 import { TreeIndex, type Dropped, type Located } from "./key-index.js";
 import { SortedKeySet } from "./key-set.js";
 import { keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
@@ -54,6 +54,9 @@ export interface StoreOptions {
 
 const noPending = new Map<string, Uint8Array>();
 
+/** For a store used without leases (tools and tests): none exist. */
+const noLeases: LeaseLedger = { restore: () => {}, attach: () => {}, has: () => false, apply: () => {} };
+
 /** brain's write-ahead log, inside the data dir (RocksDB ignores directories it did not make). */
 const walDirectory = "brain-wal";
 
@@ -73,8 +76,6 @@ export class MvccStore implements MvccBackend, WriterReads {
   readonly index = new TreeIndex();
   /** Keys live at `revision` (durable), for counting without a walk. */
   readonly liveKeys = new SortedKeySet();
-  /** Leased keys found at open, until the lessor takes them. */
-  private leasedAtOpen: Array<[Uint8Array, bigint]> = [];
   private readonly located: Located = { main: 0, sub: 0, tombstone: false };
   /** Groups written and handed to the log, oldest first. */
   private readonly inflight: Inflight[] = [];
@@ -97,10 +98,11 @@ export class MvccStore implements MvccBackend, WriterReads {
     public compactRevision: number,
     readonly clusterId: bigint,
     readonly memberId: bigint,
-    public leaseExists: (id: bigint) => boolean = () => false,
+    private readonly lessor: LeaseLedger,
   ) {}
 
-  static async open(engine: StorageEngine, options: StoreOptions): Promise<MvccStore> {
+  /** Opens the store on `engine`, restoring `lessor` (leases and their keys) from it. */
+  static async open(engine: StorageEngine, options: StoreOptions, lessor: LeaseLedger = noLeases): Promise<MvccStore> {
     const meta = (name: string) => engine.getMany([metaKey(name)])[0];
     // Groups the log made durable that RocksDB may not hold (it is written
     // without sync) are written again first.
@@ -166,12 +168,33 @@ export class MvccStore implements MvccBackend, WriterReads {
       number(metaNames.compactRevision) ?? 0,
       positive(clusterId),
       positive(memberId),
+      lessor,
     );
     store.newestRevision = store.revision;
     store.wal = wal;
     store.walSequence = walSequence;
     await store.rebuildIndex();
+    await store.restoreLeases();
+    // The lessor sees each durable group before any other listener (watchers).
+    store.onCommit((commit) => lessor.apply(commit));
     return store;
+  }
+
+  /** Gives the lessor the leases in storage and the live keys attached to them. */
+  private async restoreLeases(): Promise<void> {
+    const view = await this.view();
+    try {
+      await view.scanTable(Table.Lease, (key, value) => {
+        this.lessor.restore(parseLeaseKey(key), decodeUint64(value));
+        return true;
+      });
+    } finally {
+      await view.close();
+    }
+    this.index.forRange("", undefined, (index) => {
+      if (index.live !== undefined && index.lease !== 0n) this.lessor.attach(index.lease, index.key);
+      return true;
+    });
   }
 
   /** One pass over the key table, in revision order, rebuilds the key index. */
@@ -196,18 +219,9 @@ export class MvccStore implements MvccBackend, WriterReads {
       this.startRemoval(this.index.compact(this.compactRevision), this.compactRevision);
     }
     this.index.forRange("", undefined, (index) => {
-      if (index.live === undefined) return true;
-      this.liveKeys.add(index.id);
-      if (index.lease !== 0n) this.leasedAtOpen.push([index.key, index.lease]);
+      if (index.live !== undefined) this.liveKeys.add(index.id);
       return true;
     });
-  }
-
-  /** The leased keys present at start (once; later changes come as commits). */
-  takeLeasedKeysAtOpen(): Array<[Uint8Array, bigint]> {
-    const taken = this.leasedAtOpen;
-    this.leasedAtOpen = [];
-    return taken;
   }
 
   /** A view for table scans (leases, hashes, snapshots) at the current revision; close it when done. */
@@ -531,7 +545,7 @@ export class MvccStore implements MvccBackend, WriterReads {
   }
 
   private writerLeaseExists(id: bigint): boolean {
-    return this.inflightLeases.get(id) ?? this.leaseExists(id);
+    return this.inflightLeases.get(id) ?? this.lessor.has(id);
   }
 
   /**

@@ -35,8 +35,9 @@ afterEach(async () => {
 });
 
 async function answers(dataDir: string) {
-  const store = await MvccStore.open(await openRocksEngine(dataDir), { sync: true });
-  const lessor = await Lessor.open(store);
+  const lessor = new Lessor();
+  const store = await MvccStore.open(await openRocksEngine(dataDir), { sync: true }, lessor);
+  lessor.bind(store);
   try {
     const ranges: Expected["ranges"] = {};
     for (let r = store.compactRevision; r <= store.revision; r++) {

@@ -45,8 +45,9 @@ export interface RunningBrain {
 
 export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
   const engine = await openRocksEngine(config.dataDir);
-  const store = await MvccStore.open(engine, { sync: !config.unsafeNoFsync });
-  const lessor = await Lessor.open(store);
+  const lessor = new Lessor();
+  const store = await MvccStore.open(engine, { sync: !config.unsafeNoFsync }, lessor);
+  lessor.bind(store);
   lessor.startExpiry();
   const hub = new WatchHub(store);
   const metrics = BrainMetrics.create(store, lessor, hub);
