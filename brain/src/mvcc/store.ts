@@ -239,30 +239,23 @@ export class MvccStore implements MvccBackend, WriterReads {
 
   /** Stored rows by row key, from the group's pending rows first. */
   fetchRows(rowKeys: Uint8Array[], pending: Map<string, Uint8Array>): Uint8Array[] {
-    const rows: Array<Uint8Array | undefined> = new Array(rowKeys.length);
-    let missing: number[] | undefined;
-    if (pending.size > 0) {
-      for (let i = 0; i < rowKeys.length; i++) {
-        const row = pending.get(Buffer.from(rowKeys[i]!.buffer, rowKeys[i]!.byteOffset, rowKeys[i]!.byteLength).toString("latin1"));
-        if (row === undefined) (missing ??= []).push(i);
-        else rows[i] = row;
-      }
-    }
-    if (missing === undefined && pending.size === 0) {
+    if (pending.size === 0) {
+      // The read path: one multi-get, returned as is.
       const fetched = this.engine.getMany(rowKeys);
       for (let i = 0; i < fetched.length; i++) {
         if (fetched[i] === undefined) throw corruptRow(rowKeys[i]!);
       }
       return fetched as Uint8Array[];
     }
-    if (missing !== undefined) {
-      const fetched = this.engine.getMany(missing.map((i) => rowKeys[i]!));
-      missing.forEach((i, n) => {
-        const row = fetched[n];
-        if (row === undefined) throw corruptRow(rowKeys[i]!);
-        rows[i] = row;
-      });
-    }
+    const rows = rowKeys.map((rowKey) => pending.get(keyId(rowKey)));
+    const missing = rowKeys.flatMap((_, i) => (rows[i] === undefined ? [i] : []));
+    if (missing.length === 0) return rows as Uint8Array[];
+    const fetched = this.engine.getMany(missing.map((i) => rowKeys[i]!));
+    missing.forEach((i, n) => {
+      const row = fetched[n];
+      if (row === undefined) throw corruptRow(rowKeys[i]!);
+      rows[i] = row;
+    });
     return rows as Uint8Array[];
   }
 
@@ -335,18 +328,25 @@ export class MvccStore implements MvccBackend, WriterReads {
     } finally {
       await view.close();
     }
-    const located = { main: 0, sub: 0, tombstone: false };
-    for (const entry of entries) {
-      const kv = decodeKeyValue(entry.row);
-      let prevKv: KeyValue | undefined;
-      if (withPrevKv) {
-        const index = this.index.get(kv.key);
-        if (index !== undefined && TreeIndex.locateBefore(index, entry.main, entry.sub, located)) {
-          prevKv = decodeKeyValue(this.fetchRows([revisionKey(located.main, located.sub, false)], noPending)[0]!);
-        }
-      }
-      visit(entry.main, { type: entry.tombstone ? "delete" : "put", kv, prevKv, sub: entry.sub });
+    const kvs = entries.map((entry) => decodeKeyValue(entry.row));
+    // Every previous version the batch needs, in one multi-get.
+    const prevAt: number[] = [];
+    const prevRowKeys: Buffer[] = [];
+    if (withPrevKv) {
+      const located = { main: 0, sub: 0, tombstone: false };
+      entries.forEach((entry, i) => {
+        const index = this.index.get(kvs[i]!.key);
+        if (index === undefined || !TreeIndex.locateBefore(index, entry.main, entry.sub, located)) return;
+        prevAt[i] = prevRowKeys.length;
+        prevRowKeys.push(revisionKey(located.main, located.sub, false));
+      });
     }
+    const prevRows = prevRowKeys.length === 0 ? [] : this.fetchRows(prevRowKeys, noPending);
+    entries.forEach((entry, i) => {
+      const at = prevAt[i];
+      const prevKv: KeyValue | undefined = at === undefined ? undefined : decodeKeyValue(prevRows[at]!);
+      visit(entry.main, { type: entry.tombstone ? "delete" : "put", kv: kvs[i]!, prevKv, sub: entry.sub });
+    });
     return entries.length === 0 ? upTo + 1 : Math.max(lastMain + 1, fromRevision);
   }
 
