@@ -1,0 +1,121 @@
+// The tenant filter, chained after the gateway filter: a request the
+// gateway marked with the tenant header (a verified tenant identity) has its
+// names mapped into the tenant's upstream world (request-*.ts, query*.ts),
+// and the response is mapped back (response-*.ts). Requests without the
+// header pass untouched: they are host identities.
+import {
+  BufferType,
+  FilterDataStatus,
+  FilterHeadersStatus,
+  getBufferBytes,
+  getHeaders,
+  HeaderPair,
+  HttpContext,
+  log,
+  LogLevel,
+  MapType,
+  removeHeader,
+  RootContext,
+  sendLocalResponse,
+  setRootContextFactory,
+} from "../sdk";
+import { statusBody } from "../gateway/status";
+import { classify } from "../gateway/request-info";
+import { decodeConfig, TenantFilterConfig } from "./config";
+import { isTenantName } from "./naming";
+import { TenantRequest } from "./request-state";
+
+export * from "../sdk/abi";
+
+class TenantRoot extends RootContext {
+  config: TenantFilterConfig = new TenantFilterConfig();
+  configured: bool = false;
+
+  onConfigure(configurationSize: u32): bool {
+    const bytes = getBufferBytes(BufferType.PluginConfiguration, 0, configurationSize);
+    const result = decodeConfig(bytes === null ? new Uint8Array(0) : Uint8Array.wrap(bytes));
+    if (result.config === null) {
+      log(LogLevel.Error, "wharf tenant: configuration refused: " + result.error);
+      return false;
+    }
+    this.config = result.config!;
+    this.configured = true;
+    log(LogLevel.Info, "wharf tenant: configured with " + this.config.tenants.length.toString() + " tenants");
+    return true;
+  }
+
+  createHttpContext(id: u32): HttpContext {
+    return new TenantStream(id, this);
+  }
+}
+
+/** Answers the request with a Kubernetes Status; the stream stops here. */
+export function replyStatus(code: u32, reason: string, message: string): void {
+  const headers = new Array<HeaderPair>();
+  headers.push(new HeaderPair("content-type", "application/json"));
+  sendLocalResponse(code, "wharf_tenant_" + reason.toLowerCase(), String.UTF8.encode(statusBody(<i32>code, reason, message, 0)), headers);
+}
+
+function headerValue(headers: HeaderPair[], name: string): string | null {
+  for (let i = 0; i < headers.length; i++) if (headers[i].name == name) return headers[i].value;
+  return null;
+}
+
+export class TenantStream extends HttpContext {
+  /** Set for a tenant's request; null: a host identity's request, passed untouched both ways. */
+  request: TenantRequest | null = null;
+
+  private get root_(): TenantRoot {
+    return this.root as TenantRoot;
+  }
+
+  onRequestHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
+    const root = this.root_;
+    const headers = getHeaders(MapType.HttpRequestHeaders);
+    const config = root.config;
+    const tenantName = headerValue(headers, config.tenantHeader);
+    if (tenantName === null) return FilterHeadersStatus.Continue;
+    removeHeader(MapType.HttpRequestHeaders, config.tenantHeader);
+    // The gateway filter sets the header once, to a configured tenant; anything
+    // else (two values joined by Envoy, an unknown tenant) is not passed on as a host request.
+    const tenant = isTenantName(tenantName!) ? config.tenant(tenantName!) : null;
+    if (tenant === null) {
+      replyStatus(403, "Forbidden", "the tenant of this identity is not served by this gateway");
+      return FilterHeadersStatus.StopIteration;
+    }
+    const method = headerValue(headers, ":method");
+    const path = headerValue(headers, ":path");
+    if (method === null || path === null || !path!.startsWith("/")) {
+      replyStatus(400, "BadRequest", "the request has no valid path");
+      return FilterHeadersStatus.StopIteration;
+    }
+    const info = classify(method!, path!);
+    if (info.refusal.length > 0) {
+      replyStatus(400, "BadRequest", "the tenant filter refuses a request it cannot classify as the apiserver would: " + info.refusal);
+      return FilterHeadersStatus.StopIteration;
+    }
+    this.request = new TenantRequest(config, tenant!, info);
+    return FilterHeadersStatus.Continue;
+  }
+
+  onRequestBody(bodySize: u32, endOfStream: bool): FilterDataStatus {
+    return FilterDataStatus.Continue;
+  }
+
+  onDone(): bool {
+    this.request = null;
+    return true;
+  }
+
+  // Response side: response-*.ts (rewrites upstream names back to the tenant's).
+
+  onResponseHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
+    return FilterHeadersStatus.Continue;
+  }
+
+  onResponseBody(bodySize: u32, endOfStream: bool): FilterDataStatus {
+    return FilterDataStatus.Continue;
+  }
+}
+
+setRootContextFactory((id: u32): RootContext => new TenantRoot(id));
