@@ -20,3 +20,5 @@ export { kubectlOn } from "./kubectl.js";
 export { renderXdsBootstrap, startXdsEnvoy, type XdsEnvoyOptions } from "./xds-envoy.js";
 export { upgradeRequest, readWebSocketFrame, type UpgradeProtocol, type UpgradeResponse } from "./upgrade.js";
 export { seededRandom } from "./random.js";
+export { startTenancyStack, type TenancyStack, type TenancyStackOptions, type ExistingKube } from "./tenancy-stack.js";
+export { runWorkflow, normaliseTable, normaliseJson, normaliseObject, watchLines, workflowLabel, type WorkflowOutputs, type WorkflowUsers } from "./tenancy-workflow.js";
