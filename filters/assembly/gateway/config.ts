@@ -80,7 +80,39 @@ function decodeTokenReview(bytes: Uint8Array, reader: ProtoReader): TokenReviewC
   return review;
 }
 
+/** A tenant whose users present certificates from its own CA (gateway.proto's TenantIssuer). */
+export class TenantIssuer {
+  name: string = "";
+  issuerSha256: string = "";
+  revokedSerials: string[] = [];
+  /** revokedSerials as a set: a lookup per request costs the same however long the list. */
+  revoked: Set<string> = new Set<string>();
+}
+
+function decodeTenant(bytes: Uint8Array, reader: ProtoReader): TenantIssuer {
+  const tenant = new TenantIssuer();
+  const r = new ProtoReader(bytes);
+  let tag = r.tag();
+  while (tag != 0) {
+    const field = tag >> 3;
+    const wire = tag & 7;
+    if (field == 1 && wire == 2) tenant.name = r.string();
+    else if (field == 2 && wire == 2) tenant.issuerSha256 = r.string();
+    else if (field == 3 && wire == 2) tenant.revokedSerials.push(r.string());
+    else r.skip(wire);
+    tag = r.tag();
+  }
+  if (r.failed) reader.failed = true;
+  return tenant;
+}
+
+// Each decoded configuration gets its own number, so what was derived
+// under an older one (a certificate's tenant identity) is recognised as stale.
+let generations: u32 = 0;
+
 export class GatewayConfig {
+  /** Unique per decoded configuration (0: the default, before any). */
+  generation: u32 = 0;
   policies: DispatchPolicy[] = [];
   schemas: FlowControlSchema[] = [];
   defaultAction: DispatchAction | null = null;
@@ -91,6 +123,10 @@ export class GatewayConfig {
   /** gateway.proto's test_trap_path: never set by the control plane. */
   testTrapPath: string = "";
   tokenReview: TokenReviewConfig | null = null;
+  tenants: TenantIssuer[] = [];
+  tenantsByIssuer: Map<string, TenantIssuer> = new Map<string, TenantIssuer>();
+  tenantsByName: Map<string, TenantIssuer> = new Map<string, TenantIssuer>();
+  tenantHeader: string = "x-wharf-tenant";
 
   schema(name: string): FlowControlSchema | null {
     for (let i = 0; i < this.schemas.length; i++) if (this.schemas[i].name == name) return this.schemas[i];
@@ -235,6 +271,8 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
     else if (field == 6 && wire == 0) config.annotateRequests = r.bool();
     else if (field == 7 && wire == 2) config.tokenReview = decodeTokenReview(r.bytes(), r);
     else if (field == 8 && wire == 0) config.accessLog = r.bool();
+    else if (field == 9 && wire == 2) config.tenants.push(decodeTenant(r.bytes(), r));
+    else if (field == 10 && wire == 2) config.tenantHeader = r.string().toLowerCase();
     else if (field == 99 && wire == 2) config.testTrapPath = r.string();
     else r.skip(wire);
     tag = r.tag();
@@ -282,6 +320,74 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
     }
     if (schema.qps > 0 && schema.burst == 0) schema.burst = <u32>Math.max(1, Math.ceil(schema.qps));
   }
+  const tenancy = tenancyProblem(config);
+  if (tenancy.length > 0) {
+    result.error = tenancy;
+    return result;
+  }
+  config.generation = ++generations;
   result.config = config;
   return result;
+}
+
+function isLowerHex(value: string): bool {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
+}
+
+/** ^[a-z][a-z0-9]{0,11}$: no '-', so "wt-<T>-" ends at the first '-' (docs/tenancy.md). */
+export function isTenantName(name: string): bool {
+  if (name.length == 0 || name.length > 12) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (i > 0 && c >= 0x30 && c <= 0x39))) return false;
+  }
+  return true;
+}
+
+/** A header name Envoy and HTTP/2 carry as is: lowercase token characters. */
+function isHeaderName(name: string): bool {
+  if (name.length == 0) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x5f || c == 0x2e)) return false;
+  }
+  return true;
+}
+
+/**
+ * Checks tenants and tenant_header and indexes the tenants; "" or the
+ * field at fault. A revoked serial in another spelling than the one the
+ * filter compares with would silently revoke nothing, so it is refused.
+ */
+function tenancyProblem(config: GatewayConfig): string {
+  if (config.tenantHeader.length == 0) config.tenantHeader = "x-wharf-tenant";
+  const header = config.tenantHeader;
+  if (!isHeaderName(header)) return "tenant_header: \"" + header + "\" is not a header name (letters, digits, '-', '_', '.')";
+  if (header.startsWith("x-remote-") || header.startsWith("impersonate-") || header == config.routingHeader || header == "x-forwarded-client-cert" || header == "authorization" || header == "x-wharf-request-info") {
+    return "tenant_header: \"" + header + "\" is a header the gateway already gives another meaning";
+  }
+  for (let i = 0; i < config.tenants.length; i++) {
+    const tenant = config.tenants[i];
+    const field = "tenants[" + i.toString() + "]";
+    if (!isTenantName(tenant.name)) return field + ".name: \"" + tenant.name + "\" is not a tenant name ([a-z][a-z0-9]{0,11})";
+    if (config.tenantsByName.has(tenant.name)) return field + ".name: \"" + tenant.name + "\" is configured twice";
+    if (tenant.issuerSha256.length != 64 || !isLowerHex(tenant.issuerSha256)) return field + ".issuer_sha256: not 64 lowercase hex digits";
+    if (config.tenantsByIssuer.has(tenant.issuerSha256)) {
+      return field + ".issuer_sha256: the same issuer as tenant \"" + config.tenantsByIssuer.get(tenant.issuerSha256).name + "\"";
+    }
+    for (let k = 0; k < tenant.revokedSerials.length; k++) {
+      const serial = tenant.revokedSerials[k];
+      if (serial.length == 0 || serial.length % 2 != 0 || !isLowerHex(serial) || (serial.length > 2 && serial.startsWith("00"))) {
+        return field + ".revoked_serials[" + k.toString() + "]: \"" + serial + "\" is not lowercase hex of whole bytes without leading zero bytes";
+      }
+      tenant.revoked.add(serial);
+    }
+    config.tenantsByName.set(tenant.name, tenant);
+    config.tenantsByIssuer.set(tenant.issuerSha256, tenant);
+  }
+  return "";
 }

@@ -11,6 +11,8 @@ export class Identity {
   extraKeys: string[] = [];
   extraValues: string[][] = [];
   authenticated: bool = false;
+  /** The tenant this identity acts in (tenancy.ts), stated upstream in tenant_header; "" for host identities. */
+  tenant: string = "";
   /** Non-empty: why the credential was refused. */
   refusal: string = "";
 

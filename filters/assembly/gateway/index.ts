@@ -26,13 +26,14 @@ import {
 } from "../sdk";
 import { decodeConfig, FlowControlSchema, GatewayConfig } from "./config";
 import { acquire, counters, release, returnIdleLeases } from "./flow-control";
-import { cachedForwardedCertIdentity } from "./client-cert";
+import { cachedForwardedCert } from "./client-cert";
 import { anonymousIdentity, extraHeaderName, http1Refusal, Identity } from "./identity";
 import { describeRefusal, describeRequest } from "./access-log";
 import { countMemoryPages, countRejection, countRequest, countResourcesNamed, countResponse, countTick, setInflight } from "./metrics";
 import { decide } from "./policy";
 import { classify } from "./request-info";
 import { statusBody } from "./status";
+import { certificateIdentity, tokenIdentity } from "./tenancy";
 import { admitReview, cachedIdentity, cacheIdentity, identityFromReview, requestReview } from "./token-review";
 
 export * from "../sdk/abi";
@@ -153,7 +154,7 @@ class GatewayStream extends HttpContext {
 
     // Envoy sets this header only for a verified client certificate (and drops a client's own).
     const forwardedCert = headerValue(this.headers, "x-forwarded-client-cert");
-    let identity = forwardedCert === null ? anonymousIdentity() : cachedForwardedCertIdentity(forwardedCert!);
+    let identity = forwardedCert === null ? anonymousIdentity() : certificateIdentity(cachedForwardedCert(forwardedCert!), config);
     if (identity.refusal.length > 0) return unauthorized(identity.refusal);
     const review = config.tokenReview;
     if (!identity.authenticated && review !== null) {
@@ -177,7 +178,8 @@ class GatewayStream extends HttpContext {
           return FilterHeadersStatus.StopIteration;
         }
         if (!cached!.authenticated) return unauthorized(cached!.refusal.length > 0 ? cached!.refusal : "Unauthorized");
-        identity = cached!;
+        identity = tokenIdentity(cached!, config);
+        if (identity.refusal.length > 0) return unauthorized(identity.refusal);
         removeHeader(MapType.HttpRequestHeaders, "authorization");
       }
     }
@@ -195,16 +197,21 @@ class GatewayStream extends HttpContext {
       body = getBufferBytes(BufferType.HttpCallResponseBody, 0, bodySize);
     }
     if (bodySize >= <u32>largeInputBytes) requestCollection();
-    const identity = identityFromReview(status, body === null ? "" : String.UTF8.decode(body!));
+    const reviewed = identityFromReview(status, body === null ? "" : String.UTF8.decode(body!));
     // A transport failure or an apiserver error is no verdict on the token: not cached.
-    if (status !== null && (status! == "200" || status! == "201")) cacheIdentity(this.reviewedToken, identity, review!, currentTimeNanoseconds());
+    if (status !== null && (status! == "200" || status! == "201")) cacheIdentity(this.reviewedToken, reviewed, review!, currentTimeNanoseconds());
     if (status === null || (status! != "200" && status! != "201")) {
       countRejection("token_review_unavailable");
       reply(503, "ServiceUnavailable", "the gateway could not verify the bearer token", 1);
       return;
     }
-    if (!identity.authenticated) {
-      unauthorized(identity.refusal.length > 0 ? identity.refusal : "Unauthorized");
+    if (!reviewed.authenticated) {
+      unauthorized(reviewed.refusal.length > 0 ? reviewed.refusal : "Unauthorized");
+      return;
+    }
+    const identity = tokenIdentity(reviewed, this.config);
+    if (identity.refusal.length > 0) {
+      unauthorized(identity.refusal);
       return;
     }
     removeHeader(MapType.HttpRequestHeaders, "authorization");
@@ -223,6 +230,11 @@ class GatewayStream extends HttpContext {
     if (headerValue(this.headers, "upgrade") !== null) {
       const why = http1Refusal(identity);
       if (why !== null) return unauthorized("Unauthorized: " + why);
+    }
+    if (identity.tenant.length > 0 && this.impersonates()) {
+      countRejection("denied");
+      reply(403, "Forbidden", "impersonation is not available to tenant identities", 0);
+      return FilterHeadersStatus.StopIteration;
     }
     this.forwardIdentity(identity);
 
@@ -294,11 +306,13 @@ class GatewayStream extends HttpContext {
    */
   private forwardIdentity(identity: Identity): void {
     const headers = this.headers;
+    const tenantHeader = this.config.tenantHeader;
     for (let i = 0; i < headers.length; i++) {
       const name = headers[i].name;
-      // x-wharf-request-info is the gateway's word only (annotateRequests replaces it when on).
-      if (name.startsWith("x-remote-") || name == "x-wharf-request-info") removeHeader(MapType.HttpRequestHeaders, name);
+      // x-wharf-request-info and the tenant header are the gateway's word only.
+      if (name.startsWith("x-remote-") || name == "x-wharf-request-info" || name == tenantHeader) removeHeader(MapType.HttpRequestHeaders, name);
     }
+    if (identity.tenant.length > 0) replaceHeader(MapType.HttpRequestHeaders, tenantHeader, identity.tenant);
     replaceHeader(MapType.HttpRequestHeaders, "x-remote-user", identity.user);
     if (identity.uid.length > 0) replaceHeader(MapType.HttpRequestHeaders, "x-remote-uid", identity.uid);
     for (let i = 0; i < identity.groups.length; i++) addHeader(MapType.HttpRequestHeaders, "x-remote-group", identity.groups[i]);
@@ -307,6 +321,13 @@ class GatewayStream extends HttpContext {
       const values = identity.extraValues[i];
       for (let k = 0; k < values.length; k++) addHeader(MapType.HttpRequestHeaders, name, values[k]);
     }
+  }
+
+  /** Whether the client asks the apiserver to act as someone else (Impersonate-User, -Group, -Uid, -Extra-*). */
+  private impersonates(): bool {
+    const headers = this.headers;
+    for (let i = 0; i < headers.length; i++) if (headers[i].name.startsWith("impersonate-")) return true;
+    return false;
   }
 
   onResponseHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {

@@ -39,15 +39,77 @@ export function forwardedClientCert(pem: string): string {
   return `Hash=${hash};Cert="${encodeURIComponent(pem)}"`;
 }
 
-let authority: Promise<{ dir: string; ca: KeyPair }> | undefined;
+let workDir: Promise<string> | undefined;
+let authority: Promise<KeyPair> | undefined;
 let issued = 0;
 
+function certDir(): Promise<string> {
+  workDir ??= makeWorkDir("gateway-host-certs");
+  return workDir;
+}
+
+export type ClientCertificateRequest = Omit<CertificateRequest, "name" | "commonName" | "usage"> & {
+  usage?: CertificateRequest["usage"];
+  /** The issuing CA (default: one throwaway host CA). */
+  ca?: KeyPair;
+};
+
 /** A client certificate's PEM from a throwaway CA (openssl), e.g. { subject: "/O=devs/CN=alice" }. */
-export async function clientCertificate(request: Omit<CertificateRequest, "name" | "commonName" | "usage"> & { usage?: CertificateRequest["usage"] }): Promise<string> {
-  authority ??= makeWorkDir("gateway-host-certs").then(async (dir) => ({ dir, ca: await createCertificateAuthority(dir, "host-test-ca") }));
-  const { dir, ca } = await authority;
-  const pair = await issueCertificate(dir, ca, { usage: "client", ...request, name: `client-${++issued}`, commonName: "unused" });
+export async function clientCertificate(request: ClientCertificateRequest): Promise<string> {
+  const { ca: issuer, ...rest } = request;
+  const dir = await certDir();
+  authority ??= createCertificateAuthority(dir, "host-test-ca");
+  const ca = issuer ?? (await authority);
+  const pair = await issueCertificate(dir, ca, { usage: "client", ...rest, name: `client-${++issued}`, commonName: "unused" });
   return readFile(pair.certFile, "utf8");
+}
+
+/** A throwaway CA with this subject (openssl -subj syntax), e.g. a tenant CA. */
+export async function certificateAuthority(subject: string): Promise<KeyPair & { pem: string; issuerSha256: string }> {
+  const pair = await createCertificateAuthority(await certDir(), `ca-${++issued}`, subject);
+  const pem = await readFile(pair.certFile, "utf8");
+  return { ...pair, pem, issuerSha256: subjectSha256(pem) };
+}
+
+/** [tag, content start, content end] of the DER element at `at`. */
+function derElement(der: Uint8Array, at: number): [number, number, number] {
+  const tag = der[at]!;
+  let length = der[at + 1]!;
+  let start = at + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    length = 0;
+    for (let i = 0; i < count; i++) length = length * 256 + der[start + i]!;
+    start += count;
+  }
+  return [tag, start, start + length];
+}
+
+/**
+ * Lowercase hex SHA-256 of a certificate's subject Name DER: for a CA, what
+ * a TenantIssuer's issuer_sha256 holds (the issuer Name of every
+ * certificate it signs is these bytes).
+ */
+export function subjectSha256(pem: string): string {
+  const der = new Uint8Array(new X509Certificate(pem).raw);
+  const [, certificateStart] = derElement(der, 0);
+  const [, tbsStart] = derElement(der, certificateStart);
+  let [tag, , end] = derElement(der, tbsStart);
+  let at = tbsStart;
+  if (tag === 0xa0) at = end;
+  // serial, signature algorithm, issuer, validity, then the subject.
+  for (let i = 0; i < 4; i++) at = derElement(der, at)[2];
+  [tag, , end] = derElement(der, at);
+  if (tag !== 0x30) throw new Error("no subject in the certificate");
+  return createHash("sha256").update(der.subarray(at, end)).digest("hex");
+}
+
+/** A certificate's serial as revoked_serials spells it: lowercase hex, whole bytes, no leading zero bytes. */
+export function serialOf(pem: string): string {
+  let serial = new X509Certificate(pem).serialNumber.toLowerCase();
+  if (serial.length % 2) serial = `0${serial}`;
+  while (serial.length > 2 && serial.startsWith("00")) serial = serial.slice(2);
+  return serial;
 }
 
 /** Sends request headers for METHOD PATH through a new stream. */

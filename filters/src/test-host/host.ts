@@ -173,6 +173,17 @@ export class ProxyWasmHost {
     return this.call("proxy_on_configure", rootId, (this.options.pluginConfiguration ?? new Uint8Array()).length) !== 0;
   }
 
+  /**
+   * A new plugin configuration for the running VM, as Envoy hands an updated
+   * filter configuration to a VM it keeps (module state such as caches
+   * survives): true when the filter accepted it.
+   */
+  configure(pluginConfiguration: Uint8Array): boolean {
+    this.rootBuffers.set(Buffer_.PluginConfiguration, pluginConfiguration);
+    this.effectiveContext = rootId;
+    return this.call("proxy_on_configure", rootId, pluginConfiguration.length) !== 0;
+  }
+
   tick(): void {
     this.effectiveContext = rootId;
     this.call("proxy_on_tick", rootId);

@@ -20,6 +20,8 @@ export interface GatewayEnvoyOptions {
   serverNames?: { "pool-a"?: string; "pool-b"?: string };
   listenPort?: number;
   adminPort?: number;
+  /** More CAs (PEM) the listener trusts for client certificates besides pki.ca, e.g. tenant CAs. */
+  extraClientCas?: string[];
   /** Edits the bootstrap before Envoy starts (e.g. a variant without the filter). */
   transform?: (bootstrap: JsonObject) => JsonObject;
 }
@@ -46,7 +48,7 @@ export async function startGatewayEnvoy(options: GatewayEnvoyOptions): Promise<G
     listenPort,
     servingCert: await pem(options.serving.certFile),
     servingKey: await pem(options.serving.keyFile),
-    clientCa: await pem(options.pki.ca.certFile),
+    clientCa: [await pem(options.pki.ca.certFile), ...(options.extraClientCas ?? [])].join("\n"),
     upstreamCa: await pem(options.pki.ca.certFile),
     frontProxyCert: await pem(options.pki.frontProxyClient.certFile),
     frontProxyKey: await pem(options.pki.frontProxyClient.keyFile),

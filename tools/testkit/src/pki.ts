@@ -35,6 +35,8 @@ export interface CertificateRequest {
    * smallest of PrintableString, T61String and BMPString that holds the value).
    */
   stringMask?: "utf8only" | "default";
+  /** The serial number in hex, "-" first for a negative one (default: 16 random bytes, positive). */
+  serial?: string;
 }
 
 async function openssl(args: string[]): Promise<void> {
@@ -51,16 +53,24 @@ function subject(commonName: string, organizations: string[] = []): string {
   return organizations.map((o) => `/O=${escape(o)}`).join("") + `/CN=${escape(commonName)}`;
 }
 
-/** A throwaway CA, valid for two days; its key never leaves `dir`. */
-export async function createCertificateAuthority(dir: string, name: string): Promise<KeyPair> {
+/**
+ * A throwaway CA, valid for two days; its key never leaves `dir`. Its
+ * subject is CN=<name>, or `subject` in openssl's -subj syntax (UTF-8).
+ */
+export async function createCertificateAuthority(dir: string, name: string, subjectOverride?: string): Promise<KeyPair> {
   const pair = { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) };
   await openssl([
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", pair.keyFile, "-out", pair.certFile, "-days", "2", "-subj", subject(name),
+    "-keyout", pair.keyFile, "-out", pair.certFile, "-days", "2", "-subj", subjectOverride ?? subject(name), ...(subjectOverride ? ["-utf8"] : []),
     "-addext", "basicConstraints=critical,CA:TRUE",
     "-addext", "keyUsage=critical,keyCertSign,cRLSign",
   ]);
   return pair;
+}
+
+function serialArgument(serial: string | undefined): string {
+  if (serial === undefined) return `0x${(randomBytes(1)[0]! & 0x7f).toString(16).padStart(2, "0")}${randomBytes(15).toString("hex")}`;
+  return serial.startsWith("-") ? `-0x${serial.slice(1)}` : `0x${serial}`;
 }
 
 export async function issueCertificate(dir: string, ca: KeyPair, request: CertificateRequest): Promise<KeyPair> {
@@ -91,7 +101,7 @@ export async function issueCertificate(dir: string, ca: KeyPair, request: Certif
   await openssl([
     // A random serial, not -CAcreateserial: certificates issued in parallel
     // would race on the CA's serial file.
-    "x509", "-req", "-in", csr, "-CA", ca.certFile, "-CAkey", ca.keyFile, "-set_serial", `0x${(randomBytes(1)[0]! & 0x7f).toString(16).padStart(2, "0")}${randomBytes(15).toString("hex")}`,
+    "x509", "-req", "-in", csr, "-CA", ca.certFile, "-CAkey", ca.keyFile, "-set_serial", serialArgument(request.serial),
     "-days", "2", "-extfile", extensions, "-out", pair.certFile,
   ]);
   return pair;
