@@ -22,3 +22,4 @@ export { upgradeRequest, readWebSocketFrame, type UpgradeProtocol, type UpgradeR
 export { seededRandom } from "./random.js";
 export { startTenancyStack, type TenancyStack, type TenancyStackOptions, type ExistingKube } from "./tenancy-stack.js";
 export { runWorkflow, normaliseTable, normaliseJson, normaliseObject, watchLines, workflowLabel, type WorkflowOutputs, type WorkflowUsers } from "./tenancy-workflow.js";
+export { credentialsOf, credentialsFromPair, rawClient, rawRequest, type Credentials, type RawRequest, type RawResponse } from "./tenancy-client.js";
