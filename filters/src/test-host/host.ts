@@ -501,9 +501,16 @@ export class StreamHandle {
     return this.host.invoke(this.stream.id, "proxy_on_response_headers", headers.length, endOfStream ? 1 : 0);
   }
 
-  sendResponseBody(body: string, endOfStream = true): number {
-    this.stream.buffers.set(Buffer_.ResponseBody, new TextEncoder().encode(body));
-    return this.host.invoke(this.stream.id, "proxy_on_response_body", body.length, endOfStream ? 1 : 0);
+  /** One chunk of the response body (bytes, or text sent as UTF-8); the size the filter is told is its byte length. */
+  sendResponseBody(body: string | Uint8Array, endOfStream = true): number {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
+    this.stream.buffers.set(Buffer_.ResponseBody, bytes);
+    return this.host.invoke(this.stream.id, "proxy_on_response_body", bytes.length, endOfStream ? 1 : 0);
+  }
+
+  /** The body chunk as the filter left it (what Envoy sends on), as bytes. */
+  bodyBytes(type: "request" | "response"): Uint8Array {
+    return this.stream.buffers.get(type === "request" ? Buffer_.RequestBody : Buffer_.ResponseBody) ?? new Uint8Array();
   }
 
   /** Ends the stream: done, log, delete, in Envoy's order. */

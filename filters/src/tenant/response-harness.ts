@@ -1,0 +1,99 @@
+// Drives the tenant filter's response side on the compiled module: one
+// request as tenant T, then an upstream response fed in chosen chunks.
+import { ProxyWasmHost, type Headers, type LocalResponse } from "../test-host/host.js";
+import { wasmPath } from "../index.js";
+
+/** Kubernetes' built-in groups a tenant sees unmapped (a subset is enough for these tests). */
+export const hostGroups = [
+  "apps",
+  "batch",
+  "events.k8s.io",
+  "rbac.authorization.k8s.io",
+  "apiextensions.k8s.io",
+  "authentication.k8s.io",
+  "authorization.k8s.io",
+  "meta.k8s.io",
+  "coordination.k8s.io",
+  "discovery.k8s.io",
+  "autoscaling",
+  "policy",
+  "storage.k8s.io",
+  "networking.k8s.io",
+  "scheduling.k8s.io",
+  "admissionregistration.k8s.io",
+  "apiregistration.k8s.io",
+  "certificates.k8s.io",
+  "flowcontrol.apiserver.k8s.io",
+  "node.k8s.io",
+  "resource.k8s.io",
+  "storagemigration.k8s.io",
+];
+
+export async function tenantHost(): Promise<ProxyWasmHost> {
+  const host = await ProxyWasmHost.load(wasmPath("tenant"));
+  if (!host.start()) throw new Error(`the tenant filter refused its configuration: ${JSON.stringify(host.logs)}`);
+  return host;
+}
+
+export interface ResponseRun {
+  /** What the client receives (every chunk as the filter left it). */
+  bytes: Uint8Array;
+  text: string;
+  headers: Headers;
+  /** A local reply: a refusal, or (after the headers went out) Envoy's reset of a failed stream. */
+  local?: LocalResponse;
+  /** The filter's answer to each body chunk (0 Continue). */
+  statuses: number[];
+}
+
+export interface ResponseInput {
+  tenant?: string;
+  path?: string;
+  /** The request named CustomResourceDefinitions. */
+  crd?: boolean;
+  status?: string;
+  contentType?: string;
+  extraHeaders?: Headers;
+  chunks: Uint8Array[];
+}
+
+export function runResponse(host: ProxyWasmHost, input: ResponseInput): ResponseRun {
+  const stream = host.stream();
+  const requestHeaders: Headers = [
+    [":method", "GET"],
+    [":path", input.path ?? "/api/v1/namespaces/dev/configmaps"],
+    [":authority", "kubernetes"],
+    ["x-wharf-tenant", input.tenant ?? "acme"],
+    ["x-test-host-groups", hostGroups.join(",")],
+  ];
+  if (input.crd) requestHeaders.push(["x-test-crd", "1"]);
+  stream.sendRequestHeaders(requestHeaders);
+  const total = input.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+  stream.sendResponseHeaders(
+    [[":status", input.status ?? "200"], ["content-type", input.contentType ?? "application/json"], ["content-length", String(total)], ...(input.extraHeaders ?? [])],
+    false,
+  );
+  const out: Uint8Array[] = [];
+  const statuses: number[] = [];
+  const headers = [...stream.responseHeaders];
+  if (stream.localResponse === undefined) {
+    input.chunks.forEach((chunk, index) => {
+      statuses.push(stream.sendResponseBody(chunk, index === input.chunks.length - 1));
+      out.push(stream.bodyBytes("response"));
+    });
+  }
+  const local = stream.localResponse;
+  stream.finish();
+  const bytes = Buffer.concat(out);
+  return { bytes, text: new TextDecoder().decode(bytes), headers, local, statuses };
+}
+
+/** `bytes` cut at the given offsets. */
+export function splitAt(bytes: Uint8Array, offsets: number[]): Uint8Array[] {
+  const cuts = [0, ...offsets.filter((offset) => offset > 0 && offset < bytes.length).sort((a, b) => a - b), bytes.length];
+  const chunks: Uint8Array[] = [];
+  for (let i = 0; i + 1 < cuts.length; i++) chunks.push(bytes.subarray(cuts[i], cuts[i + 1]));
+  return chunks;
+}
+
+export const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
