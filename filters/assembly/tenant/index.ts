@@ -24,6 +24,7 @@ import { classify } from "../gateway/request-info";
 import { decodeConfig, TenantFilterConfig } from "./config";
 import { isTenantName } from "./naming";
 import { TenantRequest } from "./request-state";
+import { responseScope, TenantResponse } from "./response-filter";
 
 export * from "../sdk/abi";
 
@@ -104,17 +105,24 @@ export class TenantStream extends HttpContext {
 
   onDone(): bool {
     this.request = null;
+    this.response = null;
     return true;
   }
 
   // Response side: response-*.ts (rewrites upstream names back to the tenant's).
+  response: TenantResponse | null = null;
 
   onResponseHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
-    return FilterHeadersStatus.Continue;
+    const request = this.request;
+    if (request === null) return FilterHeadersStatus.Continue;
+    const response = new TenantResponse(responseScope(request));
+    this.response = response;
+    return response.onHeaders(endOfStream);
   }
 
   onResponseBody(bodySize: u32, endOfStream: bool): FilterDataStatus {
-    return FilterDataStatus.Continue;
+    const response = this.response;
+    return response === null ? FilterDataStatus.Continue : response.onBody(bodySize, endOfStream);
   }
 }
 

@@ -19,8 +19,30 @@ import {
   setBufferBytes,
 } from "../sdk";
 import { statusBody } from "../gateway/status";
-import { ResponseScope } from "./response-scope";
+import { ContinueSealer, ResponseScope } from "./response-scope";
 import { ResponseTransducer } from "./response-stream";
+import { Tenant } from "./config";
+import { sealContinue } from "./continue-token";
+import { TenantRequest } from "./request-state";
+
+class TenantSealer extends ContinueSealer {
+  constructor(private tenant: Tenant) {
+    super();
+  }
+
+  seal(upstreamToken: string): string | null {
+    return sealContinue(this.tenant, upstreamToken);
+  }
+}
+
+/** The world a tenant request's response is rewritten into. */
+export function responseScope(request: TenantRequest): ResponseScope {
+  const info = request.info;
+  const tenant = request.tenant;
+  const sharedView = info.isResourceRequest && tenant.sharesView(info.apiGroup, info.resource);
+  const crdRequest = info.isResourceRequest && info.apiGroup == "apiextensions.k8s.io" && info.resource == "customresourcedefinitions";
+  return new ResponseScope(tenant.name, request.config.hostGroups, new TenantSealer(tenant), sharedView, crdRequest);
+}
 
 const enum BodyMode {
   /** Untouched (no body, a protocol upgrade, text such as pod logs). */

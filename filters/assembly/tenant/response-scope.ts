@@ -19,9 +19,9 @@ export abstract class ContinueSealer {
 
 export class ResponseScope {
   /** "wt-<tenant>-" */
-  readonly prefix: string;
+  prefix: string = "";
   /** "wharf:tenant:<tenant>:" */
-  readonly identity: string;
+  identity: string = "";
 
   constructor(
     public tenant: string,
@@ -33,6 +33,13 @@ export class ResponseScope {
     /** The request was about CustomResourceDefinitions: rows of a Table name CRDs ("plural.wt-T-group"). */
     public crdRequest: bool = false,
   ) {
+    // meta.k8s.io (Table, PartialObjectMetadata, WatchEvent) is served by
+    // every apiserver but missing from discovery, so a host_groups list
+    // taken from /apis would lack it.
+    if (!hostGroups.includes("meta.k8s.io")) {
+      this.hostGroups = hostGroups.slice(0);
+      this.hostGroups.push("meta.k8s.io");
+    }
     this.prefix = tenantPrefix(tenant);
     this.identity = identityPrefix + tenant + ":";
   }

@@ -1,38 +1,11 @@
 // Drives the tenant filter's response side on the compiled module: one
 // request as tenant T, then an upstream response fed in chosen chunks.
-import { ProxyWasmHost, type Headers, type LocalResponse } from "../test-host/host.js";
-import { wasmPath } from "../index.js";
+import type { Headers, LocalResponse, ProxyWasmHost } from "../test-host/host.js";
+import { builtInGroups, tenantEntry, tenantHost } from "./request-harness.js";
 
-/** Kubernetes' built-in groups a tenant sees unmapped (a subset is enough for these tests). */
-export const hostGroups = [
-  "apps",
-  "batch",
-  "events.k8s.io",
-  "rbac.authorization.k8s.io",
-  "apiextensions.k8s.io",
-  "authentication.k8s.io",
-  "authorization.k8s.io",
-  "meta.k8s.io",
-  "coordination.k8s.io",
-  "discovery.k8s.io",
-  "autoscaling",
-  "policy",
-  "storage.k8s.io",
-  "networking.k8s.io",
-  "scheduling.k8s.io",
-  "admissionregistration.k8s.io",
-  "apiregistration.k8s.io",
-  "certificates.k8s.io",
-  "flowcontrol.apiserver.k8s.io",
-  "node.k8s.io",
-  "resource.k8s.io",
-  "storagemigration.k8s.io",
-];
-
-export async function tenantHost(): Promise<ProxyWasmHost> {
-  const host = await ProxyWasmHost.load(wasmPath("tenant"));
-  if (!host.start()) throw new Error(`the tenant filter refused its configuration: ${JSON.stringify(host.logs)}`);
-  return host;
+/** A filter serving tenants "acme" and "other" with Kubernetes' built-in groups as host groups. */
+export async function responseHost(): Promise<ProxyWasmHost> {
+  return tenantHost({ tenants: [tenantEntry("acme"), tenantEntry("other")], hostGroups: builtInGroups });
 }
 
 export interface ResponseRun {
@@ -49,8 +22,6 @@ export interface ResponseRun {
 export interface ResponseInput {
   tenant?: string;
   path?: string;
-  /** The request named CustomResourceDefinitions. */
-  crd?: boolean;
   status?: string;
   contentType?: string;
   extraHeaders?: Headers;
@@ -64,9 +35,7 @@ export function runResponse(host: ProxyWasmHost, input: ResponseInput): Response
     [":path", input.path ?? "/api/v1/namespaces/dev/configmaps"],
     [":authority", "kubernetes"],
     ["x-wharf-tenant", input.tenant ?? "acme"],
-    ["x-test-host-groups", hostGroups.join(",")],
   ];
-  if (input.crd) requestHeaders.push(["x-test-crd", "1"]);
   stream.sendRequestHeaders(requestHeaders);
   const total = input.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
   stream.sendResponseHeaders(
