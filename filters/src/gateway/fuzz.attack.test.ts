@@ -11,16 +11,29 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { type HttpCall, type ProxyWasmHost, type StreamHandle } from "../test-host/host.js";
 import { SharedData } from "../test-host/shared-data.js";
 import { fuzzConfig, fuzzSeed, knownTokens, perUserInflight, RequestFuzzer, seededRandom, spoofMarker, type FuzzRequest } from "./fuzz.js";
-import { clientCertificate, forwardedClientCert, gatewayHost } from "./harness.js";
+import { certificateAuthority, clientCertificate, forwardedClientCert, gatewayHost, serialOf, type GatewayConfigInit } from "./harness.js";
 
 const total = Number(process.env.WHARF_FUZZ_REQUESTS ?? 1_000_000);
 const seed = fuzzSeed();
 
-/** Verified client certificates as Envoy forwards them: groups with and without impersonation rights. */
+/**
+ * Verified client certificates as Envoy forwards them: groups with and
+ * without impersonation rights; host names claiming a tenant's; tenant
+ * "fuzz"'s users (one revoked) and a deleted tenant's.
+ */
 let forwardedCerts: string[] = [];
+let tenants: GatewayConfigInit["tenants"] = [];
 beforeAll(async () => {
-  const subjects = ["/O=devs/O=ops/CN=alice", "/O=system:masters/CN=admin-root", "/O=system:serviceaccounts/CN=system:serviceaccount:ci:builder", "/CN= padded ", "/O=a,b/CN=x\\,y"];
-  forwardedCerts = await Promise.all(subjects.map(async (subject) => forwardedClientCert(await clientCertificate({ subject }))));
+  const subjects = ["/O=devs/O=ops/CN=alice", "/O=system:masters/CN=admin-root", "/O=system:serviceaccounts/CN=system:serviceaccount:ci:builder", "/CN= padded ", "/O=a,b/CN=x\\,y", "/O=wharf:tenant:fuzz:system:masters/CN=eve"];
+  const [fuzzCa, goneCa] = await Promise.all(["fuzz", "gone"].map((name) => certificateAuthority(`/CN=wharf tenant ${name} CA 0123456789abcdef/O=wharf.dev`)));
+  const pems = await Promise.all([
+    ...subjects.map((subject) => clientCertificate({ subject })),
+    clientCertificate({ ca: fuzzCa!, subject: "/O=system:masters/O=devs/CN=admin" }),
+    clientCertificate({ ca: fuzzCa!, subject: "/CN=revoked" }),
+    clientCertificate({ ca: goneCa!, subject: "/O=system:masters/CN=admin" }),
+  ]);
+  forwardedCerts = pems.map(forwardedClientCert);
+  tenants = [{ name: "fuzz", issuerSha256: fuzzCa!.issuerSha256, revokedSerials: [serialOf(pems[subjects.length + 1]!)] }];
 });
 
 const refusals = new Set([400, 401, 403, 429, 503]);
@@ -65,7 +78,7 @@ describe("attack: fuzzing the gateway filter on the test host", () => {
   it(`survives ${total} random and mutated requests: no trap, no spoofed identity, slots given back, memory flat`, { timeout: 600_000 }, async () => {
     let now = 1_000_000_000n;
     const sharedData = new SharedData();
-    const workers = await Promise.all([true, false].map((annotateRequests) => gatewayHost({ ...fuzzConfig, annotateRequests }, { sharedData, now: () => now })));
+    const workers = await Promise.all([true, false].map((annotateRequests) => gatewayHost({ ...fuzzConfig, tenants, annotateRequests }, { sharedData, now: () => now })));
     const fuzz = new RequestFuzzer(seededRandom(seed));
     const open: StreamHandle[] = [];
     const pending: Pending[] = [];
@@ -81,6 +94,16 @@ describe("attack: fuzzing the gateway filter on the test host", () => {
       for (const [name, value] of stream.requestHeaders) {
         if (value.includes(spoofMarker)) fail(`forwarded a client's claim: ${name}: ${value.slice(0, 80)}`);
         if (name === "x-wharf-upstream" && value !== "pool-a" && value !== "pool-b") fail(`forwarded to pool ${value}`);
+      }
+      // Tenant names travel only with the tenant header, and only tenant fuzz's, for a certificate of its CA.
+      const tenantHeaders = stream.requestHeaders.filter(([name]) => name === "x-wharf-tenant");
+      const names = stream.requestHeaders.filter(([name]) => name === "x-remote-user" || name === "x-remote-group").map(([, value]) => value);
+      if (tenantHeaders.length === 0) {
+        if (names.some((value) => value.startsWith("wharf:tenant:"))) fail(`forwarded a tenant name without the tenant header: ${names.join(", ")}`);
+      } else {
+        if (tenantHeaders.length > 1 || tenantHeaders[0]![1] !== "fuzz") fail(`forwarded tenant header ${JSON.stringify(tenantHeaders)}`);
+        if (names.some((value) => value !== "system:authenticated" && !value.startsWith("wharf:tenant:fuzz"))) fail(`a tenant identity with a host name: ${names.join(", ")}`);
+        if (stream.header("x-remote-user")?.endsWith(":revoked")) fail("forwarded a revoked certificate");
       }
     };
     const checkRefusal = (stream: StreamHandle) => {

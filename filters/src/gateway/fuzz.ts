@@ -43,6 +43,7 @@ const queryValues = [
 const identityHeaders = [
   "x-remote-user", "x-remote-group", "x-remote-uid", "x-remote-extra-scopes", "X-Remote-Extra-Foo%2Fbar", "impersonate-user", "impersonate-group",
   "impersonate-uid", "impersonate-extra-scopes", "Impersonate-Extra-a%2Fb", "x-wharf-upstream", "x-wharf-request-info",
+  "x-wharf-tenant", "X-Wharf-Tenant",
 ];
 const otherHeaders = ["content-type", "accept", "user-agent", "x-forwarded-for", "connection", "upgrade", "sec-websocket-protocol", "te", "x-custom", "cookie"];
 
