@@ -1,15 +1,19 @@
 // The one validator for the control plane's configuration. YAML (or any
 // JSON-shaped source) in; a checked GatewayDeployment out, or a ConfigError
 // naming the field. Nothing is pushed unless this returns.
-import { readFile } from "node:fs/promises";
-import { isAbsolute, resolve } from "node:path";
+import { X509Certificate } from "node:crypto";
+import { existsSync } from "node:fs";
+import { access, readFile } from "node:fs/promises";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { create, fromJson, toBinary, type JsonValue } from "@bufbuild/protobuf";
-import { ConfigSchema, type AccessLog, type ClientSidecar, type Config, type UpstreamCluster } from "@wharf/proto/wharf/config/v1/config_pb.js";
+import { ConfigSchema, type AccessLog, type ClientSidecar, type Config, type Tenancy, type UpstreamCluster } from "@wharf/proto/wharf/config/v1/config_pb.js";
 import { GatewayConfigSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js";
 import { parse } from "yaml";
 import type { ClientSidecarDeployment } from "../resources/client-sidecar-resources.js";
 import { accessLogFields, type AccessLogDeployment } from "../resources/access-log.js";
 import { envoyClusterName, type GatewayDeployment, type UpstreamClusterDeployment, type UpstreamPool } from "../resources/gateway-resources.js";
+import { tenantNameError } from "../tenancy/naming.js";
+import { sharedViewResources } from "../tenancy/tenant-store.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -26,6 +30,25 @@ export interface LoadOptions {
   baseDir: string;
   /** The gateway filter's .wasm, read here and shipped to Envoy inline. */
   wasmFile: string;
+  /**
+   * The tenant filter's .wasm (default: tenant.wasm beside wasmFile), read
+   * when the config has tenancy. Missing: tenants' requests pass the
+   * gateway filter alone (identity mapped, nothing rewritten).
+   */
+  tenantWasmFile?: string;
+}
+
+/** The config's tenancy, checked: what the control plane needs besides each tenant's state. */
+export interface TenancyConfig {
+  /** Absolute path: the control plane's own upstream kubeconfig. */
+  kubeconfig: string;
+  /** The gateway URL written into tenant kubeconfigs. */
+  server: string;
+  /** PEM: the CA of the gateway's serving certificate, written into tenant kubeconfigs. */
+  serverCa: string;
+  tenants: Array<{ name: string; sharedViews: string[] }>;
+  /** The tenant filter; undefined when it is not built. */
+  filterModule?: Uint8Array;
 }
 
 /** A checked config: each role's part, ready for its resource builder. */
@@ -35,6 +58,8 @@ export interface LoadedConfig {
   deployment: GatewayDeployment;
   /** The client-sidecar role; undefined when the config has none. */
   clientSidecar?: ClientSidecarDeployment;
+  /** Undefined when the config has no tenancy. */
+  tenancy?: TenancyConfig;
 }
 
 export async function loadConfigText(text: string, options: LoadOptions): Promise<LoadedConfig> {
@@ -53,8 +78,9 @@ export async function loadConfigText(text: string, options: LoadOptions): Promis
     throw new ConfigError("(config)", (error as Error).message.replace(/^cannot decode message wharf\.config\.v1\.Config from JSON: /, ""));
   }
   const deployment = await toDeployment(config, options);
+  const tenancy = await toTenancy(config, deployment, options);
   const clientSidecar = config.clientSidecar && (await toClientSidecar(config.clientSidecar, options));
-  return { config, deployment, clientSidecar };
+  return { config, deployment, clientSidecar, tenancy };
 }
 
 async function readPem(field: string, file: string, baseDir: string): Promise<string> {
@@ -262,4 +288,76 @@ async function toClientSidecar(sidecar: ClientSidecar, options: LoadOptions): Pr
     readRetries: sidecar.readRetries ?? 2,
     localLimit: limit && { requestsPerSecond: limit.requestsPerSecond, burst: limit.burst || limit.requestsPerSecond },
   };
+}
+
+/** The CA certificates in a PEM bundle. */
+function certificatesIn(pem: string): X509Certificate[] {
+  return (pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? []).map((block) => new X509Certificate(block));
+}
+
+function signedBy(leafPem: string, bundle: string): boolean {
+  const [leaf] = certificatesIn(leafPem);
+  return leaf !== undefined && certificatesIn(bundle).some((ca) => leaf.checkIssued(ca) && leaf.verify(ca.publicKey));
+}
+
+const wildcardAddresses = new Set(["0.0.0.0", "::", "[::]"]);
+
+async function toTenancy(config: Config, deployment: GatewayDeployment, options: LoadOptions): Promise<TenancyConfig | undefined> {
+  const tenancy: Tenancy | undefined = config.tenancy;
+  if (!tenancy) {
+    if (config.tenants.length > 0) throw new ConfigError("tenancy.kubeconfig", "required with tenants: the control plane's kubeconfig for setting tenants up upstream");
+    return undefined;
+  }
+  if (config.upstreamClusters.length > 0) throw new ConfigError("tenancy", "only with upstream_cluster (tenants share one upstream cluster)");
+  if (tenancy.kubeconfig === "") throw new ConfigError("tenancy.kubeconfig", "required: the control plane's kubeconfig for setting tenants up upstream");
+  const kubeconfig = isAbsolute(tenancy.kubeconfig) ? tenancy.kubeconfig : resolve(options.baseDir, tenancy.kubeconfig);
+  await access(kubeconfig).catch((error: NodeJS.ErrnoException) => {
+    throw new ConfigError("tenancy.kubeconfig", `cannot read ${kubeconfig}: ${error.code ?? error.message}`);
+  });
+  const seen = new Set<string>();
+  const tenants = config.tenants.map((tenant, index) => {
+    const field = `tenants[${index}]`;
+    const nameError = tenantNameError(tenant.name);
+    if (nameError !== undefined) throw new ConfigError(`${field}.name`, nameError);
+    if (seen.has(tenant.name)) throw new ConfigError(`${field}.name`, `duplicate name "${tenant.name}"`);
+    seen.add(tenant.name);
+    const views = new Set<string>();
+    tenant.sharedViews.forEach((view, at) => {
+      if (!(sharedViewResources as readonly string[]).includes(view)) throw new ConfigError(`${field}.shared_views[${at}]`, `"${view}" cannot be shared (one of ${sharedViewResources.join(", ")})`);
+      if (views.has(view)) throw new ConfigError(`${field}.shared_views[${at}]`, `"${view}" is listed twice`);
+      views.add(view);
+    });
+    return { name: tenant.name, sharedViews: [...views] };
+  });
+  const cluster = deployment.clusters[0]!;
+  let server = tenancy.server;
+  if (server === "") {
+    const address = deployment.listenAddress ?? "127.0.0.1";
+    if (wildcardAddresses.has(address)) throw new ConfigError("tenancy.server", `required when the listener listens on ${address}: the URL tenants' kubeconfigs reach the gateway at`);
+    server = `https://${address.includes(":") ? `[${address}]` : address}:${deployment.listenPort}`;
+  } else {
+    let url: URL | undefined;
+    try {
+      url = new URL(server);
+    } catch {
+      url = undefined;
+    }
+    if (url?.protocol !== "https:" || url.pathname !== "/" || url.search !== "" || url.username !== "") throw new ConfigError("tenancy.server", `"${server}" is not an https://host[:port] URL`);
+    server = url.origin;
+  }
+  let serverCa: string;
+  if (tenancy.serverCaFile !== "") {
+    serverCa = await readPem("tenancy.server_ca_file", tenancy.serverCaFile, options.baseDir);
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(serverCa)) throw new ConfigError("tenancy.server_ca_file", "holds a private key; give the CA certificate alone");
+  } else {
+    // Tenants' kubeconfigs must trust whatever signed the serving
+    // certificate; the client CA is only the right default when it did.
+    if (!signedBy(cluster.servingCert, cluster.clientCa)) {
+      throw new ConfigError("tenancy.server_ca_file", "required: listener.cert_file is not signed by listener.client_ca_file, so name the CA that signed it (tenant kubeconfigs trust it)");
+    }
+    serverCa = certificatesIn(cluster.clientCa).map((ca) => ca.toString()).join("");
+  }
+  const tenantWasmFile = options.tenantWasmFile ?? join(dirname(options.wasmFile), "tenant.wasm");
+  const filterModule = existsSync(tenantWasmFile) ? await readFile(tenantWasmFile) : undefined;
+  return { kubeconfig, server, serverCa, tenants, ...(filterModule ? { filterModule } : {}) };
 }
