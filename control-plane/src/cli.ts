@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `wharf` command.
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { chmod, readFile, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -57,6 +57,18 @@ const usage = `Usage:
       control plane would push, for an Envoy without a control plane.
   wharf config validate -f FILE
       Checks a config file the way the control plane would.
+  wharf tenant create NAME [--shared-view RESOURCE]... [-o FILE]
+  wharf tenant delete NAME
+  wharf tenant list
+  wharf tenant kubeconfig NAME [--user U] [--group G]... [--ttl DURATION] [-o FILE]
+  wharf tenant revoke NAME --user U
+      Tenants (docs/tenancy.md) through the admin API (--admin URL --token-file
+      FILE; default: the stack \`npm start\` runs). create sets the tenant up
+      and prints its first kubeconfig (user admin, group system:masters, 8h);
+      kubeconfig issues one for a user (default admin; --ttl e.g. 30m, 8h,
+      at most 720h; issuing again renews); revoke refuses every certificate
+      the user holds, at once; delete removes its credentials, then exactly
+      its objects upstream. Kubeconfigs go to stdout, or to -o FILE (0600).
 `;
 
 function log(level: "info" | "warn" | "error", msg: string, fields: Record<string, unknown> = {}): void {
@@ -130,6 +142,76 @@ function adminClient(values: { admin?: string; "token-file"?: string }, token: s
     ],
   });
   return createClient(AdminService, transport);
+}
+
+/** The admin client for a command given --admin/--token-file, or the stack `npm start` runs. */
+async function stackAdminClient(values: { admin?: string; "token-file"?: string }) {
+  const stack = values.admin === undefined && existsSync(defaultStackFile) ? await readStackFile(defaultStackFile).catch((error: Error) => fail(`${defaultStackFile}: ${error.message}`)) : undefined;
+  const admin = values.admin ?? (stack?.adminUrl || undefined);
+  return adminClient({ admin }, await readToken(values["token-file"] ?? (stack?.adminTokenFile || undefined)));
+}
+
+/** "90s", "30m", "8h", "1h30m" → seconds. */
+function parseDuration(text: string): number {
+  const match = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(text);
+  if (!match || text === "") fail(`--ttl ${text}: want a duration such as 30m, 8h or 1h30m`);
+  return Number(match[1] ?? 0) * 3600 + Number(match[2] ?? 0) * 60 + Number(match[3] ?? 0);
+}
+
+async function writeKubeconfigOut(file: string | undefined, kubeconfig: string): Promise<void> {
+  if (file === undefined) {
+    process.stdout.write(kubeconfig);
+    return;
+  }
+  await writeFile(file, kubeconfig, { mode: 0o600 });
+  await chmod(file, 0o600);
+}
+
+async function tenant(sub: string | undefined, args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      admin: { type: "string" },
+      "token-file": { type: "string" },
+      "shared-view": { type: "string", multiple: true },
+      user: { type: "string" },
+      group: { type: "string", multiple: true },
+      ttl: { type: "string" },
+      output: { type: "string", short: "o" },
+    },
+  });
+  const name = positionals[0];
+  if (sub !== "list" && (name === undefined || positionals.length !== 1)) fail(`tenant ${sub ?? ""} needs one tenant NAME`);
+  const client = await stackAdminClient(values);
+  const refused = (error: Error) => fail(error.message);
+  if (sub === "create") {
+    const response = await client.createTenant({ name: name!, sharedViews: values["shared-view"] ?? [] }).catch(refused);
+    await writeKubeconfigOut(values.output, response.kubeconfig);
+    process.stderr.write(`tenant ${name} created${values.output ? `; kubeconfig for its admin in ${values.output}` : ""}\n`);
+  } else if (sub === "delete") {
+    const response = await client.deleteTenant({ name: name! }).catch(refused);
+    const removed = Object.entries(response.deleted).map(([resource, count]) => `${count} ${resource}`);
+    process.stdout.write(`tenant ${name} deleted${removed.length > 0 ? ` (removed upstream: ${removed.join(", ")})` : ""}\n`);
+  } else if (sub === "list") {
+    const response = await client.listTenants({}).catch(refused);
+    for (const entry of response.tenants) {
+      const certificates = Object.entries(entry.activeCertificates).map(([user, count]) => `${user}:${count}`).join(",") || "-";
+      process.stdout.write(`${entry.name}\tcreated ${entry.createdAt}\tshared ${entry.sharedViews.join(",") || "-"}\tcertificates ${certificates}\n`);
+    }
+  } else if (sub === "kubeconfig") {
+    const response = await client
+      .issueTenantKubeconfig({ tenant: name!, user: values.user ?? "", groups: values.group ?? [], ttlSeconds: values.ttl === undefined ? 0 : parseDuration(values.ttl) })
+      .catch(refused);
+    await writeKubeconfigOut(values.output, response.kubeconfig);
+    process.stderr.write(`expires ${response.expiresAt}\n`);
+  } else if (sub === "revoke") {
+    if (!values.user) fail("tenant revoke needs --user U");
+    const response = await client.revokeTenantUser({ tenant: name!, user: values.user }).catch(refused);
+    process.stdout.write(`revoked ${response.revokedCertificates} certificate(s) of ${values.user} in tenant ${name}\n`);
+  } else {
+    fail(`tenant ${sub ?? ""}: want create, delete, list, kubeconfig or revoke`);
+  }
 }
 
 async function status(args: string[]): Promise<void> {
@@ -256,6 +338,7 @@ else if (command === "envoy" && sub === "ca") await envoyCa(rest);
 else if (command === "config" && sub === "validate") await validate(rest);
 else if (command === "config" && sub === "apply") await apply(rest);
 else if (command === "status") await status(process.argv.slice(3));
+else if (command === "tenant") await tenant(sub, rest);
 else {
   process.stdout.write(usage);
   if (command !== undefined && command !== "--help" && command !== "help") process.exit(2);

@@ -4,9 +4,11 @@
 // disk always says what is being served.
 import { readFile, rename, watch, writeFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { loadConfigText } from "./config/load-config.js";
+import { loadConfigText, type TenancyConfig } from "./config/load-config.js";
 import { clientSidecarResources } from "./resources/client-sidecar-resources.js";
-import { gatewayResources } from "./resources/gateway-resources.js";
+import { gatewayResources, type TenancyDeployment } from "./resources/gateway-resources.js";
+import { builtinGroups } from "./tenancy/naming.js";
+import type { TenantStore } from "./tenancy/tenant-store.js";
 import type { SnapshotCache } from "./xds/cache.js";
 import { Snapshot } from "./xds/snapshot.js";
 
@@ -15,7 +17,10 @@ export type Log = (level: "info" | "warn" | "error", msg: string, fields?: Recor
 export class ConfigSource {
   private version = 0;
   private appliedText: string | undefined;
+  private appliedTenancy: TenancyConfig | undefined;
   private readonly file: string;
+  /** The tail of the applies: one at a time, in call order, so an older config never lands last. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     file: string,
@@ -24,6 +29,8 @@ export class ConfigSource {
     private readonly log: Log,
     /** Set when the config lives elsewhere (a custom resource): applies must go there. */
     private readonly readOnlyReason?: string,
+    /** Each tenant's CA, revocations and continue key (tenancy/tenant-store.ts). */
+    private readonly tenantStore?: TenantStore,
   ) {
     this.file = resolve(file);
   }
@@ -36,29 +43,80 @@ export class ConfigSource {
     return this.appliedText ?? "";
   }
 
+  /** The served config's tenancy; undefined when it has none. */
+  get currentTenancy(): TenancyConfig | undefined {
+    return this.appliedTenancy;
+  }
+
+  /** Why this source cannot be changed here (its config lives in a custom resource); undefined when it can. */
+  get readOnly(): string | undefined {
+    return this.readOnlyReason;
+  }
+
   /** Validates and serves `text`; throws (ConfigError, SnapshotError) and changes nothing if it is refused. */
   async apply(text: string): Promise<string> {
-    const { deployment, clientSidecar } = await loadConfigText(text, { baseDir: dirname(this.file), wasmFile: this.wasmFile });
-    // Each role from its own resource set: the client sidecar's never holds a key.
-    const version = String(this.version + 1);
-    const snapshot = Snapshot.build(version, gatewayResources(deployment));
-    const sidecarSnapshot = Snapshot.build(version, clientSidecar ? clientSidecarResources(clientSidecar) : {});
-    this.version++;
-    this.appliedText = text;
-    this.cache.setRoleSnapshot("gateway", snapshot);
-    this.cache.setRoleSnapshot("client-sidecar", sidecarSnapshot);
-    this.log("info", "config applied", { source: this.readOnlyReason ? "kubernetes" : this.file, version: snapshot.version });
-    return snapshot.version;
+    return this.serialized(() => this.applyNow(text));
+  }
+
+  /** Serves the current config again, with the tenants' state as it is now (a revocation). */
+  async refresh(): Promise<string> {
+    return this.serialized(() => this.applyNow(this.currentText));
   }
 
   /** Applies `text` and then writes it to the file, atomically. */
   async applyAndSave(text: string): Promise<string> {
+    return this.edit(() => text);
+  }
+
+  /**
+   * Applies `change(current text)` and writes it to the file, with no other
+   * apply in between: a read-modify-write (adding or removing a tenant).
+   */
+  async edit(change: (text: string) => string): Promise<string> {
     if (this.readOnlyReason) throw new Error(this.readOnlyReason);
-    const version = await this.apply(text);
-    const temporary = `${this.file}.wharf-tmp`;
-    await writeFile(temporary, text);
-    await rename(temporary, this.file);
-    return version;
+    return this.serialized(async () => {
+      const text = change(this.currentText);
+      const version = await this.applyNow(text);
+      const temporary = `${this.file}.wharf-tmp`;
+      await writeFile(temporary, text);
+      await rename(temporary, this.file);
+      return version;
+    });
+  }
+
+  private async applyNow(text: string): Promise<string> {
+    const { deployment, clientSidecar, tenancy } = await loadConfigText(text, { baseDir: dirname(this.file), wasmFile: this.wasmFile });
+    const served = tenancy ? { ...deployment, tenancy: await this.tenancyDeployment(tenancy) } : deployment;
+    // Each role from its own resource set: the client sidecar's never holds a key.
+    const version = String(this.version + 1);
+    const snapshot = Snapshot.build(version, gatewayResources(served));
+    const sidecarSnapshot = Snapshot.build(version, clientSidecar ? clientSidecarResources(clientSidecar) : {});
+    this.version++;
+    this.appliedText = text;
+    this.appliedTenancy = tenancy;
+    this.cache.setRoleSnapshot("gateway", snapshot);
+    this.cache.setRoleSnapshot("client-sidecar", sidecarSnapshot);
+    this.log("info", "config applied", { source: this.readOnlyReason ? "kubernetes" : this.file, version: snapshot.version, ...(tenancy ? { tenants: tenancy.tenants.length } : {}) });
+    return snapshot.version;
+  }
+
+  /** The tenants' trust, revocations and continue keys from the state directory (a tenant new to it gets its CA now). */
+  private async tenancyDeployment(tenancy: TenancyConfig): Promise<TenancyDeployment> {
+    const store = this.tenantStore;
+    if (!store) throw new Error("tenancy needs the control plane's state directory (tenant CAs live there)");
+    const tenants = await Promise.all(
+      tenancy.tenants.map(async ({ name, sharedViews }) => {
+        const state = await store.ensure(name);
+        return { name, sharedViews, caCert: state.caCert, issuerSha256: state.issuerSha256, revokedSerials: state.revokedSerials, continueKey: state.continueKey };
+      }),
+    );
+    return { tenants, hostGroups: [...builtinGroups], ...(tenancy.filterModule ? { filterModule: tenancy.filterModule } : {}) };
+  }
+
+  private serialized<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.queue.catch(() => undefined).then(work);
+    this.queue = next.catch(() => undefined);
+    return next;
   }
 
   async loadFile(): Promise<void> {

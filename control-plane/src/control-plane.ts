@@ -4,11 +4,15 @@
 // serves snapshots from a config file, a GatewayConfig resource, or, with
 // neither, whatever the caller sets on the cache.
 import { ServerCredentials } from "@grpc/grpc-js";
+import { KubeConfig } from "@kubernetes/client-node";
 import { startAdminServer, type RunningAdminServer } from "./admin/admin-server.js";
 import { ConfigSource, type Log } from "./config-source.js";
 import { NodeCa } from "./credentials/node-ca.js";
 import { watchGatewayConfig, type GatewayConfigRef } from "./kube-source.js";
 import { ControlPlaneMetrics } from "./metrics.js";
+import { namespaceWithPrefix } from "./tenancy/prefix-check.js";
+import { TenantStore } from "./tenancy/tenant-store.js";
+import { Tenants, type TenantUpstream } from "./tenancy/tenants.js";
 import { SnapshotCache } from "./xds/cache.js";
 import { certificateAuthenticator } from "./xds/node-auth.js";
 import { startXdsServer } from "./xds/xds-server.js";
@@ -24,6 +28,8 @@ export interface ControlPlaneOptions {
   /** The gateway filter's module, shipped to gateway nodes. */
   wasmFile?: string;
   admin?: { token: string; host: string; port: number };
+  /** What sets tenants up and tears them down upstream, for the config's tenancy.kubeconfig. */
+  tenantUpstream?: (kubeconfig: string) => TenantUpstream;
   log?: Log;
 }
 
@@ -34,6 +40,8 @@ export interface RunningControlPlane {
   ca: NodeCa;
   metrics: ControlPlaneMetrics;
   config?: ConfigSource;
+  /** Present with a config source. */
+  tenants?: Tenants;
   admin?: RunningAdminServer;
   /** Settles when the config source stops watching (after stop()); rejects if watching failed. */
   watching: Promise<void>;
@@ -55,19 +63,22 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       log("warn", "envoy rejected configuration", { node: node.name, role: node.role, kind, version, error: message });
     },
   });
+  const tenantStore = new TenantStore(options.stateDir);
   const config =
     options.config === undefined
       ? undefined
       : "file" in options.config
-        ? new ConfigSource(options.config.file, options.wasmFile ?? "", cache, log)
+        ? new ConfigSource(options.config.file, options.wasmFile ?? "", cache, log, undefined, tenantStore)
         : new ConfigSource(
             `${options.stateDir}/gatewayconfig.yaml`,
             options.wasmFile ?? "",
             cache,
             log,
             `the config is GatewayConfig ${options.config.kubeResource.namespace}/${options.config.kubeResource.name}: change that resource`,
+            tenantStore,
           );
   if (config && options.config && "file" in options.config) await config.loadFile();
+  const tenants = config && new Tenants({ config, store: tenantStore, cache, upstream: options.tenantUpstream ?? ((file) => namespaceCheckOnly(file, log)), log });
 
   const serving = ca.issueServer(options.xdsServerNames ?? defaultXdsServerNames);
   const xds = await startXdsServer(cache, {
@@ -86,7 +97,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
 
   let admin: RunningAdminServer | undefined;
   if (options.admin) {
-    admin = await startAdminServer({ config, cache, metrics, token: options.admin.token, host: options.admin.host, port: options.admin.port });
+    admin = await startAdminServer({ config, cache, metrics, tenants, token: options.admin.token, host: options.admin.host, port: options.admin.port });
     log("info", "admin API serving", { url: admin.url });
   }
 
@@ -106,6 +117,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     ca,
     metrics,
     config,
+    tenants,
     admin,
     watching,
     async stop() {
@@ -113,5 +125,25 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       await Promise.all([xds.stop(), admin?.stop()]);
       await watching.catch(() => undefined);
     },
+  };
+}
+
+/**
+ * Until upstream.ts (RBAC, namespaces, admission policy) is wired in: the
+ * name check alone. A tenant's identity then has no RBAC upstream, so it can
+ * do nothing there but ask who it is; its objects are never made.
+ */
+function namespaceCheckOnly(kubeconfigFile: string, log: Log): TenantUpstream {
+  const kubeconfig = new KubeConfig();
+  kubeconfig.loadFromFile(kubeconfigFile);
+  const skipped = async (what: string) => log("warn", `tenancy: ${what} upstream is not wired in yet; skipped`);
+  return {
+    ensurePolicy: () => skipped("the admission policy"),
+    prefixTaken: async (tenant) => {
+      const namespace = await namespaceWithPrefix(kubeconfig, tenant);
+      return namespace === undefined ? undefined : `namespace ${namespace} exists`;
+    },
+    setUp: () => skipped("setting a tenant up"),
+    remove: async () => (await skipped("removing a tenant's objects"), {}),
   };
 }

@@ -16,16 +16,19 @@ import {
 } from "@wharf/proto/wharf/admin/v1/admin_pb.js";
 import type { ConfigSource } from "../config-source.js";
 import type { ControlPlaneMetrics } from "../metrics.js";
+import type { Tenants } from "../tenancy/tenants.js";
 import type { SnapshotCache } from "../xds/cache.js";
+import { tenantRoutes } from "./tenant-routes.js";
 
 export interface RunningAdminServer {
   url: string;
   stop(): Promise<void>;
 }
 
-function routes(config: ConfigSource | undefined, cache: SnapshotCache) {
+function routes(config: ConfigSource | undefined, cache: SnapshotCache, tenants: Tenants | undefined) {
   return (router: ConnectRouter) =>
     router.service(AdminService, {
+      ...tenantRoutes(tenants),
       getStatus: () =>
         create(GetStatusResponseSchema, {
           configVersion: config?.currentVersion ?? "",
@@ -57,15 +60,17 @@ export interface AdminServerOptions {
   config: ConfigSource | undefined;
   cache: SnapshotCache;
   metrics: ControlPlaneMetrics;
+  /** Absent: the tenant calls answer FailedPrecondition. */
+  tenants?: Tenants;
   token: string;
   host: string;
   port: number;
 }
 
-export async function startAdminServer({ config, cache, metrics, token, host, port }: AdminServerOptions): Promise<RunningAdminServer> {
+export async function startAdminServer({ config, cache, metrics, tenants, token, host, port }: AdminServerOptions): Promise<RunningAdminServer> {
   if (token.length < 16) throw new Error("the admin token must be at least 16 characters");
   const expected = Buffer.from(`Bearer ${token}`);
-  const handler = connectNodeAdapter({ routes: routes(config, cache) });
+  const handler = connectNodeAdapter({ routes: routes(config, cache, tenants) });
   const server: Server = createServer((request, response) => {
     if (request.url === "/healthz" && request.method === "GET") {
       response.writeHead(200, { "content-type": "text/plain" }).end("ok");

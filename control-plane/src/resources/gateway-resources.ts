@@ -3,7 +3,9 @@
 // one static config (static-bootstrap.ts) for the tests, the benchmark and
 // `wharf envoy static`. Certificates travel as SDS secrets, so rotating one
 // is a snapshot update, not a restart.
-import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { GatewayConfigSchema, TenantIssuerSchema } from "@wharf/proto/wharf/gateway/v1/gateway_pb.js";
+import { TenantFilterConfigSchema } from "@wharf/proto/wharf/tenant/v1/tenant_pb.js";
 import type { ResourceSet } from "../xds/snapshot.js";
 import { accessLogFor, type AccessLogDeployment } from "./access-log.js";
 import { clientTimeouts } from "./timeouts.js";
@@ -49,6 +51,35 @@ export interface UpstreamClusterDeployment {
   accessLog?: AccessLogDeployment;
 }
 
+/** One tenant as the gateway needs it (docs/tenancy.md). */
+export interface TenantDeployment {
+  name: string;
+  sharedViews: string[];
+  /** PEM: the tenant's CA, trusted for client certificates beside the cluster's client CA. */
+  caCert: string;
+  /** SHA-256 (hex) of the CA's subject Name DER: how the gateway filter tells its users. */
+  issuerSha256: string;
+  /** Unexpired certificates refused (serial hex, TenantIssuer.revoked_serials). */
+  revokedSerials: string[];
+  /** 32 bytes: seals the tenant's continue tokens. */
+  continueKey: Uint8Array;
+}
+
+/** Tenants on the one upstream cluster. */
+export interface TenancyDeployment {
+  tenants: TenantDeployment[];
+  /**
+   * The tenant filter's module, chained right after the gateway filter;
+   * absent: not chained (tenant users are mapped to their upstream identity
+   * by the gateway filter, and nothing of their requests is rewritten).
+   */
+  filterModule?: Uint8Array;
+  /** API groups tenants see as they are (the host's built-ins, "" = core). */
+  hostGroups: string[];
+  /** Default "x-wharf-tenant". */
+  tenantHeader?: string;
+}
+
 export interface GatewayDeployment {
   /** Default 127.0.0.1: nothing listens beyond loopback unless configured. */
   listenAddress?: string;
@@ -58,6 +89,8 @@ export interface GatewayDeployment {
   /** One listener filter chain each, chosen by SNI. */
   clusters: UpstreamClusterDeployment[];
   routingHeader?: string;
+  /** Tenants (config with upstream_cluster only: one cluster); absent: none. */
+  tenancy?: TenancyDeployment;
 }
 
 /**
@@ -68,7 +101,7 @@ export type SingleClusterDeployment = Omit<GatewayDeployment, "clusters"> & Omit
 
 function clustersOf(deployment: GatewayDeployment | SingleClusterDeployment): UpstreamClusterDeployment[] {
   if ("clusters" in deployment) return deployment.clusters;
-  const { listenAddress: _address, listenPort: _port, wasmModule: _wasm, routingHeader: _header, ...cluster } = deployment;
+  const { listenAddress: _address, listenPort: _port, wasmModule: _wasm, routingHeader: _header, tenancy: _tenancy, ...cluster } = deployment;
   return [{ ...cluster, name: "", hostnames: [] }];
 }
 
@@ -163,6 +196,36 @@ function upstreamTls(pool: UpstreamPool, clientCert: string, upstreamCa: string)
   };
 }
 
+const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
+
+/** The listener's trusted client CAs: the cluster's, then every tenant's. */
+function clientCaBundle(clusterCa: string, tenancy: TenancyDeployment | undefined): string {
+  const pems = [clusterCa, ...(tenancy?.tenants ?? []).map((tenant) => tenant.caCert)];
+  return pems.map((pem) => (pem.endsWith("\n") ? pem : `${pem}\n`)).join("");
+}
+
+/** The gateway filter's config with the tenants' issuers (and revoked serials) in it. */
+function withTenantIssuers(gatewayConfig: Uint8Array, tenancy: TenancyDeployment | undefined): Uint8Array {
+  if (!tenancy) return gatewayConfig;
+  const config = fromBinary(GatewayConfigSchema, gatewayConfig);
+  config.tenants = tenancy.tenants.map((tenant) =>
+    create(TenantIssuerSchema, { name: tenant.name, issuerSha256: tenant.issuerSha256, revokedSerials: tenant.revokedSerials }),
+  );
+  config.tenantHeader = tenancy.tenantHeader ?? "x-wharf-tenant";
+  return toBinary(GatewayConfigSchema, config);
+}
+
+function tenantFilterConfig(tenancy: TenancyDeployment): Uint8Array {
+  return toBinary(
+    TenantFilterConfigSchema,
+    create(TenantFilterConfigSchema, {
+      tenants: tenancy.tenants.map((tenant) => ({ name: tenant.name, sharedViews: tenant.sharedViews, continueKey: tenant.continueKey })),
+      hostGroups: tenancy.hostGroups,
+      tenantHeader: tenancy.tenantHeader ?? "x-wharf-tenant",
+    }),
+  );
+}
+
 /** Each pool's resource followed by its HTTP/1.1 twin for upgrades (upgrades.ts). */
 function withUpgradeTwins(resources: JsonObject[], twin: (resource: JsonObject) => JsonObject): JsonObject[] {
   return resources.flatMap((resource) => [resource, twin(resource)]);
@@ -184,14 +247,17 @@ interface ClusterResources {
  * flow-control buckets is never read across clusters), and the filter chain
  * that its hostnames select.
  */
-function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8Array, header: string): ClusterResources {
+function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8Array, header: string, tenancy: TenancyDeployment | undefined): ClusterResources {
   const others = cluster.pools.filter((pool) => pool.name !== cluster.defaultPool);
   const name = (resource: string) => scoped(cluster, resource);
   const filterName = name("wharf.gateway");
+  const tenantFilterName = name("wharf.tenant");
+  const tenantFilter = tenancy?.filterModule;
+  const tenantHeader = tenancy?.tenantHeader ?? "x-wharf-tenant";
   return {
     secret: [
       { name: name("gateway-serving"), tls_certificate: { certificate_chain: { inline_string: cluster.servingCert }, private_key: { inline_string: cluster.servingKey } } },
-      { name: name("client-ca"), validation_context: { trusted_ca: { inline_string: cluster.clientCa } } },
+      { name: name("client-ca"), validation_context: { trusted_ca: { inline_string: clientCaBundle(cluster.clientCa, tenancy) } } },
       { name: name("front-proxy-client"), tls_certificate: { certificate_chain: { inline_string: cluster.frontProxyCert }, private_key: { inline_string: cluster.frontProxyKey } } },
       { name: name("upstream-ca"), validation_context: { trusted_ca: { inline_string: cluster.upstreamCa } } },
     ],
@@ -247,11 +313,28 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
             // replaced by a fresh one for the next request (Envoy counts the
             // reloads): never fail-open, never a gateway stuck refusing all.
             failure_policy: "FAIL_RELOAD",
-            configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: Buffer.from(cluster.gatewayConfig).toString("base64") },
-            vm_config: { vm_id: filterName, runtime: "envoy.wasm.runtime.v8", code: { local: { inline_bytes: Buffer.from(wasmModule).toString("base64") } } },
+            configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: base64(withTenantIssuers(cluster.gatewayConfig, tenancy)) },
+            vm_config: { vm_id: filterName, runtime: "envoy.wasm.runtime.v8", code: { local: { inline_bytes: base64(wasmModule) } } },
           },
         },
       },
+      ...(tenancy && tenantFilter
+        ? [
+            {
+              name: tenantFilterName,
+              typed_config: {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                config: {
+                  name: tenantFilterName,
+                  root_id: "wharf.tenant",
+                  failure_policy: "FAIL_RELOAD",
+                  configuration: { "@type": "type.googleapis.com/google.protobuf.BytesValue", value: base64(tenantFilterConfig(tenancy)) },
+                  vm_config: { vm_id: tenantFilterName, runtime: "envoy.wasm.runtime.v8", code: { local: { inline_bytes: base64(tenantFilter) } } },
+                },
+              },
+            },
+          ]
+        : []),
     ],
     route: [
       {
@@ -262,7 +345,8 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
             // cannot reach another cluster's pools (no domain fronting).
             name: "kube",
             domains: ["*"],
-            request_headers_to_remove: ["x-forwarded-client-cert"],
+            // The tenant header is the filters' business: never the apiserver's.
+            request_headers_to_remove: ["x-forwarded-client-cert", ...(tenancy ? [tenantHeader] : [])],
             routes: [
               ...others.flatMap((pool) => routesFor(pool.name, envoyClusterName(cluster, pool.name), header, false)),
               ...routesFor(cluster.defaultPool, envoyClusterName(cluster, cluster.defaultPool), header, true),
@@ -310,6 +394,12 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
                 name: filterName,
                 config_discovery: { config_source: ads, type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"] },
               },
+              // Present whenever the config has tenancy (even with no tenant
+              // yet), so creating or deleting a tenant changes ECDS and SDS
+              // resources only: no listener update, no connection drained.
+              ...(tenancy && tenantFilter
+                ? [{ name: tenantFilterName, config_discovery: { config_source: ads, type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"] } }]
+                : []),
               { name: "envoy.filters.http.router", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
             ],
           },
@@ -328,7 +418,8 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
 export function gatewayResources(deployment: GatewayDeployment | SingleClusterDeployment): ResourceSet {
   const header = deployment.routingHeader ?? "x-wharf-upstream";
   const upstreams = clustersOf(deployment);
-  const clusters = upstreams.map((cluster) => clusterResources(cluster, deployment.wasmModule, header));
+  const tenancy = deployment.tenancy;
+  const clusters = upstreams.map((cluster) => clusterResources(cluster, deployment.wasmModule, header, tenancy));
   const bySni = upstreams.some((cluster) => cluster.hostnames.length > 0);
   return {
     secret: clusters.flatMap((cluster) => cluster.secret),

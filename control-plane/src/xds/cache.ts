@@ -96,6 +96,8 @@ export class SnapshotCache implements ConfigWatcher {
   private readonly byNode = new Map<string, Snapshot>();
   /** By role and name: a name reused in another role is another node. */
   private readonly nodes = new Map<string, NodeState>();
+  /** Checked after every ACK, NACK and closed stream (see whenNodes). */
+  private readonly nodeWaiters = new Set<() => void>();
 
   constructor(private readonly observer: CacheObserver = {}) {}
 
@@ -140,6 +142,33 @@ export class SnapshotCache implements ConfigWatcher {
     if (!state) return;
     state.streams = Math.max(0, state.streams - 1);
     state.status.connected = state.streams > 0;
+    this.nodesChanged();
+  }
+
+  /**
+   * Resolves true once `done` holds for every connected node of `role` (e.g.
+   * each has acknowledged a version), false when `timeoutMs` passes first.
+   */
+  whenNodes(role: Role, done: (status: NodeStatus) => boolean, timeoutMs: number): Promise<boolean> {
+    const settled = () => [...this.nodes.values()].every((state) => state.identity.role !== role || !state.status.connected || done(state.status));
+    if (settled()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!settled()) return;
+        finish(true);
+      };
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      const finish = (result: boolean) => {
+        clearTimeout(timer);
+        this.nodeWaiters.delete(check);
+        resolve(result);
+      };
+      this.nodeWaiters.add(check);
+    });
+  }
+
+  private nodesChanged(): void {
+    for (const check of [...this.nodeWaiters]) check();
   }
 
   watch(node: NodeIdentity, request: SotwWatch, respond: (response: SotwResponse) => void): () => void {
@@ -172,6 +201,7 @@ export class SnapshotCache implements ConfigWatcher {
           if (status && (subscription.pendingVersion === undefined || status.acked[subscription.kind] === subscription.pendingVersion)) {
             subscription.pendingVersion = snapshot.version;
             status.acked[subscription.kind] = snapshot.version;
+            queueMicrotask(() => this.nodesChanged());
           }
           return false;
         }
@@ -188,6 +218,7 @@ export class SnapshotCache implements ConfigWatcher {
   acked(node: NodeIdentity, kind: ResourceKind, version: string): void {
     const status = this.nodes.get(key(node))?.status;
     if (status) status.acked[kind] = version;
+    this.nodesChanged();
   }
 
   nacked(node: NodeIdentity, kind: ResourceKind, version: string, message: string): void {
@@ -195,6 +226,7 @@ export class SnapshotCache implements ConfigWatcher {
     const status = this.nodes.get(key(node))?.status;
     if (status) status.lastNack = { kind, version, message, at: new Date() };
     this.observer.nacked?.(node, kind, version, message);
+    this.nodesChanged();
   }
 
   private register(node: NodeIdentity, watch: Watch): () => void {
