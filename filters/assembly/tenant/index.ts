@@ -5,6 +5,10 @@
 // header pass untouched: they are host identities.
 import {
   BufferType,
+  isValidUtf8,
+  replaceHeader,
+  requestCollection,
+  setBufferBytes,
   FilterDataStatus,
   FilterHeadersStatus,
   getBufferBytes,
@@ -24,7 +28,16 @@ import { classify } from "../gateway/request-info";
 import { decodeConfig, TenantFilterConfig } from "./config";
 import { isTenantName } from "./naming";
 import { TenantRequest } from "./request-state";
+import { planPath, Refusal, Scope } from "./request-path";
+import { mapQuery } from "./query";
+import { bodyFormat, BodyFormat, mapAccept } from "./request-headers";
+import { mapBody } from "./request-body";
 import { responseScope, TenantResponse } from "./response-filter";
+
+/** kube-apiserver's own limit on a request body (3 MiB): the filter buffers no more. */
+export const maxBodyBytes: u32 = 3 * 1024 * 1024;
+/** Inputs from this size on are rare: their garbage is collected right away. */
+const largeInputBytes: u32 = 16 * 1024;
 
 export * from "../sdk/abi";
 
@@ -57,6 +70,11 @@ export function replyStatus(code: u32, reason: string, message: string): void {
   sendLocalResponse(code, "wharf_tenant_" + reason.toLowerCase(), String.UTF8.encode(statusBody(<i32>code, reason, message, 0)), headers);
 }
 
+function refuse(refusal: Refusal): FilterHeadersStatus {
+  replyStatus(refusal.code, refusal.reason, refusal.message);
+  return FilterHeadersStatus.StopIteration;
+}
+
 function headerValue(headers: HeaderPair[], name: string): string | null {
   for (let i = 0; i < headers.length; i++) if (headers[i].name == name) return headers[i].value;
   return null;
@@ -65,6 +83,8 @@ function headerValue(headers: HeaderPair[], name: string): string | null {
 export class TenantStream extends HttpContext {
   /** Set for a tenant's request; null: a host identity's request, passed untouched both ways. */
   request: TenantRequest | null = null;
+  /** How the request body is mapped (None: passed as it comes). */
+  private bodyFormat: BodyFormat = BodyFormat.None;
 
   private get root_(): TenantRoot {
     return this.root as TenantRoot;
@@ -95,11 +115,66 @@ export class TenantStream extends HttpContext {
       replyStatus(400, "BadRequest", "the tenant filter refuses a request it cannot classify as the apiserver would: " + info.refusal);
       return FilterHeadersStatus.StopIteration;
     }
-    this.request = new TenantRequest(config, tenant!, info);
+    const rawPath = path!;
+    const plan = planPath(config, tenant!, info, rawPath);
+    if (plan.refusal !== null) return refuse(plan.refusal!);
+    const queryAt = rawPath.indexOf("?");
+    let upstreamPath = plan.path;
+    if (queryAt >= 0 || plan.needsTenantLabel) {
+      const query = mapQuery(config, tenant!, plan, rawPath, queryAt < 0 ? rawPath.length : queryAt + 1, rawPath.length);
+      if (query.refusal !== null) return refuse(query.refusal!);
+      if (query.query.length > 0) upstreamPath += "?" + query.query;
+      else if (queryAt >= 0 && upstreamPath == rawPath.substring(0, queryAt)) upstreamPath = rawPath;
+    }
+    if (upstreamPath != rawPath) replaceHeader(MapType.HttpRequestHeaders, ":path", upstreamPath);
+
+    const request = new TenantRequest(config, tenant!, info);
+    request.plan = plan;
+    const accept = mapAccept(headerValue(headers, "accept"));
+    request.asTable = accept.asTable;
+    request.aggregatedDiscovery = accept.aggregatedDiscovery;
+    if (accept.accept !== null) replaceHeader(MapType.HttpRequestHeaders, "accept", accept.accept!);
+    if (headerValue(headers, "accept-encoding") !== null) removeHeader(MapType.HttpRequestHeaders, "accept-encoding");
+
+    // DeleteOptions (DELETE) and bodies of non-resource requests name nothing to map.
+    const mapsBody = !endOfStream && (method! == "POST" || method! == "PUT" || method! == "PATCH") && plan.scope != Scope.NonResource && plan.scope != Scope.Shared;
+    if (mapsBody) {
+      const format = bodyFormat(headerValue(headers, "content-type"));
+      if (format.refusal !== null) return refuse(format.refusal!);
+      this.bodyFormat = format.format;
+      // The mapped body has another length; Envoy frames it.
+      if (headerValue(headers, "content-length") !== null) removeHeader(MapType.HttpRequestHeaders, "content-length");
+    }
+    this.request = request;
     return FilterHeadersStatus.Continue;
   }
 
   onRequestBody(bodySize: u32, endOfStream: bool): FilterDataStatus {
+    const request = this.request;
+    if (request === null || this.bodyFormat == BodyFormat.None) return FilterDataStatus.Continue;
+    if (bodySize > maxBodyBytes) {
+      this.bodyFormat = BodyFormat.None;
+      refuse(new Refusal(413, "RequestEntityTooLarge", "the request body is larger than " + maxBodyBytes.toString() + " bytes"));
+      return FilterDataStatus.StopIterationNoBuffer;
+    }
+    if (!endOfStream) return FilterDataStatus.StopIterationAndBuffer;
+    const format = this.bodyFormat;
+    this.bodyFormat = BodyFormat.None;
+    if (bodySize == 0) return FilterDataStatus.Continue;
+    const bytes = getBufferBytes(BufferType.HttpRequestBody, 0, bodySize);
+    if (bytes === null) return FilterDataStatus.Continue;
+    if (bodySize >= largeInputBytes) requestCollection();
+    if (!isValidUtf8(changetype<usize>(bytes!), <usize>bytes!.byteLength)) {
+      refuse(new Refusal(400, "BadRequest", "the request body is not UTF-8"));
+      return FilterDataStatus.StopIterationNoBuffer;
+    }
+    const text = String.UTF8.decode(bytes!);
+    const mapped = mapBody(request!.config, request!.tenant, request!.plan!, format, text);
+    if (mapped.refusal !== null) {
+      refuse(mapped.refusal!);
+      return FilterDataStatus.StopIterationNoBuffer;
+    }
+    if (mapped.body !== null) setBufferBytes(BufferType.HttpRequestBody, 0, <u32>bytes!.byteLength, String.UTF8.encode(mapped.body!));
     return FilterDataStatus.Continue;
   }
 
