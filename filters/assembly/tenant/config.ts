@@ -142,7 +142,12 @@ export function decodeConfig(bytes: Uint8Array): ConfigResult {
       return result;
     }
     for (let j = 0; j < tenant.sharedViews.length; j++) {
-      if (!isViewName(tenant.sharedViews[j])) {
+      const view = tenant.sharedViews[j];
+      if (view == "namespaces" || view == "clusterroles.rbac.authorization.k8s.io" || view == "clusterrolebindings.rbac.authorization.k8s.io" || view == "customresourcedefinitions.apiextensions.k8s.io") {
+        result.error = at + ".shared_views[" + j.toString() + "]: \"" + view + "\" is a kind every tenant has its own of; it cannot be shared";
+        return result;
+      }
+      if (!isViewName(view)) {
         result.error = at + ".shared_views[" + j.toString() + "]: \"" + tenant.sharedViews[j] + "\" is not \"resource\" or \"resource.group\"";
         return result;
       }

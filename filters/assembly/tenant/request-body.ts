@@ -565,12 +565,12 @@ class Mapper {
     }
     const versions = root.all("apiVersion");
     for (let i = 0; i < versions.length; i++) this.apiVersion(versions[i]);
-    const stored = plan.subresource.length == 0 && (plan.scope == Scope.Namespaced || plan.scope == Scope.TenantCluster);
+    const group = plan.group;
+    const resource = plan.resource;
+    const stored = plan.subresource.length == 0 && (plan.scope == Scope.Namespaced || plan.scope == Scope.TenantCluster) && resource != "localsubjectaccessreviews";
     const mapName = plan.scope == Scope.TenantCluster && plan.namesAreClusterScoped;
     this.metadataOf(root, mapName, stored);
     if (this.failed) return;
-    const group = plan.group;
-    const resource = plan.resource;
     if (plan.scope == Scope.Review || resource == "localsubjectaccessreviews") this.review(root);
     else if (group == "rbac.authorization.k8s.io") this.rbac(root);
     else if (group == "apiextensions.k8s.io" && resource == "customresourcedefinitions") this.crd(root);

@@ -20,6 +20,8 @@ describe("tenant filter configuration", () => {
     ["no continue key", { tenants: [{ name: "a" }] }, "tenants[0].continue_key"],
     ["a shared view with a slash", { tenants: [tenantEntry("a", ["pods/log"])] }, "tenants[0].shared_views[0]"],
     ["a wildcard shared view", { tenants: [tenantEntry("a", ["*"])] }, "tenants[0].shared_views[0]"],
+    ["a shared view of a kind tenants own", { tenants: [tenantEntry("a", ["nodes", "namespaces"])] }, "tenants[0].shared_views[1]"],
+    ["a shared view of CRDs", { tenants: [tenantEntry("a", ["customresourcedefinitions.apiextensions.k8s.io"])] }, "tenants[0].shared_views[0]"],
     ["a host group named wt-*", { tenants: [], hostGroups: ["wt-a-example.com"] }, "host_groups"],
     ["a tenant header with upper case", { tenants: [], tenantHeader: "X-Tenant" }, "tenant_header"],
   ];
