@@ -220,9 +220,9 @@ describe("API groups, apiVersions and CRDs", () => {
     const seen = new Map<string, string>();
     for (let i = 0; i < cases; i++) {
       const tenant = randomTenant(random);
-      const group = random() < 0.15 ? builtinGroups[Math.floor(random() * builtinGroups.length)]! : randomName(random, adversarialTenants);
+      const group = random() < 0.15 ? [...builtinGroups, "meta.k8s.io"][Math.floor(random() * (builtinGroups.length + 1))]! : randomName(random, adversarialTenants);
       const context = `seed ${seed + 4}: tenant "${tenant}" group "${group}"`;
-      const host = group === "" || builtinGroups.includes(group);
+      const host = group === "" || group === "meta.k8s.io" || builtinGroups.includes(group);
       const error = refused(() => mapGroup(tenant, group, hosts));
       expect(error === undefined, `${context}: ${error?.message}`).toBe(host || (isSubdomain(group) && group.length <= 253 - 4 - tenant.length));
       if (error) continue;
@@ -260,7 +260,7 @@ describe("API groups, apiVersions and CRDs", () => {
       const error = refused(() => mapCrdName(tenant, name, hosts));
       const dot = name.indexOf(".");
       const [p, g] = dot < 0 ? [name, ""] : [name.slice(0, dot), name.slice(dot + 1)];
-      const valid = isLabel(p) && g !== "" && !builtinGroups.includes(g) && isSubdomain(g) && name.length + 4 + tenant.length <= 253;
+      const valid = isLabel(p) && g !== "" && g !== "meta.k8s.io" && !builtinGroups.includes(g) && isSubdomain(g) && name.length + 4 + tenant.length <= 253;
       expect(error === undefined, `${context}: ${error?.message}`).toBe(valid);
       if (error) continue;
       const upstream = mapCrdName(tenant, name, hosts);

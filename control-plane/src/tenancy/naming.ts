@@ -222,12 +222,19 @@ export function unmapClusterName(tenant: string, upstream: string): string | nul
 
 // --- API groups, apiVersions, CRDs ---------------------------------------------
 
+/**
+ * Groups that are the host's whatever the configuration says: the core
+ * group, and meta.k8s.io, which no apiserver lists in discovery but whose
+ * kinds (Table, PartialObjectMetadata, WatchEvent) come back in responses.
+ */
+export const alwaysHostGroups: readonly string[] = ["", "meta.k8s.io"];
+
 /** The host groups as a set; refuses a "wt-" group (the prefix is the tenants'). */
 export function hostGroupSet(groups: readonly string[] = builtinGroups): HostGroups {
   for (const group of groups) {
     if (group.startsWith(reservedPrefix)) throw new NamingError(`host group "${group}": the prefix "${reservedPrefix}" is reserved for tenants`);
   }
-  return new Set(["", ...groups]);
+  return new Set([...alwaysHostGroups, ...groups]);
 }
 
 /** API group g: a host group stays; any other is T's own → "wt-T-g". */
