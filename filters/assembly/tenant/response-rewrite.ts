@@ -14,6 +14,7 @@ export const enum Verdict {
 }
 
 const labelField = "f:" + tenantLabel;
+const namespaceNameLabel = "kubernetes.io/metadata.name";
 
 function isCrd(kind: string): bool {
   return kind == "CustomResourceDefinition";
@@ -51,6 +52,12 @@ export function rewriteObjectMetadata(meta: DomNode, kind: string, scope: Respon
     if (nameNode.text.length > 0) {
       const name = isCrd(kind) ? tenantCrdName(scope.tenant, nameNode.text) : scope.clusterName(nameNode.text);
       if (name === null) return Verdict.Invisible;
+      // The apiserver labels every namespace with its own name.
+      const labels = meta.get("labels");
+      if (labels !== null) {
+        const nameLabel = labels.get(namespaceNameLabel);
+        if (nameLabel !== null && nameLabel.isString && nameLabel.text == nameNode.text) nameLabel.replaceText(name!);
+      }
       nameNode.replaceText(name!);
     }
   }
