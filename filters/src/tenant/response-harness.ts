@@ -22,6 +22,9 @@ export interface ResponseRun {
 export interface ResponseInput {
   tenant?: string;
   path?: string;
+  method?: string;
+  /** The tenant's request body (JSON), for a POST. */
+  requestBody?: string;
   status?: string;
   contentType?: string;
   extraHeaders?: Headers;
@@ -31,12 +34,18 @@ export interface ResponseInput {
 export function runResponse(host: ProxyWasmHost, input: ResponseInput): ResponseRun {
   const stream = host.stream();
   const requestHeaders: Headers = [
-    [":method", "GET"],
+    [":method", input.method ?? "GET"],
     [":path", input.path ?? "/api/v1/namespaces/dev/configmaps"],
     [":authority", "kubernetes"],
     ["x-wharf-tenant", input.tenant ?? "acme"],
   ];
-  stream.sendRequestHeaders(requestHeaders);
+  if (input.requestBody === undefined) stream.sendRequestHeaders(requestHeaders);
+  else {
+    stream.sendRequestHeaders([...requestHeaders, ["content-type", "application/json"]], false);
+    if (stream.localResponse === undefined) stream.sendRequestBody(input.requestBody, true);
+  }
+  // The request side must have let the request through, or there is no response to rewrite.
+  if (stream.localResponse !== undefined) throw new Error(`the request side answered ${input.method ?? "GET"} ${input.path}: ${stream.localResponse.body}`);
   const total = input.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
   stream.sendResponseHeaders(
     [[":status", input.status ?? "200"], ["content-type", input.contentType ?? "application/json"], ["content-length", String(total)], ...(input.extraHeaders ?? [])],

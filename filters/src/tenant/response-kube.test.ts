@@ -64,9 +64,17 @@ let host: ProxyWasmHost;
 const random = seededRandom(0x12);
 
 /** The upstream answer as the tenant receives it through the filter, in random chunks. */
-function viaFilter(tenantPath: string, answer: Answer): { text: string; failed: boolean } {
+function viaFilter(tenantPath: string, answer: Answer, method = "GET", requestBody?: unknown): { text: string; failed: boolean } {
   const cuts = Array.from({ length: 1 + Math.floor(random() * 12) }, () => Math.floor(random() * answer.body.length));
-  const run = runResponse(host, { tenant, path: tenantPath, status: String(answer.status), contentType: answer.contentType, chunks: splitAt(answer.body, cuts) });
+  const run = runResponse(host, {
+    tenant,
+    method,
+    path: tenantPath,
+    requestBody: requestBody === undefined ? undefined : JSON.stringify(requestBody),
+    status: String(answer.status),
+    contentType: answer.contentType,
+    chunks: splitAt(answer.body, cuts),
+  });
   return { text: run.text, failed: run.local !== undefined };
 }
 
@@ -282,7 +290,7 @@ describe("the tenant's view equals the apiserver's answer for unprefixed objects
     const exists = await call("POST", `/api/v1/namespaces/${up.ns}/configmaps`, { metadata: { name: "alpha" } });
     const existsReference = await call("POST", `/api/v1/namespaces/${ns}/configmaps`, { metadata: { name: "alpha" } });
     expect(exists.status).toBe(409);
-    expect(parseAll(viaFilter(`/api/v1/namespaces/${ns}/configmaps`, exists).text)).toEqual(parseAll(existsReference.body.toString()));
+    expect(parseAll(viaFilter(`/api/v1/namespaces/${ns}/configmaps`, exists, "POST", { metadata: { name: "alpha" } }).text)).toEqual(parseAll(existsReference.body.toString()));
   });
 
   it("whoami: SelfSubjectReview of a tenant user", async () => {
@@ -293,7 +301,7 @@ describe("the tenant's view equals the apiserver's answer for unprefixed objects
     });
     const reference = await call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review, { "impersonate-user": "alice" });
     expect(upstream.status).toBe(201);
-    expect(parseAll(viaFilter("/apis/authentication.k8s.io/v1/selfsubjectreviews", upstream).text)).toEqual(parseAll(reference.body.toString()));
+    expect(parseAll(viaFilter("/apis/authentication.k8s.io/v1/selfsubjectreviews", upstream, "POST", review).text)).toEqual(parseAll(reference.body.toString()));
   });
 
   it("discovery: /apis lists host groups and the tenant's own; its group's resource list", async () => {
