@@ -73,6 +73,42 @@ async function send(config: GatewayConfigInit, pem: string, headers: Array<[stri
   return request(host, "GET", path, headers).stream;
 }
 
+/** DER length octets. */
+function derLength(length: number): number[] {
+  if (length < 0x80) return [length];
+  const bytes: number[] = [];
+  for (let rest = length; rest > 0; rest >>= 8) bytes.unshift(rest & 0xff);
+  return [0x80 | bytes.length, ...bytes];
+}
+
+/** [start of element, start of content, end] of the DER element at `at`. */
+function element(der: Uint8Array, at: number): [number, number, number] {
+  let length = der[at + 1]!;
+  let start = at + 2;
+  if (length & 0x80) {
+    const count = length & 0x7f;
+    length = 0;
+    for (let i = 0; i < count; i++) length = length * 256 + der[start + i]!;
+    start += count;
+  }
+  return [at, start, start + length];
+}
+
+/** The certificate with its serial's content bytes replaced (the signature no longer matches: the test host does not check it). */
+function withSerial(pem: string, serial: number[]): string {
+  const der = new Uint8Array(new X509Certificate(pem).raw);
+  const [, certStart, certEnd] = element(der, 0);
+  const [, tbsStart, tbsEnd] = element(der, certStart);
+  let at = tbsStart;
+  if (der[at] === 0xa0) at = element(der, at)[2];
+  const serialEnd = element(der, at)[2];
+  const tbsContent = [...der.subarray(tbsStart, at), 0x02, ...derLength(serial.length), ...serial, ...der.subarray(serialEnd, tbsEnd)];
+  const rest = der.subarray(tbsEnd, certEnd);
+  const certContent = [0x30, ...derLength(tbsContent.length), ...tbsContent, ...rest];
+  const out = Buffer.from([0x30, ...derLength(certContent.length), ...certContent]);
+  return `-----BEGIN CERTIFICATE-----\n${out.toString("base64")}\n-----END CERTIFICATE-----\n`;
+}
+
 function refusal(stream: { localResponse?: { status: number; body: string } }): { code: number; message: string } {
   expect(stream.localResponse, "a local reply").toBeDefined();
   const body = JSON.parse(stream.localResponse!.body) as { code: number; message: string; kind: string };
@@ -213,6 +249,23 @@ describe("attack: tenant identities", () => {
     const pem = await clientCertificate({ ca: acmeCa, subject: "/CN=negative", serial: "-1234" });
     expect(new X509Certificate(pem).serialNumber).toMatch(/1234/);
     expect(refusal(await send(tenancy(), pem))).toEqual({ code: 401, message: expect.stringContaining("serial number") });
+  });
+
+  it("reads the serial as Go does: refuses empty and non-minimal encodings, drops a positive number's 00 byte", async () => {
+    // The filter trusts Envoy for the signature, so a re-encoded TBS shows how the serial alone is read.
+    const revoked = tenancy({ tenants: [{ ...acme(), revokedSerials: ["80", "01"] }] });
+    const host = await gatewayHost(revoked);
+    const outcome = (serial: number[]) => {
+      // Not forwardedClientCert: node's own parser refuses some of these serials.
+      const xfcc = `Hash=00;Cert="${encodeURIComponent(withSerial(acmeDev, serial))}"`;
+      const stream = request(host, "GET", "/api/v1/pods", [["x-forwarded-client-cert", xfcc]]).stream;
+      return stream.localResponse ? refusal(stream).message : stream.header("x-remote-user");
+    };
+    expect(outcome([0x00, 0x80])).toBe("client certificate: revoked (serial 80 of tenant acme)");
+    expect(outcome([0x01])).toBe("client certificate: revoked (serial 01 of tenant acme)");
+    expect(outcome([0x02])).toBe("wharf:tenant:acme:dev");
+    expect(outcome([0x00])).toBe("wharf:tenant:acme:dev");
+    for (const bad of [[], [0x00, 0x01], [0xff, 0x80], [0x80], [0xff]]) expect(outcome(bad), JSON.stringify(bad)).toContain("serial number is empty, not minimally encoded or negative");
   });
 
   it("holds at most a bounded cache however many certificates and configurations pass", async () => {
