@@ -20,6 +20,7 @@ import {
   repoRoot,
   startKubeApiserver,
   waitFor,
+  writeKubeconfig,
   type KubeApiserver,
 } from "@wharf/testkit";
 import { builtinGroups, tenantLabel } from "./naming.js";
@@ -35,12 +36,14 @@ import {
   systemLabel,
   tenancyPolicy,
   tenantRbacNames,
+  tenantUpstream,
 } from "./upstream.js";
 
 let dir: string;
 let kube: KubeApiserver;
 let admin: KubeClient;
 let controlPlane: KubeClient;
+let controlPlaneKubeconfig: string;
 let kubectl: (...args: string[]) => Promise<string>;
 
 const denied = /ValidatingAdmissionPolicy 'wharf-tenancy' with binding 'wharf-tenancy' denied request: wharf tenancy: /;
@@ -162,6 +165,7 @@ beforeAll(async () => {
   await kubectl("apply", "--server-side", "-f", join(repoRoot, "deploy", "tenancy-rbac.yaml"));
   const pair = await issueCertificate(dir, shared.pki.ca, { name: "wharf-control-plane", commonName: "wharf:control-plane", usage: "client" });
   controlPlane = kubeClient({ server: kube.url, ca, cert: await readFile(pair.certFile, "utf8"), key: await readFile(pair.keyFile, "utf8") });
+  controlPlaneKubeconfig = await writeKubeconfig(join(dir, "control-plane.kubeconfig"), kube.url, shared.pki.ca.certFile, pair);
 }, 120_000);
 
 afterAll(async () => {
@@ -444,6 +448,34 @@ describe("tenant RBAC", () => {
     await expectDenied(create(acme, "/apis/wt-acme-example.com/v1/namespaces/wt-acme-dev/widgets", { ...widget, metadata: { name: "w2" } }), /not unlabelled ones/);
     // acme2 has no right on acme's group.
     expect((await tenantAdmin("acme2")("GET", "/apis/wt-acme-example.com/v1/widgets")).status).toBe(403);
+  });
+});
+
+describe("tenant CRDs", () => {
+  it("the control plane's CRD watch grants a tenant its new CRD's group, and a late sync recreates no deleted tenant's role", async () => {
+    const upstream = tenantUpstream(controlPlaneKubeconfig);
+    const logged: string[] = [];
+    const stop = new AbortController();
+    const watching = upstream.watchCrds((level, message, fields) => logged.push(`${level} ${message} ${JSON.stringify(fields)}`), stop.signal);
+    try {
+      const kubeTenant = tenantAdmin("kube");
+      await expectCreated(kubeTenant, crdPath, crd("wt-kube-watched.example.com", labelled("kube")));
+      const widget = { apiVersion: "wt-kube-watched.example.com/v1", kind: "Widget", metadata: { name: "w1", labels: labelled("kube") } };
+      await waitFor(
+        async () => (await create(kubeTenant, "/apis/wt-kube-watched.example.com/v1/namespaces/wt-kube-default/widgets", widget)).status === 201,
+        15_000,
+        () => `tenant kube's widget to be allowed (control plane log: ${logged.join("; ")})`,
+      );
+      const rules = (await admin("GET", `${rbacPath}/clusterroles/${tenantRbacNames("kube").admin}`)).body!.rules as Array<{ apiGroups: string[] }>;
+      expect(rules.filter((rule) => rule.apiGroups.some((g) => g.startsWith("wt-")))).toEqual([expect.objectContaining({ apiGroups: ["wt-kube-watched.example.com"], resources: ["*"] })]);
+    } finally {
+      stop.abort();
+      await watching;
+    }
+    expect(logged.filter((line) => line.startsWith("error"))).toEqual([]);
+    // A tenant that is not (or no longer) set up gets no role from a sync.
+    await upstream.syncRules("ghost");
+    expect((await admin("GET", `${rbacPath}/clusterroles/${tenantRbacNames("ghost").admin}`)).status).toBe(404);
   });
 });
 

@@ -2,8 +2,10 @@
 // its own least-privilege identity (deploy/tenancy-rbac.yaml): the admission
 // policy once, each tenant's RBAC and system namespaces, and the removal of
 // exactly one tenant's objects. docs/tenancy.md, "Upstream".
+import { KubeConfig, Watch } from "@kubernetes/client-node";
 import {
   assertTenantName,
+  splitUpstreamName,
   builtinGroups,
   tenantGroup,
   tenantLabel,
@@ -34,7 +36,6 @@ export const shareableViews: ReadonlyMap<string, { group: string; resource: stri
   ["priorityclasses.scheduling.k8s.io", { group: "scheduling.k8s.io", resource: "priorityclasses" }],
   ["runtimeclasses.node.k8s.io", { group: "node.k8s.io", resource: "runtimeclasses" }],
   ["ingressclasses.networking.k8s.io", { group: "networking.k8s.io", resource: "ingressclasses" }],
-  ["csidrivers.storage.k8s.io", { group: "storage.k8s.io", resource: "csidrivers" }],
 ]);
 
 /** The upstream names of the RBAC objects the control plane makes for tenant T. */
@@ -136,7 +137,7 @@ export async function setUpTenant(client: KubeClient, name: string, sharedViews:
     const upstream = tenantPrefix(name) + ns;
     await apply(client, `/api/v1/namespaces/${upstream}`, { apiVersion: "v1", kind: "Namespace", metadata: { name: upstream, labels: labels(name) } });
   }
-  await syncTenantRules(client, name, resources);
+  await applyTenantRules(client, name, resources);
   await apply(client, `${rbac}/clusterrolebindings/${names.admin}`, clusterRoleBinding(names.admin, name, identityPrefix(name) + "system:masters"));
   if (views.length === 0) {
     await deleteIfPresent(client, `${rbac}/clusterrolebindings/${names.views}`);
@@ -151,12 +152,28 @@ export async function setUpTenant(client: KubeClient, name: string, sharedViews:
 /**
  * Rewrites tenant T's admin ClusterRole with the API groups of its CRDs as
  * they are now: RBAC cannot grant a group prefix, so each group of a
- * tenant's CRD is named once it exists (see watchTenantCrds).
+ * tenant's CRD is named once it exists (watchTenantCrds calls this). Only
+ * updates (with the role's resourceVersion): a tenant that is not set up, or
+ * is being deleted, gets no role back from a late CRD event.
  */
 export async function syncTenantRules(client: KubeClient, name: string, served?: readonly ServedResource[]): Promise<void> {
   const resources = served ?? (await servedResources(client));
   const { admin } = tenantRbacNames(name);
-  await apply(client, `${rbac}/clusterroles/${admin}`, clusterRole(admin, name, tenantAdminRules(resources, await tenantCrdGroups(client, name))));
+  const path = `${rbac}/clusterroles/${admin}`;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const current = await expectStatus(client, "GET", path, undefined, [200, 404]);
+    if (current.status === 404) return;
+    const role = clusterRole(admin, name, tenantAdminRules(resources, await tenantCrdGroups(client, name)));
+    role.metadata.resourceVersion = current.body?.metadata?.resourceVersion;
+    const updated = await expectStatus(client, "PUT", path, role, [200, 404, 409]);
+    if (updated.status !== 409) return;
+  }
+  throw new Error(`tenant ${name}: ClusterRole ${admin} kept changing; its CRD rules are not synced`);
+}
+
+async function applyTenantRules(client: KubeClient, name: string, served: readonly ServedResource[]): Promise<void> {
+  const { admin } = tenantRbacNames(name);
+  await apply(client, `${rbac}/clusterroles/${admin}`, clusterRole(admin, name, tenantAdminRules(served, await tenantCrdGroups(client, name))));
 }
 
 /** Why tenant T's prefix is taken upstream (a namespace, RBAC object or CRD group "wt-T-…" exists), or undefined. */
@@ -282,6 +299,65 @@ async function finalizeNamespace(client: KubeClient, ns: string): Promise<void> 
   if (left.status !== 404) throw new Error(`namespace ${ns} is still there after finalizing: ${left.text.slice(0, 300)}`);
 }
 
+export type Log = (level: "info" | "warn" | "error", message: string, fields?: Record<string, unknown>) => void;
+
+/**
+ * Calls `onTenant(T)` whenever a CRD of tenant T (spec.group "wt-T-…") is
+ * added, changed or removed, until `signal` aborts; calls for one tenant do
+ * not overlap, and changes meanwhile are folded into one more call. The
+ * watch is re-established after errors; each (re)start reports every CRD.
+ */
+export async function watchTenantCrds(kubeconfigFile: string, onTenant: (tenant: string) => Promise<void>, log: Log, signal: AbortSignal): Promise<void> {
+  const config = new KubeConfig();
+  config.loadFromFile(kubeconfigFile);
+  const watch = new Watch(config);
+  const running = new Map<string, Promise<void>>();
+  const dirty = new Set<string>();
+  const kick = (tenant: string): void => {
+    if (running.has(tenant)) {
+      dirty.add(tenant);
+      return;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        dirty.delete(tenant);
+        await onTenant(tenant).catch((error: Error) => log("error", "tenant CRD rules not synced", { tenant, error: error.message }));
+      } while (dirty.has(tenant) && !signal.aborted);
+      running.delete(tenant);
+    };
+    running.set(tenant, run());
+  };
+  while (!signal.aborted) {
+    await new Promise<void>((resolve) => {
+      watch
+        .watch(
+          crds,
+          {},
+          (_phase: string, crd: { spec?: { group?: string } }) => {
+            const owner = splitUpstreamName(crd.spec?.group ?? "");
+            if (owner) kick(owner.tenant);
+          },
+          (error: unknown) => {
+            if (error && !signal.aborted) log("warn", "CRD watch ended; re-watching", { error: String(error) });
+            resolve();
+          },
+        )
+        .then(
+          (controller) => {
+            if (signal.aborted) controller.abort();
+            else signal.addEventListener("abort", () => controller.abort(), { once: true });
+          },
+          (error: unknown) => {
+            log("warn", "cannot watch CRDs; retrying", { error: String(error) });
+            resolve();
+          },
+        );
+    });
+    if (!signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  await Promise.all(running.values());
+}
+
 export interface TenantUpstream {
   ensurePolicy(): Promise<void>;
   prefixTaken(tenant: string): Promise<string | undefined>;
@@ -289,6 +365,8 @@ export interface TenantUpstream {
   remove(tenant: string): Promise<Record<string, number>>;
   /** Rewrites tenant T's admin role with the groups of its CRDs as they are now. */
   syncRules(tenant: string): Promise<void>;
+  /** Keeps every tenant's admin role in step with its CRDs until `signal` aborts (watchTenantCrds). */
+  watchCrds(log: Log, signal: AbortSignal): Promise<void>;
 }
 
 /**
@@ -312,5 +390,6 @@ export function tenantUpstream(kubeconfig: string, options: { controlPlaneUser?:
     setUp: async (tenant) => setUpTenant(await connect(), tenant.name, tenant.sharedViews, await served()),
     remove: async (tenant) => deleteTenant(await connect(), tenant, { served: await served() }),
     syncRules: async (tenant) => syncTenantRules(await connect(), tenant, await served()),
+    watchCrds: (log, signal) => watchTenantCrds(kubeconfig, async (tenant) => syncTenantRules(await connect(), tenant, await served()), log, signal),
   };
 }
