@@ -84,7 +84,17 @@ export function tenancyPolicy(controlPlaneUser = defaultControlPlaneUser): [Kube
       expression:
         "variables.group == 'rbac.authorization.k8s.io' && request.resource.resource in ['rolebindings', 'clusterrolebindings'] && variables.subResource == '' && variables.isWrite",
     },
+    // Pods in tenant namespaces, whoever writes them (a ReplicaSet controller makes a Deployment's).
+    {
+      name: "tenantPod",
+      expression:
+        "variables.group == '' && request.resource.resource == 'pods' && variables.subResource in ['', 'ephemeralcontainers'] && variables.isWrite && variables.ns.startsWith('wt-')",
+    },
   ];
+  // The node-escape essentials of Pod Security "baseline": what would let one tenant's pod own the node all tenants share.
+  const privileged = (list: string) =>
+    `(has(object.spec.${list}) && object.spec.${list}.exists(c, has(c.securityContext) && ((has(c.securityContext.privileged) && c.securityContext.privileged) || ` +
+    "(has(c.securityContext.capabilities) && has(c.securityContext.capabilities.add) && c.securityContext.capabilities.add.exists(x, x in ['SYS_ADMIN', 'NET_ADMIN', 'SYS_PTRACE', 'SYS_MODULE', 'DAC_READ_SEARCH', 'ALL'])))))";
   const tenantMessage = (text: string) => `'wharf tenancy: tenant ' + variables.tenant + ' ${text}'`;
   const validations: Validation[] = [
     {
@@ -138,6 +148,24 @@ export function tenancyPolicy(controlPlaneUser = defaultControlPlaneUser): [Kube
         "(variables.oldSystem ? (request.operation == 'UPDATE' && variables.isNamespace && variables.newSystem) : !variables.newSystem)",
       message: "wharf tenancy: objects the control plane made for a tenant cannot be deleted or changed by it",
       messageExpression: tenantMessage("cannot delete or change ' + request.resource.resource + ' ' + variables.name + ' (made by the control plane) nor set the label " + systemLabel),
+      reason: "Forbidden",
+    },
+    {
+      // A conversion webhook would have the apiserver call any URL the tenant names, from inside the control plane's network.
+      expression: "!variables.isTenant || !variables.isCrd || !variables.isWrite || variables.subResource != '' || !has(object.spec.conversion) || !has(object.spec.conversion.strategy) || object.spec.conversion.strategy == 'None'",
+      message: "wharf tenancy: a tenant's CRD may not have a conversion webhook",
+      messageExpression: tenantMessage("may not give CRD ' + variables.name + ' a conversion webhook"),
+      reason: "Forbidden",
+    },
+    {
+      expression:
+        "!variables.tenantPod || !(" +
+        "(has(object.spec.hostNetwork) && object.spec.hostNetwork) || (has(object.spec.hostPID) && object.spec.hostPID) || (has(object.spec.hostIPC) && object.spec.hostIPC) || " +
+        "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.hostPath))) || " +
+        `${privileged("containers")} || ${privileged("initContainers")} || ${privileged("ephemeralContainers")})`,
+      message: "wharf tenancy: pods in tenant namespaces may not be privileged, add host-level capabilities, use host networking, PID or IPC, or mount host paths",
+      messageExpression:
+        "'wharf tenancy: pod ' + variables.name + ' in ' + variables.ns + ' may not be privileged, add host-level capabilities, use host networking, PID or IPC, or mount host paths'",
       reason: "Forbidden",
     },
     {

@@ -157,7 +157,12 @@ beforeAll(async () => {
   const shared = inject("kube");
   for (const file of [shared.pki.ca.certFile, shared.pki.frontProxyClient.certFile, shared.pki.frontProxyClient.keyFile]) files.set(file, await readFile(file, "utf8"));
   dir = await makeWorkDir("tenancy-upstream");
-  kube = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], pki: shared.pki, extraArgs: [`--etcd-prefix=/tenancy-upstream-${process.pid}-${Date.now()}`] });
+  kube = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], pki: shared.pki, extraArgs: [
+      `--etcd-prefix=/tenancy-upstream-${process.pid}-${Date.now()}`,
+      // As kubeadm runs it: privileged pods are the admission policy's to refuse in tenant namespaces, not refused everywhere.
+      "--allow-privileged=true",
+    ],
+  });
   kubectl = kubectlOn(kube.kubeconfig);
   const ca = await readFile(shared.pki.ca.certFile, "utf8");
   admin = kubeClient({ server: kube.url, ca, cert: await readFile(shared.pki.admin.certFile, "utf8"), key: await readFile(shared.pki.admin.keyFile, "utf8") });
@@ -356,6 +361,44 @@ describe("the admission policy", () => {
     await expectDenied(acme("PUT", "/api/v1/namespaces/wt-acme-default", ns), /cannot delete or change namespaces wt-acme-default/);
   });
 
+  it("refuses CRD conversion webhooks and node-escaping pods in tenant namespaces, whoever writes them", async () => {
+    const acme = tenantAdmin("acme");
+    const hooked = crd("wt-acme-hooked.example.com", labelled("acme"));
+    const withWebhook = {
+      ...hooked,
+      spec: {
+        ...hooked.spec,
+        versions: [{ ...hooked.spec.versions[0], name: "v1" }, { ...hooked.spec.versions[0], name: "v2", storage: false }],
+        conversion: { strategy: "Webhook", webhook: { conversionReviewVersions: ["v1"], clientConfig: { url: "https://169.254.169.254/latest" } } },
+      },
+    };
+    await expectDenied(create(acme, crdPath, withWebhook), /tenant acme may not give CRD widgets.wt-acme-hooked.example.com a conversion webhook/);
+    const pod = (name: string, spec: Record<string, unknown>, container: Record<string, unknown> = {}) => ({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name, labels: labelled("acme") },
+      spec: { automountServiceAccountToken: false, containers: [{ name: "c", image: "registry.example/c:1", ...container }], ...spec },
+    });
+    await expectCreated(acme, "/api/v1/namespaces/wt-acme-default/serviceaccounts", { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "default", labels: labelled("acme") } });
+    const escapes: Array<[string, ReturnType<typeof pod>]> = [
+      ["privileged", pod("privileged", {}, { securityContext: { privileged: true } })],
+      ["sysadmin", pod("sysadmin", {}, { securityContext: { capabilities: { add: ["SYS_ADMIN"] } } })],
+      ["hostnet", pod("hostnet", { hostNetwork: true })],
+      ["hostpid", pod("hostpid", { hostPID: true })],
+      ["hostpath", pod("hostpath", { volumes: [{ name: "root", hostPath: { path: "/" } }] })],
+      ["init", pod("init", { initContainers: [{ name: "i", image: "registry.example/i:1", securityContext: { privileged: true } }] })],
+    ];
+    for (const [name, body] of escapes) {
+      await expectDenied(create(acme, "/api/v1/namespaces/wt-acme-default/pods?dryRun=All", body), new RegExp(`pod ${name} in wt-acme-default may not be privileged`));
+      // The host admin (as a ReplicaSet controller would be) is held to it in a tenant namespace too.
+      await expectDenied(create(admin, "/api/v1/namespaces/wt-acme-default/pods?dryRun=All", body), new RegExp(`pod ${name} in wt-acme-default`));
+    }
+    // An ordinary pod is admitted; the host's own namespaces are not the policy's business.
+    await expectCreated(acme, "/api/v1/namespaces/wt-acme-default/pods?dryRun=All", pod("plain", {}, { securityContext: { capabilities: { add: ["NET_BIND_SERVICE"] } } }));
+    await kubectl("-n", "default", "create", "serviceaccount", "default").catch((error: Error) => expect(error.message).toMatch(/AlreadyExists/));
+    await expectCreated(admin, "/api/v1/namespaces/default/pods?dryRun=All", escapes[0]![1]);
+  });
+
   it("refuses identities that name no single tenant, including a tenant's service account with another tenant's group", async () => {
     const mixed = asIdentity("wharf:tenant:acme:alice", ["wharf:tenant:acme", "wharf:tenant:acme2:system:masters"]);
     await expectDenied(create(mixed, "/api/v1/namespaces/wt-acme2-default/configmaps", configMap("x", labelled("acme2"))), /does not name exactly one valid tenant/);
@@ -414,6 +457,12 @@ describe("tenant RBAC", () => {
     });
     expect(webhook.status, describeResponse(webhook)).toBe(403);
     expect(webhook.body?.message).toMatch(/cannot create resource "validatingwebhookconfigurations"/);
+    // Nor the apiserver's proxy to a tenant's pods and services (it would connect wherever their addresses say).
+    for (const path of ["/api/v1/namespaces/wt-acme2-default/services/web:80/proxy/", "/api/v1/namespaces/wt-acme2-default/pods/web/proxy/"]) {
+      const response = await acme2("GET", path);
+      expect(response.status, `${path}: ${describeResponse(response)}`).toBe(403);
+      expect(response.body?.message).toMatch(/cannot get resource "(services|pods)\/proxy"/);
+    }
     // Nor impersonation.
     const impersonating = asIdentity("wharf:tenant:acme2:alice", ["wharf:tenant:acme2", "wharf:tenant:acme2:system:masters"], { "Impersonate-User": "wharf-admin" });
     expect((await impersonating("GET", "/api/v1/namespaces/wt-acme2-default/configmaps")).status).toBe(403);

@@ -63,7 +63,8 @@ export function tenantAdminRules(served: readonly ServedResource[], tenantGroups
   const verbs = [...tenantVerbs];
   const rules: RbacRule[] = [];
   for (const group of builtinGroups) {
-    const resources = served.filter((r) => r.group === group && r.namespaced).map((r) => r.resource);
+    // Not the proxy subresources: through them the apiserver connects to any address a tenant's Endpoints or Pod names.
+    const resources = served.filter((r) => r.group === group && r.namespaced && !r.resource.endsWith("/proxy")).map((r) => r.resource);
     if (resources.length > 0) rules.push({ apiGroups: [group], resources: [...new Set(resources)].sort(), verbs });
   }
   rules.push(
