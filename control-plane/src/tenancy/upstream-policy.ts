@@ -219,6 +219,27 @@ export async function apply(client: KubeClient, path: string, object: KubeObject
 }
 
 /**
+ * Who the control plane is upstream, as the apiserver sees it
+ * (SelfSubjectReview, what `kubectl auth whoami` asks): the policy exempts
+ * exactly that user from the "wt-" reservation, whatever the kubeconfig
+ * holds. Refuses an identity that is a tenant's, or system:masters (the
+ * control plane should run with deploy/tenancy-rbac.yaml, not as admin).
+ */
+export async function controlPlaneIdentity(client: KubeClient): Promise<string> {
+  const review = await expectStatus(client, "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" }, [200, 201]);
+  const user = review.body?.status?.userInfo as { username?: string; groups?: string[] } | undefined;
+  const name = user?.username ?? "";
+  if (name === "") throw new Error("the apiserver did not say who the control plane is (SelfSubjectReview)");
+  if (name.startsWith(tenantIdentityPrefix) || name.startsWith("system:serviceaccount:wt-") || (user?.groups ?? []).some((g) => g.startsWith(tenantIdentityPrefix))) {
+    throw new Error(`the control plane's kubeconfig authenticates as ${name}, a tenant identity`);
+  }
+  if ((user?.groups ?? []).includes("system:masters")) {
+    throw new Error(`the control plane's kubeconfig authenticates as ${name} in system:masters; give it its own identity with deploy/tenancy-rbac.yaml`);
+  }
+  return name;
+}
+
+/**
  * Applies the policy and its binding (idempotent). The apiserver compiles
  * every expression on write (a compile error is a 422; `apply` refuses a
  * write with warnings). Where a kube-controller-manager runs, it also
@@ -228,7 +249,7 @@ export async function apply(client: KubeClient, path: string, object: KubeObject
  * every write under failurePolicy Fail, or check nothing).
  */
 export async function ensureTenancyPolicy(client: KubeClient, options: { controlPlaneUser?: string } = {}): Promise<void> {
-  const [policy, binding] = tenancyPolicy(options.controlPlaneUser);
+  const [policy, binding] = tenancyPolicy(options.controlPlaneUser ?? (await controlPlaneIdentity(client)));
   const base = "/apis/admissionregistration.k8s.io/v1";
   const applied = await apply(client, `${base}/validatingadmissionpolicies/${policyName}`, policy);
   await apply(client, `${base}/validatingadmissionpolicybindings/${policyName}`, binding);

@@ -27,6 +27,7 @@ import { builtinGroups, tenantLabel } from "./naming.js";
 import { kubeClient, type KubeClient, type KubeObject, type KubeResponse } from "./upstream-client.js";
 import { servedResources, type ServedResource } from "./upstream-discovery.js";
 import {
+  controlPlaneIdentity,
   deleteTenant,
   ensureTenancyPolicy,
   policyName,
@@ -215,6 +216,12 @@ describe("the admission policy", () => {
       15_000,
       "the policy to be enforced",
     );
+  });
+
+  it("exempts the identity the control plane has upstream (asked of the apiserver), and refuses to run as admin", async () => {
+    expect(await controlPlaneIdentity(controlPlane)).toBe("wharf:control-plane");
+    await expect(ensureTenancyPolicy(admin)).rejects.toThrow(/authenticates as wharf-admin in system:masters/);
+    await expect(controlPlaneIdentity(tenantAdmin("acme"))).rejects.toThrow(/wharf:tenant:acme:alice, a tenant identity/);
   });
 
   it("is written as tenancyPolicy() says, compiles without warnings, and a second ensure changes nothing", async () => {

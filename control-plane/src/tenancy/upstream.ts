@@ -15,9 +15,9 @@ import {
 } from "./naming.js";
 import { connectionFromKubeconfig, expectStatus, kubeClient, KubeError, type KubeClient, type KubeObject } from "./upstream-client.js";
 import { collectionPath, servedResources, type ServedResource } from "./upstream-discovery.js";
-import { apply, defaultControlPlaneUser, ensureTenancyPolicy, systemLabel } from "./upstream-policy.js";
+import { apply, ensureTenancyPolicy, systemLabel } from "./upstream-policy.js";
 
-export { ensureTenancyPolicy, tenancyPolicy, policyName, systemLabel, defaultControlPlaneUser } from "./upstream-policy.js";
+export { ensureTenancyPolicy, controlPlaneIdentity, tenancyPolicy, policyName, systemLabel, defaultControlPlaneUser } from "./upstream-policy.js";
 export { kubeClient, connectionFromKubeconfig, type KubeClient, type KubeConnection } from "./upstream-client.js";
 
 const rbac = "/apis/rbac.authorization.k8s.io/v1";
@@ -386,7 +386,7 @@ export function tenantUpstream(kubeconfig: string, options: { controlPlaneUser?:
     return discovery.served;
   };
   return {
-    ensurePolicy: async () => ensureTenancyPolicy(await connect(), { controlPlaneUser: options.controlPlaneUser ?? defaultControlPlaneUser }),
+    ensurePolicy: async () => ensureTenancyPolicy(await connect(), { controlPlaneUser: options.controlPlaneUser }),
     prefixTaken: async (tenant) => prefixTaken(await connect(), tenant),
     setUp: async (tenant) => setUpTenant(await connect(), tenant.name, tenant.sharedViews, await served()),
     remove: async (tenant) => deleteTenant(await connect(), tenant, { served: await served() }),
