@@ -19,21 +19,106 @@ export const maxDomDepth = 256;
 
 export class DomNode {
   kind: DomKind = DomKind.Null;
-  /** Scalars: the JSON text as received (strings with quotes and escapes). */
-  raw: string = "null";
-  /** Strings: the decoded value. */
-  text: string = "";
-  /** Objects: member names, in order. */
-  keys: string[] = [];
-  /** Objects: member values (parallel to keys); arrays: elements. */
-  values: DomNode[] = [];
+  /** The captured text this node was parsed from, and its span there. */
+  source: string = "";
+  start: i32 = 0;
+  end: i32 = 0;
+  depth: i32 = 0;
+  parent: DomNode | null = null;
+  /** This node or something below it changed: it is written anew, not copied. */
+  dirty: bool = false;
+  private replacedRaw: string | null = null;
+  private decoded: string | null = null;
+  private memberKeys: string[] | null = null;
+  private memberValues: DomNode[] | null = null;
 
   static ofString(text: string): DomNode {
     const node = new DomNode();
     node.kind = DomKind.String;
-    node.text = text;
-    node.raw = encodeString(text);
+    node.decoded = text;
+    node.replacedRaw = encodeString(text);
+    node.dirty = true;
     return node;
+  }
+
+  /** Objects: member names, in order (the object is read on first use). */
+  get keys(): string[] {
+    this.open();
+    return this.memberKeys!;
+  }
+
+  /** Objects: member values (parallel to keys); arrays: elements. */
+  get values(): DomNode[] {
+    this.open();
+    return this.memberValues!;
+  }
+
+  /**
+   * Reads one level of a container: its members become nodes whose own
+   * contents stay unread spans until asked for, so a subtree nobody looks
+   * at costs a scan, not a tree.
+   */
+  private open(): void {
+    if (this.memberValues !== null) return;
+    const keys = new Array<string>();
+    const values = new Array<DomNode>();
+    this.memberKeys = keys;
+    this.memberValues = values;
+    if (this.kind != DomKind.Object && this.kind != DomKind.Array) return;
+    if (this.depth >= maxDomDepth) {
+      domMalformed = true;
+      return;
+    }
+    const source = this.source;
+    const isObject = this.kind == DomKind.Object;
+    const close = isObject ? 0x7d : 0x5d;
+    let i = skipSpace(source, this.start + 1, this.end);
+    if (i < this.end && source.charCodeAt(i) == close) return;
+    while (i < this.end) {
+      if (isObject) {
+        if (source.charCodeAt(i) != 0x22) break;
+        const keyEnd = skipString(source, i, this.end);
+        if (keyEnd < 0) break;
+        keys.push(decodeStringSpan(source, i, keyEnd));
+        i = skipSpace(source, keyEnd, this.end);
+        if (i >= this.end || source.charCodeAt(i) != 0x3a) break;
+        i = skipSpace(source, i + 1, this.end);
+      }
+      const valueEnd = skipValue(source, i, this.end);
+      if (valueEnd < 0) break;
+      const child = new DomNode();
+      child.kind = kindAt(source, i);
+      child.source = source;
+      child.start = i;
+      child.end = valueEnd;
+      child.depth = this.depth + 1;
+      child.parent = this;
+      values.push(child);
+      i = skipSpace(source, valueEnd, this.end);
+      if (i >= this.end) break;
+      const c = source.charCodeAt(i);
+      if (c == close && i == this.end - 1) return;
+      if (c != 0x2c) break;
+      i = skipSpace(source, i + 1, this.end);
+    }
+    domMalformed = true;
+  }
+
+  /** Scalars: the JSON text (strings with quotes and escapes). */
+  get raw(): string {
+    const replaced = this.replacedRaw;
+    if (replaced !== null) return replaced;
+    return this.source.substring(this.start, this.end);
+  }
+
+  /** Strings: the decoded value ("" for other kinds). */
+  get text(): string {
+    if (this.kind != DomKind.String) return "";
+    const cached = this.decoded;
+    if (cached !== null) return cached;
+    const text = decodeStringSpan(this.source, this.start, this.end);
+    this.decoded = text;
+    return text;
   }
 
   get isObject(): bool {
@@ -48,8 +133,18 @@ export class DomNode {
     return this.kind == DomKind.String;
   }
 
+  /** Marks this node and its ancestors as changed. */
+  touch(): void {
+    let node: DomNode | null = this;
+    while (node !== null && !node.dirty) {
+      node.dirty = true;
+      node = node.parent;
+    }
+  }
+
   indexOf(key: string): i32 {
-    for (let i = 0; i < this.keys.length; i++) if (this.keys[i] == key) return i;
+    const keys = this.keys;
+    for (let i = 0; i < keys.length; i++) if (keys[i] == key) return i;
     return -1;
   }
 
@@ -66,172 +161,158 @@ export class DomNode {
   }
 
   setString(key: string, text: string): void {
+    const value = DomNode.ofString(text);
+    value.parent = this;
     const at = this.indexOf(key);
     if (at < 0) {
       this.keys.push(key);
-      this.values.push(DomNode.ofString(text));
-    } else this.values[at] = DomNode.ofString(text);
+      this.values.push(value);
+    } else this.values[at] = value;
+    this.dirty = false;
+    this.touch();
   }
 
   remove(key: string): void {
     const at = this.indexOf(key);
-    if (at < 0) return;
-    this.keys.splice(at, 1);
-    this.values.splice(at, 1);
+    if (at >= 0) this.removeAt(at);
   }
 
-  /** Replaces this string's value (keeps the raw text when unchanged). */
+  /** Removes member (objects) or element (arrays) `at`. */
+  removeAt(at: i32): void {
+    if (this.kind == DomKind.Object) this.keys.splice(at, 1);
+    this.values.splice(at, 1);
+    this.dirty = false;
+    this.touch();
+  }
+
+  /** Replaces an array's elements (a filtered copy of them). */
+  setValues(values: DomNode[]): void {
+    if (values.length == this.values.length) return;
+    this.memberValues = values;
+    this.dirty = false;
+    this.touch();
+  }
+
+  /** Replaces this string's value (keeps the source text when unchanged). */
   replaceText(text: string): void {
     if (text == this.text) return;
-    this.text = text;
-    this.raw = encodeString(text);
+    this.decoded = text;
+    this.replacedRaw = encodeString(text);
+    this.dirty = false;
+    this.touch();
   }
 }
 
-class DomParser {
-  pos: i32 = 0;
-  failed: bool = false;
-  depth: i32 = 0;
+/** Set when a container read on demand turned out malformed (or too deep): the caller fails closed. */
+export let domMalformed = false;
 
-  constructor(private source: string) {}
-
-  private peek(): i32 {
-    return this.pos < this.source.length ? this.source.charCodeAt(this.pos) : -1;
+function skipSpace(source: string, at: i32, end: i32): i32 {
+  while (at < end) {
+    const c = source.charCodeAt(at);
+    if (c != 0x20 && c != 0x0a && c != 0x0d && c != 0x09) return at;
+    at++;
   }
+  return at;
+}
 
-  private space(): void {
-    while (this.pos < this.source.length) {
-      const c = this.source.charCodeAt(this.pos);
-      if (c != 0x20 && c != 0x0a && c != 0x0d && c != 0x09) return;
-      this.pos++;
-    }
+function kindAt(source: string, at: i32): DomKind {
+  const c = source.charCodeAt(at);
+  if (c == 0x7b) return DomKind.Object;
+  if (c == 0x5b) return DomKind.Array;
+  if (c == 0x22) return DomKind.String;
+  if (c == 0x6e) return DomKind.Null;
+  if (c == 0x74 || c == 0x66) return DomKind.Bool;
+  return DomKind.Number;
+}
+
+/** End of the string literal at `at` (after its closing quote), or -1. */
+function skipString(source: string, at: i32, end: i32): i32 {
+  let i = at + 1;
+  while (i < end) {
+    const c = source.charCodeAt(i);
+    if (c == 0x22) return i + 1;
+    if (c < 0x20) return -1;
+    if (c == 0x5c) {
+      const e = i + 1 < end ? source.charCodeAt(i + 1) : -1;
+      if (e == 0x75) {
+        if (hex4(source, i + 2) < 0) return -1;
+        i += 6;
+      } else if (e == 0x6e || e == 0x74 || e == 0x72 || e == 0x62 || e == 0x66 || e == 0x22 || e == 0x5c || e == 0x2f) i += 2;
+      else return -1;
+    } else i++;
   }
+  return -1;
+}
 
-  private fail(): DomNode {
-    this.failed = true;
-    return new DomNode();
-  }
-
-  value(): DomNode {
-    if (++this.depth > maxDomDepth) return this.fail();
-    this.space();
-    const c = this.peek();
-    let node: DomNode;
-    if (c == 0x7b) node = this.object();
-    else if (c == 0x5b) node = this.array();
-    else if (c == 0x22) node = this.string();
-    else node = this.scalar();
-    this.depth--;
-    return node;
-  }
-
-  private scalar(): DomNode {
-    const start = this.pos;
-    while (this.pos < this.source.length) {
-      const c = this.source.charCodeAt(this.pos);
-      const ok = (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a) || c == 0x2d || c == 0x2b || c == 0x2e || c == 0x45;
-      if (!ok) break;
-      this.pos++;
-    }
-    const raw = this.source.substring(start, this.pos);
-    const node = new DomNode();
-    node.raw = raw;
-    if (raw == "null") node.kind = DomKind.Null;
-    else if (raw == "true" || raw == "false") node.kind = DomKind.Bool;
-    else if (raw.length > 0 && isNumber(raw)) node.kind = DomKind.Number;
-    else return this.fail();
-    return node;
-  }
-
-  private string(): DomNode {
-    const start = this.pos;
-    this.pos++;
-    const out = new TextBuffer();
-    let run = this.pos;
-    while (this.pos < this.source.length) {
-      const c = this.source.charCodeAt(this.pos);
-      if (c == 0x22) {
-        out.pushRange(this.source, run, this.pos);
-        this.pos++;
-        const node = new DomNode();
-        node.kind = DomKind.String;
-        node.raw = this.source.substring(start, this.pos);
-        node.text = out.toString();
-        return node;
-      }
-      if (c < 0x20) return this.fail();
-      if (c != 0x5c) {
-        this.pos++;
+/** End of the JSON value at `at`, or -1: containers are skipped by counting brackets outside strings (no recursion). */
+function skipValue(source: string, at: i32, end: i32): i32 {
+  if (at >= end) return -1;
+  const c = source.charCodeAt(at);
+  if (c == 0x22) return skipString(source, at, end);
+  if (c == 0x7b || c == 0x5b) {
+    let depth = 0;
+    let i = at;
+    while (i < end) {
+      const d = source.charCodeAt(i);
+      if (d == 0x22) {
+        i = skipString(source, i, end);
+        if (i < 0) return -1;
         continue;
       }
-      out.pushRange(this.source, run, this.pos);
-      this.pos++;
-      const e = this.peek();
-      this.pos++;
-      if (e == 0x6e) out.pushCode(0x0a);
-      else if (e == 0x74) out.pushCode(0x09);
-      else if (e == 0x72) out.pushCode(0x0d);
-      else if (e == 0x62) out.pushCode(0x08);
-      else if (e == 0x66) out.pushCode(0x0c);
-      else if (e == 0x22 || e == 0x5c || e == 0x2f) out.pushCode(e);
-      else if (e == 0x75) {
-        const code = hex4(this.source, this.pos);
-        if (code < 0) return this.fail();
-        out.pushCode(code);
-        this.pos += 4;
-      } else return this.fail();
-      run = this.pos;
+      if (d == 0x7b || d == 0x5b) depth++;
+      else if (d == 0x7d || d == 0x5d) {
+        depth--;
+        if (depth == 0) return i + 1;
+      }
+      i++;
     }
-    return this.fail();
+    return -1;
   }
+  let i = at;
+  while (i < end) {
+    const d = source.charCodeAt(i);
+    const ok = (d >= 0x30 && d <= 0x39) || (d >= 0x61 && d <= 0x7a) || d == 0x2d || d == 0x2b || d == 0x2e || d == 0x45;
+    if (!ok) break;
+    i++;
+  }
+  if (i == at) return -1;
+  const length = i - at;
+  if (c == 0x6e) return length == 4 && source.startsWith("null", at) ? i : -1;
+  if (c == 0x74) return length == 4 && source.startsWith("true", at) ? i : -1;
+  if (c == 0x66) return length == 5 && source.startsWith("false", at) ? i : -1;
+  return isNumber(source, at, i) ? i : -1;
+}
 
-  private array(): DomNode {
-    const node = new DomNode();
-    node.kind = DomKind.Array;
-    this.pos++;
-    this.space();
-    if (this.peek() == 0x5d) {
-      this.pos++;
-      return node;
+/** Decodes the JSON string literal at source[start, end) (quotes included). */
+function decodeStringSpan(source: string, start: i32, end: i32): string {
+  let plain = true;
+  for (let i = start + 1; i < end - 1; i++) {
+    if (source.charCodeAt(i) == 0x5c) {
+      plain = false;
+      break;
     }
-    while (!this.failed) {
-      node.values.push(this.value());
-      this.space();
-      const c = this.peek();
-      this.pos++;
-      if (c == 0x5d) return node;
-      if (c != 0x2c) return this.fail();
-    }
-    return node;
   }
-
-  private object(): DomNode {
-    const node = new DomNode();
-    node.kind = DomKind.Object;
-    this.pos++;
-    this.space();
-    if (this.peek() == 0x7d) {
-      this.pos++;
-      return node;
+  if (plain) return source.substring(start + 1, end - 1);
+  const out = new TextBuffer(end - start);
+  let i = start + 1;
+  while (i < end - 1) {
+    const c = source.charCodeAt(i++);
+    if (c != 0x5c) {
+      out.pushCode(c);
+      continue;
     }
-    while (!this.failed) {
-      this.space();
-      if (this.peek() != 0x22) return this.fail();
-      const key = this.string();
-      if (this.failed) return node;
-      this.space();
-      if (this.peek() != 0x3a) return this.fail();
-      this.pos++;
-      node.keys.push(key.text);
-      node.values.push(this.value());
-      this.space();
-      const c = this.peek();
-      this.pos++;
-      if (c == 0x7d) return node;
-      if (c != 0x2c) return this.fail();
-    }
-    return node;
+    const e = source.charCodeAt(i++);
+    if (e == 0x6e) out.pushCode(0x0a);
+    else if (e == 0x74) out.pushCode(0x09);
+    else if (e == 0x72) out.pushCode(0x0d);
+    else if (e == 0x62) out.pushCode(0x08);
+    else if (e == 0x66) out.pushCode(0x0c);
+    else if (e == 0x75) {
+      out.pushCode(hex4(source, i));
+      i += 4;
+    } else out.pushCode(e);
   }
+  return out.toString();
 }
 
 function hex4(text: string, at: i32): i32 {
@@ -249,24 +330,29 @@ function hex4(text: string, at: i32): i32 {
   return code;
 }
 
-function isNumber(raw: string): bool {
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw.charCodeAt(i);
+function isNumber(source: string, start: i32, end: i32): bool {
+  for (let i = start; i < end; i++) {
+    const c = source.charCodeAt(i);
     if (!((c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x2b || c == 0x2e || c == 0x65 || c == 0x45)) return false;
   }
   return true;
 }
 
-/** Parses one JSON value (surrounding whitespace allowed); null when malformed or deeper than maxDomDepth. */
+/**
+ * One JSON value (surrounding whitespace allowed), read lazily; null when
+ * its extent is malformed. Containers are checked when opened: callers
+ * clear domMalformed before and fail closed when it is set after.
+ */
 export function parseDom(source: string): DomNode | null {
-  const parser = new DomParser(source);
-  const node = parser.value();
-  if (parser.failed) return null;
-  // Trailing whitespace only.
-  for (let i = parser.pos; i < source.length; i++) {
-    const c = source.charCodeAt(i);
-    if (c != 0x20 && c != 0x0a && c != 0x0d && c != 0x09) return null;
-  }
+  domMalformed = false;
+  const start = skipSpace(source, 0, source.length);
+  const end = skipValue(source, start, source.length);
+  if (end < 0 || skipSpace(source, end, source.length) != source.length) return null;
+  const node = new DomNode();
+  node.kind = kindAt(source, start);
+  node.source = source;
+  node.start = start;
+  node.end = end;
   return node;
 }
 
@@ -302,6 +388,11 @@ export function encodeString(text: string): string {
 }
 
 function write(node: DomNode, out: TextBuffer): void {
+  // What did not change is copied from the captured text as it came.
+  if (!node.dirty) {
+    out.pushRange(node.source, node.start, node.end);
+    return;
+  }
   if (node.kind == DomKind.Object) {
     out.pushCode(0x7b);
     for (let i = 0; i < node.keys.length; i++) {

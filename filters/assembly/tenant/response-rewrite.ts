@@ -144,34 +144,42 @@ function rewriteManagedFields(managed: DomNode, scope: ResponseScope): void {
       apiVersion.replaceText(mapped!);
     }
     const fields = entry.get("fieldsV1");
-    if (fields !== null && fields.isObject) {
+    if (fields !== null && fields.isObject && containsSpan(fields, labelField)) {
       pruneTenantLabel(fields);
       if (fields.keys.length == 0) continue;
     }
     kept.push(entry);
   }
-  managed.values = kept;
+  managed.setValues(kept);
 }
 
-/** Removes "f:tenancy.wharf.dev/tenant" below any "f:labels"; prunes what only held it. Answers whether `node` became empty. */
+/** Whether the node's source text contains `text` (a cheap test before reading the node). */
+function containsSpan(node: DomNode, text: string): bool {
+  const at = node.source.indexOf(text, node.start);
+  return at >= 0 && at + text.length <= node.end;
+}
+
+/**
+ * Removes "f:tenancy.wharf.dev/tenant" from "f:labels" where the request
+ * side sets the label (the object's metadata, and pod templates:
+ * spec.template, spec.jobTemplate.spec.template); prunes what only held it.
+ * Answers whether `node` became empty.
+ */
 function pruneTenantLabel(node: DomNode): bool {
   let changed = false;
   for (let i = node.keys.length - 1; i >= 0; i--) {
     const child = node.values[i];
     if (!child.isObject) continue;
+    const key = node.keys[i];
+    if (key != "f:labels" && key != "f:metadata" && key != "f:spec" && key != "f:template" && key != "f:jobTemplate") continue;
     if (node.keys[i] == "f:labels") {
       const at = child.indexOf(labelField);
       if (at < 0) continue;
-      child.keys.splice(at, 1);
-      child.values.splice(at, 1);
+      child.removeAt(at);
       changed = true;
-      if (isOnlySelf(child)) {
-        node.keys.splice(i, 1);
-        node.values.splice(i, 1);
-      }
+      if (isOnlySelf(child)) node.removeAt(i);
     } else if (pruneTenantLabel(child)) {
-      node.keys.splice(i, 1);
-      node.values.splice(i, 1);
+      node.removeAt(i);
       changed = true;
     }
   }
@@ -211,7 +219,7 @@ export function rewriteSubjects(subjects: DomNode, scope: ResponseScope): void {
     } else continue;
     kept.push(subject);
   }
-  subjects.values = kept;
+  subjects.setValues(kept);
 }
 
 /** roleRef: ClusterRole "wt-T-N" → "N"; a Role keeps its name. False: names a role outside the tenant. */
@@ -247,7 +255,7 @@ export function rewriteRules(rules: DomNode, scope: ResponseScope): void {
       group.replaceText(mapped!);
       kept.push(group);
     }
-    groups.values = kept;
+    groups.setValues(kept);
   }
 }
 
@@ -319,7 +327,7 @@ function rewriteUserGroups(groups: DomNode, scope: ResponseScope): void {
     group.replaceText(mapped!);
     kept.push(group);
   }
-  groups.values = kept;
+  groups.setValues(kept);
 }
 
 /**

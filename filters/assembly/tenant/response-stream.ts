@@ -13,7 +13,7 @@
 // (malformed JSON, a cap exceeded, an object that is not the tenant's where
 // it cannot be dropped) fails the stream: the caller resets it.
 import { decodeUtf8 } from "../sdk/utf8";
-import { parseDom, serializeDom, DomNode } from "./response-dom";
+import { domMalformed, parseDom, serializeDom, DomNode } from "./response-dom";
 import {
   rewriteDiscoveryGroup,
   rewriteEmbeddedMetadata,
@@ -88,6 +88,7 @@ const enum Capture {
   GroupVersion,
   CrdGroup,
   NestedApiVersion,
+  NestedReference,
   EmbeddedMetadata,
 }
 
@@ -529,6 +530,7 @@ export class ResponseTransducer {
     }
     // Nested (and the rest of a CRD's spec).
     if (parent.isObject && key == "apiVersion" && c == 0x22) this.setPlan(Act.Capture, Role.Nested, Capture.NestedApiVersion, false);
+    else if (parent.isObject && key == "targetRef" && isObject) this.setPlan(Act.Capture, Role.Nested, Capture.NestedReference, false);
     else if (parent.isObject && key == "metadata" && isObject) this.setPlan(Act.Capture, Role.Nested, Capture.EmbeddedMetadata, false);
     else if (opens) this.setPlan(Act.Descend, Role.Nested, Capture.Kind, false);
   }
@@ -751,6 +753,17 @@ export class ResponseTransducer {
         if (mapped !== null) node.replaceText(mapped!);
         break;
       }
+      case Capture.NestedReference:
+        // Endpoints' and EndpointSlices' targetRef: a reference into another
+        // tenant or the host stays as the tenant wrote it (it reveals nothing).
+        if (node.isObject) {
+          const copy = parseDom(text);
+          if (copy !== null && rewriteObjectReference(copy, scope)) {
+            this.write(frame, copy);
+            return;
+          }
+        }
+        break;
       case Capture.EmbeddedMetadata:
         rewriteEmbeddedMetadata(node, scope);
         break;
@@ -773,6 +786,10 @@ export class ResponseTransducer {
   }
 
   private write(parent: Frame, node: DomNode): void {
+    if (domMalformed) {
+      this.fail("malformed (or too deeply nested) JSON from upstream");
+      return;
+    }
     this.separator(parent);
     this.out.pushString(serializeDom(node));
   }

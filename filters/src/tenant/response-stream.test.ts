@@ -101,6 +101,22 @@ describe("objects and lists", () => {
     expect(crd.spec.group).toBe("example.com");
   });
 
+  it("unmaps Endpoints' and EndpointSlices' targetRef namespaces", () => {
+    const slice = JSON.parse(
+      rewrite({
+        kind: "EndpointSlice",
+        apiVersion: "discovery.k8s.io/v1",
+        metadata: { name: "web-x", namespace: "wt-acme-dev" },
+        addressType: "IPv4",
+        endpoints: [
+          { addresses: ["10.0.0.1"], targetRef: { kind: "Pod", namespace: "wt-acme-dev", name: "web-1", uid: "1" } },
+          { addresses: ["10.0.0.2"], targetRef: { kind: "Pod", namespace: "elsewhere", name: "x", uid: "2" } },
+        ],
+      }).text,
+    );
+    expect(slice.endpoints.map((e: { targetRef: { namespace: string } }) => e.targetRef.namespace)).toEqual(["dev", "elsewhere"]);
+  });
+
   it("drops list items of other tenants and of host namespaces, keeps commas right, seals the continue token", () => {
     const list = {
       kind: "ConfigMapList",
@@ -292,13 +308,18 @@ describe("chunk boundaries", () => {
 });
 
 describe("hostile and huge input", () => {
-  it("passes deep nesting in an object's body, and fails closed on deep nesting it must parse", () => {
+  it("passes deep nesting it does not read, and fails closed on deep nesting it must read", () => {
     const deep = "[".repeat(20000) + "]".repeat(20000);
     const ok = rewrite(`{"apiVersion":"wt-acme-x.io/v1","kind":"Deep","metadata":{"name":"d","namespace":"wt-acme-dev"},"spec":{"n":${deep}}}`);
     expect(ok.local).toBeUndefined();
     expect(ok.text).toBe(`{"apiVersion":"x.io/v1","kind":"Deep","metadata":{"name":"d","namespace":"dev"},"spec":{"n":${deep}}}`);
+    // Inside metadata, what the rewrite never reads is copied, however deep.
     const nested = '{"a":'.repeat(400) + "1" + "}".repeat(400);
-    const bad = rewrite(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"d","namespace":"wt-acme-dev","annotations":${nested}}}`);
+    const unread = rewrite(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"d","namespace":"wt-acme-dev","annotations":${nested}}}`);
+    expect(unread.text).toBe(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"d","namespace":"dev","annotations":${nested}}}`);
+    // What it must read (managed fields, down to the tenant label) is refused past the depth limit, not overflowed.
+    const fields = '{"f:metadata":'.repeat(400) + `{"f:labels":{"f:${label}":{}}}` + "}".repeat(400);
+    const bad = rewrite(`{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"d","namespace":"wt-acme-dev","managedFields":[{"apiVersion":"v1","fieldsV1":${fields}}]}}`);
     expect(bad.local?.status).toBe(500);
   });
 
