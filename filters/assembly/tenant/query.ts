@@ -10,8 +10,8 @@ import { unescape } from "../gateway/go-url";
 import { TextBuffer } from "../gateway/text-buffer";
 import { Tenant, TenantFilterConfig } from "./config";
 import { unsealContinue } from "./continue-token";
-import { tenantLabel, upstreamNamespace } from "./naming";
-import { namespaceRefusal, PathPlan, Refusal, Scope, upstreamObjectName } from "./request-path";
+import { mapNamespace, tenantLabel } from "./naming";
+import { namingRefusal, PathPlan, Refusal, Scope, upstreamObjectName } from "./request-path";
 
 export class QueryResult {
   refusal: Refusal | null = null;
@@ -71,6 +71,7 @@ function unescapeSelectorValue(text: string): string | null {
 
 class SelectorContext {
   constructor(
+    public config: TenantFilterConfig,
     public tenant: Tenant,
     public plan: PathPlan,
   ) {}
@@ -91,24 +92,24 @@ function mapField(context: SelectorContext, field: string, value: string): strin
   const plan = context.plan;
   if (field == "metadata.namespace" || field == "involvedObject.namespace" || field == "regarding.namespace") {
     if (plan.scope == Scope.Shared) return null;
-    const refusal = namespaceRefusal(tenant, value);
-    if (refusal !== null) {
-      context.refusal = refusal;
-      return null;
-    }
-    return upstreamNamespace(tenant.name, value);
+    return mapped(context, mapNamespace(tenant.name, value));
   }
   if (field == "metadata.name") {
     if (!plan.namesAreClusterScoped) return null;
-    return upstreamObjectName(tenant, plan.group, plan.resource, value);
+    return mapped(context, upstreamObjectName(context.config, tenant, plan.group, plan.resource, value));
   }
   if (field == "involvedObject.name" || field == "regarding.name") {
     if (!isTenantClusterKindName(context.involvedKind)) return null;
     const group = context.involvedKind == "ClusterRole" || context.involvedKind == "ClusterRoleBinding" ? "rbac.authorization.k8s.io" : context.involvedKind == "CustomResourceDefinition" ? "apiextensions.k8s.io" : "";
     const resource = context.involvedKind == "Namespace" ? "namespaces" : context.involvedKind == "CustomResourceDefinition" ? "customresourcedefinitions" : "";
-    return upstreamObjectName(tenant, group, resource, value);
+    return mapped(context, upstreamObjectName(context.config, tenant, group, resource, value));
   }
   return null;
+}
+
+function mapped(context: SelectorContext, name: string | null): string | null {
+  if (name === null && context.refusal === null) context.refusal = namingRefusal();
+  return name;
 }
 
 class Term {
@@ -212,7 +213,7 @@ function mapLabelSelector(context: SelectorContext, selector: string): string {
 /** Maps query[start, end) of the raw :path. */
 export function mapQuery(config: TenantFilterConfig, tenant: Tenant, plan: PathPlan, raw: string, start: i32, end: i32): QueryResult {
   const result = new QueryResult();
-  const context = new SelectorContext(tenant, plan);
+  const context = new SelectorContext(config, tenant, plan);
   const pairs = new Array<string>();
   let sawLabelSelector = false;
   let at = start;

@@ -10,9 +10,9 @@
 import { jsonString } from "../gateway/json";
 import { Tenant, TenantFilterConfig } from "./config";
 import { JsonDocument, JsonKind, JsonNode, parseDocument, parseError } from "./json-dom";
-import { tenantIdentityGroup, tenantLabel, upstreamApiVersion, upstreamGroup, upstreamNamespace, upstreamUser, upstreamUserGroup } from "./naming";
+import { isDnsSubdomain, isPathSegmentName, mapApiVersion, mapGroup, mapGroupName, mapNamespace, mapSubjectGroup, mapSubjectUser, mapUser, serviceAccountUserPrefix, tenantIdentityGroup, tenantLabel } from "./naming";
 import { BodyFormat } from "./request-headers";
-import { isTenantClusterKind, namespaceRefusal, PathPlan, Refusal, reservedNameProblem, Scope, upstreamObjectName } from "./request-path";
+import { isTenantClusterKind, namingRefusal, PathPlan, Refusal, Scope, upstreamObjectName } from "./request-path";
 
 export class BodyResult {
   refusal: Refusal | null = null;
@@ -20,8 +20,6 @@ export class BodyResult {
   body: string | null = null;
 }
 
-const serviceAccountUserPrefix = "system:serviceaccount:";
-const serviceAccountGroupPrefix = "system:serviceaccounts:";
 
 function isTenantClusterKindName(kind: string): bool {
   return kind == "Namespace" || kind == "ClusterRole" || kind == "ClusterRoleBinding" || kind == "CustomResourceDefinition";
@@ -61,89 +59,50 @@ class Mapper {
 
   // --- names ---
 
+  /** Sets `node` to `mapped`, or records naming.ts's refusal. */
+  private set(node: JsonNode, mapped: string | null): void {
+    if (mapped === null) {
+      if (this.refusal === null) this.refusal = namingRefusal();
+      return;
+    }
+    node.setString(mapped!);
+  }
+
   namespace(node: JsonNode): void {
     if (!node.isString) return;
     const value = node.text();
     if (value.length == 0) return;
-    const refusal = namespaceRefusal(this.tenant, value);
-    if (refusal !== null) {
-      if (this.refusal === null) this.refusal = refusal;
-      return;
-    }
-    node.setString(upstreamNamespace(this.tenant.name, value));
+    this.set(node, mapNamespace(this.tenant.name, value));
   }
 
   clusterName(node: JsonNode, group: string, resource: string): void {
     if (!node.isString) return;
     const value = node.text();
     if (value.length == 0) return;
-    if (group == "" && resource == "namespaces") {
-      const refusal = namespaceRefusal(this.tenant, value);
-      if (refusal !== null) {
-        if (this.refusal === null) this.refusal = refusal;
-        return;
-      }
-    }
-    const reserved = reservedNameProblem(value, resource);
-    if (reserved.length > 0) return this.forbid(reserved);
-    node.setString(upstreamObjectName(this.tenant, group, resource, value));
+    this.set(node, upstreamObjectName(this.config, this.tenant, group, resource, value));
   }
 
   apiVersion(node: JsonNode): void {
     if (!node.isString) return;
-    const value = node.text();
-    const slash = value.lastIndexOf("/");
-    if (slash > 0) {
-      const reserved = reservedNameProblem(value.substring(0, slash), "API group");
-      if (reserved.length > 0 && !this.config.isHostGroup(value.substring(0, slash))) return this.forbid(reserved);
-    }
-    node.setString(upstreamApiVersion(this.tenant.name, value, this.config.hostGroups));
+    this.set(node, mapApiVersion(this.tenant.name, node.text(), this.config.hostGroups));
   }
 
   group(node: JsonNode): void {
     if (!node.isString) return;
     const value = node.text();
-    if (value == "*" || this.config.isHostGroup(value)) return;
-    const reserved = reservedNameProblem(value, "API group");
-    if (reserved.length > 0) return this.forbid(reserved);
-    node.setString(upstreamGroup(this.tenant.name, value, this.config.hostGroups));
+    if (value == "*") return;
+    this.set(node, mapGroup(this.tenant.name, value, this.config.hostGroups));
   }
 
-  /** A user name the tenant states: its own user, or one of its service accounts. */
+  /** A user the tenant names: its own user, or one of its service accounts. */
   user(node: JsonNode): void {
-    if (!node.isString) return;
-    const value = node.text();
-    if (value.length == 0) return;
-    if (value.startsWith(serviceAccountUserPrefix)) {
-      const rest = value.substring(serviceAccountUserPrefix.length);
-      const colon = rest.indexOf(":");
-      if (colon <= 0) return this.forbid("user \"" + value + "\" is not a service account name");
-      const refusal = namespaceRefusal(this.tenant, rest.substring(0, colon));
-      if (refusal !== null) {
-        if (this.refusal === null) this.refusal = refusal;
-        return;
-      }
-      node.setString(serviceAccountUserPrefix + upstreamNamespace(this.tenant.name, rest.substring(0, colon)) + rest.substring(colon));
-      return;
-    }
-    node.setString(upstreamUser(this.tenant.name, value));
+    if (!node.isString || node.text().length == 0) return;
+    this.set(node, mapSubjectUser(this.tenant.name, node.text()));
   }
 
   userGroup(node: JsonNode): void {
-    if (!node.isString) return;
-    const value = node.text();
-    if (value.length == 0) return;
-    if (value.startsWith(serviceAccountGroupPrefix)) {
-      const namespace = value.substring(serviceAccountGroupPrefix.length);
-      const refusal = namespaceRefusal(this.tenant, namespace);
-      if (refusal !== null) {
-        if (this.refusal === null) this.refusal = refusal;
-        return;
-      }
-      node.setString(serviceAccountGroupPrefix + upstreamNamespace(this.tenant.name, namespace));
-      return;
-    }
-    node.setString(upstreamUserGroup(this.tenant.name, value));
+    if (!node.isString || node.text().length == 0) return;
+    this.set(node, mapSubjectGroup(this.tenant.name, node.text()));
   }
 
   // --- labels ---
@@ -310,15 +269,23 @@ class Mapper {
     const kindName = kind !== null && kind.isString ? kind.text() : "";
     const names = subject.all("name");
     if (kindName == "User") {
-      for (let i = 0; i < names.length; i++) this.user(names[i]);
+      for (let i = 0; i < names.length; i++) if (names[i].isString) this.set(names[i], mapSubjectUser(this.tenant.name, names[i].text()));
     } else if (kindName == "Group") {
-      for (let i = 0; i < names.length; i++) this.userGroup(names[i]);
+      for (let i = 0; i < names.length; i++) if (names[i].isString) this.set(names[i], mapSubjectGroup(this.tenant.name, names[i].text()));
     } else if (kindName == "ServiceAccount") {
       const namespaces = subject.all("namespace");
-      for (let i = 0; i < namespaces.length; i++) this.namespace(namespaces[i]);
+      if (namespaces.length == 0 || !namespaces[namespaces.length - 1].isString || namespaces[namespaces.length - 1].text().length == 0) {
+        return this.invalid("ServiceAccount subject has no namespace");
+      }
+      for (let i = 0; i < names.length; i++) if (!names[i].isString || !isDnsSubdomain(names[i].text())) return this.invalid("ServiceAccount subject \"" + names[i].text() + "\" is not a valid name");
+      for (let i = 0; i < namespaces.length; i++) if (namespaces[i].isString) this.set(namespaces[i], mapNamespace(this.tenant.name, namespaces[i].text()));
     } else {
-      this.forbid("RBAC subject kind \"" + kindName + "\" is not User, Group or ServiceAccount");
+      this.invalid("subject kind \"" + kindName + "\" is not User, Group or ServiceAccount");
     }
+  }
+
+  invalid(message: string): void {
+    if (this.refusal === null) this.refusal = new Refusal(422, "Invalid", message);
   }
 
   rbac(root: JsonNode): void {
@@ -334,9 +301,19 @@ class Mapper {
         const ref = refs[i];
         if (!ref.isObject) continue;
         const kind = ref.get("kind");
-        if (kind === null || !kind.isString || kind.text() != "ClusterRole") continue;
+        const kindName = kind !== null && kind.isString ? kind.text() : "";
+        // Without a kind the apiserver refuses a new roleRef, and a stored one cannot change.
+        if (kindName == "Role") {
+          const names = ref.all("name");
+          for (let j = 0; j < names.length; j++) if (names[j].isString && !isPathSegmentName(names[j].text())) return this.invalid("roleRef \"" + names[j].text() + "\" is not a valid name");
+          continue;
+        }
+        if (kindName.length == 0) continue;
+        if (kindName != "ClusterRole") return this.invalid("roleRef kind \"" + kindName + "\" is not Role or ClusterRole");
         const names = ref.all("name");
-        for (let j = 0; j < names.length; j++) this.clusterName(names[j], "rbac.authorization.k8s.io", "clusterroles");
+        for (let j = 0; j < names.length; j++) {
+          if (names[j].isString) this.set(names[j], upstreamObjectName(this.config, this.tenant, "rbac.authorization.k8s.io", "clusterroles", names[j].text()));
+        }
       }
       return;
     }

@@ -5,7 +5,7 @@
 // What a tenant may not reach at all is refused here with the reason.
 import { RequestInfo } from "../gateway/request-info";
 import { Tenant, TenantFilterConfig } from "./config";
-import { maxNamespaceLength, reservedPrefix, upstreamClusterName, upstreamCrdName, upstreamGroup, upstreamNamespace } from "./naming";
+import { mapClusterName, mapCrdName, mapGroup, mapNamespace, namingError } from "./naming";
 
 export class Refusal {
   constructor(
@@ -92,21 +92,9 @@ function forbidden(plan: PathPlan, message: string): PathPlan {
   return plan;
 }
 
-/** Checks a name the tenant gives that the filter prefixes; "" when fine. */
-export function reservedNameProblem(name: string, what: string): string {
-  if (name.startsWith(reservedPrefix)) return what + " \"" + name + "\": names starting with \"" + reservedPrefix + "\" are reserved for the gateway";
-  return "";
-}
-
-/** A namespace name the tenant may use, else a refusal. */
-export function namespaceRefusal(tenant: Tenant, namespace: string): Refusal | null {
-  const reserved = reservedNameProblem(namespace, "namespace");
-  if (reserved.length > 0) return new Refusal(403, "Forbidden", reserved);
-  const limit = maxNamespaceLength(tenant.name);
-  if (namespace.length > limit) {
-    return new Refusal(422, "Invalid", "namespace \"" + namespace + "\": must be no more than " + limit.toString() + " characters for tenant " + tenant.name + " (its upstream name is a 63-character DNS label)");
-  }
-  return null;
+/** A name naming.ts refuses to map: 422, with its reason. */
+export function namingRefusal(): Refusal {
+  return new Refusal(422, "Invalid", namingError);
 }
 
 const hex = "0123456789ABCDEF";
@@ -137,13 +125,11 @@ function isSegmentChar(c: i32): bool {
   return c == 0x2d || c == 0x2e || c == 0x5f || c == 0x7e || c == 0x24 || c == 0x26 || c == 0x2b || c == 0x2c || c == 0x3a || c == 0x3b || c == 0x3d || c == 0x40;
 }
 
-/** The upstream name of a cluster-scoped object of the tenant. */
-export function upstreamObjectName(tenant: Tenant, group: string, resource: string, name: string): string {
-  if (group == "apiextensions.k8s.io" && resource == "customresourcedefinitions") {
-    const crd = upstreamCrdName(tenant.name, name);
-    if (crd !== null) return crd!;
-  }
-  return upstreamClusterName(tenant.name, name);
+/** The upstream name of a cluster-scoped object of the tenant, or null (namingError). */
+export function upstreamObjectName(config: TenantFilterConfig, tenant: Tenant, group: string, resource: string, name: string): string | null {
+  if (group == "apiextensions.k8s.io" && resource == "customresourcedefinitions") return mapCrdName(tenant.name, name, config.hostGroups);
+  if (group == "" && resource == "namespaces") return mapNamespace(tenant.name, name);
+  return mapClusterName(tenant.name, name);
 }
 
 /** Non-resource paths: discovery is mapped, a few harmless ones pass, the rest is the host's. */
@@ -170,12 +156,15 @@ function planNonResource(config: TenantFilterConfig, tenant: Tenant, info: Reque
   }
   if (groupAt < 0 || segments[groupAt].length == 0) return forbidden(plan, "the path " + path + " is the host cluster's and is not available to tenants");
   const group = segments[groupAt];
-  const problem = reservedNameProblem(group, "API group");
-  if (problem.length > 0) return forbidden(plan, problem);
+  const mapped = mapGroup(tenant.name, group, config.hostGroups);
+  if (mapped === null) {
+    plan.refusal = namingRefusal();
+    return plan;
+  }
   plan.group = group;
   const queryAt = rawPath.indexOf("?");
   const rawSegments = rawPath.substring(1, queryAt < 0 ? rawPath.length : queryAt).split("/");
-  rawSegments[groupAt] = escapeSegment(upstreamGroup(tenant.name, group, config.hostGroups));
+  rawSegments[groupAt] = escapeSegment(mapped!);
   plan.path = "/" + rawSegments.join("/");
   return plan;
 }
@@ -205,9 +194,6 @@ export function planPath(config: TenantFilterConfig, tenant: Tenant, info: Reque
   if (hostGroup) {
     const why = denial(group, resource, subresource);
     if (why.length > 0) return forbidden(plan, why);
-  } else {
-    const problem = reservedNameProblem(group, "API group");
-    if (problem.length > 0) return forbidden(plan, problem);
   }
 
   // Segment positions, as request-info.ts reads them (no segment is empty or an encoded '/': classify refused those).
@@ -226,15 +212,22 @@ export function planPath(config: TenantFilterConfig, tenant: Tenant, info: Reque
   const nameAt = k + 1 < count ? k + 1 : -1;
 
   const isNamespaceObject = group == "" && resource == "namespaces";
-  if (groupAt >= 0 && !hostGroup) rawSegments[groupAt] = escapeSegment(upstreamGroup(tenant.name, group, config.hostGroups));
-
-  if (info.namespace.length > 0 && !isNamespaceObject) {
-    const refusal = namespaceRefusal(tenant, info.namespace);
-    if (refusal !== null) {
-      plan.refusal = refusal;
+  if (groupAt >= 0 && !hostGroup) {
+    const mapped = mapGroup(tenant.name, group, config.hostGroups);
+    if (mapped === null) {
+      plan.refusal = namingRefusal();
       return plan;
     }
-    rawSegments[namespaceAt] = escapeSegment(upstreamNamespace(tenant.name, info.namespace));
+    rawSegments[groupAt] = escapeSegment(mapped!);
+  }
+
+  if (info.namespace.length > 0 && !isNamespaceObject) {
+    const mapped = mapNamespace(tenant.name, info.namespace);
+    if (mapped === null) {
+      plan.refusal = namingRefusal();
+      return plan;
+    }
+    rawSegments[namespaceAt] = escapeSegment(mapped!);
     plan.scope = Scope.Namespaced;
   } else if (hostGroup && tenant.sharesView(group, resource)) {
     if (!isReadVerb(info.verb)) return forbidden(plan, resource + " is shared with tenant " + tenant.name + " read-only (get, list, watch)");
@@ -249,14 +242,12 @@ export function planPath(config: TenantFilterConfig, tenant: Tenant, info: Reque
     plan.scope = Scope.TenantCluster;
     plan.namesAreClusterScoped = !hostGroup || isTenantClusterKind(group, resource);
     if (info.name.length > 0 && info.nameInPath) {
-      const problem = isNamespaceObject ? namespaceRefusal(tenant, info.name) : null;
-      if (problem !== null) {
-        plan.refusal = problem;
+      const mapped = upstreamObjectName(config, tenant, group, resource, info.name);
+      if (mapped === null) {
+        plan.refusal = namingRefusal();
         return plan;
       }
-      const reserved = reservedNameProblem(info.name, resource);
-      if (reserved.length > 0) return forbidden(plan, reserved);
-      rawSegments[isNamespaceObject ? namespaceAt : nameAt] = escapeSegment(upstreamObjectName(tenant, group, resource, info.name));
+      rawSegments[isNamespaceObject ? namespaceAt : nameAt] = escapeSegment(mapped!);
     }
   }
   const collection = !info.nameInPath && (info.verb == "list" || info.verb == "watch" || info.verb == "deletecollection");

@@ -82,6 +82,13 @@ describe("paths", () => {
     });
   }
 
+  it("maps another tenant's upstream names into the caller's own world", async () => {
+    expect(await upstreamPath("GET", "/api/v1/namespaces/wt-beta-dev/pods")).toBe("/api/v1/namespaces/wt-acme-wt-beta-dev/pods");
+    expect(await upstreamPath("GET", "/api/v1/namespaces/wt-beta-dev")).toBe("/api/v1/namespaces/wt-acme-wt-beta-dev");
+    expect(await upstreamPath("GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/wt-beta-admin")).toBe("/apis/rbac.authorization.k8s.io/v1/clusterroles/wt-acme-wt-beta-admin");
+    expect(await upstreamPath("GET", "/apis/wt-beta-example.com/v1/widgets")).toBe(`/apis/wt-acme-wt-beta-example.com/v1/widgets?labelSelector=${label}`);
+  });
+
   it("maps the same request for two tenants into disjoint upstream names", async () => {
     expect(await upstreamPath("GET", "/api/v1/namespaces/dev/pods", "beta")).toBe("/api/v1/namespaces/wt-beta-dev/pods");
     expect(await upstreamPath("GET", "/api/v1/namespaces", "beta")).toBe("/api/v1/namespaces?labelSelector=tenancy.wharf.dev%2Ftenant%3Dbeta");
@@ -100,11 +107,12 @@ describe("paths", () => {
     ["POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", 403, "certificate signing"],
     ["POST", "/apis/authentication.k8s.io/v1/tokenreviews", 403, "TokenReview"],
     ["GET", "/apis/authorization.k8s.io/v1/subjectaccessreviews", 403, "only be created"],
-    ["GET", "/api/v1/namespaces/wt-beta-dev/pods", 403, "reserved"],
-    ["GET", "/api/v1/namespaces/wt-beta-dev", 403, "reserved"],
-    ["GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/wt-beta-admin", 403, "reserved"],
-    ["GET", "/apis/wt-beta-example.com/v1/widgets", 403, "reserved"],
-    ["GET", `/api/v1/namespaces/${"n".repeat(56)}/pods`, 422, "no more than 55 characters"],
+    ["GET", `/api/v1/namespaces/${"n".repeat(56)}/pods`, 422, "may have at most 55"],
+    ["GET", "/api/v1/namespaces/Dev/pods", 422, "not a valid name"],
+    ["GET", "/apis/Example.com/v1/widgets", 422, "API group"],
+    ["GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/deployments.apps", 422, "served by the host"],
+    ["GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets", 422, "PLURAL.GROUP"],
+    ["GET", "/apis/rbac.authorization.k8s.io/v1/clusterroles/a%25b", 422, "not a valid object name"],
     ["GET", "/openapi/v2", 404, "/openapi/v3"],
     ["GET", "/metrics", 403, "host cluster's"],
     ["GET", "/logs/kube-apiserver.log", 403, "host cluster's"],
@@ -272,9 +280,12 @@ describe("bodies", () => {
     expect(await mappedBody("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", '{"metadata":{"name":"widgets.example.com"},"spec":{"group":"example.com","conversion":{"strategy":"Webhook","webhook":{"clientConfig":{"service":{"namespace":"dev","name":"conv"}}}}}}')).toBe(
       '{"metadata":{"name":"widgets.wt-acme-example.com","labels":{"tenancy.wharf.dev/tenant":"acme"}},"spec":{"group":"wt-acme-example.com","conversion":{"strategy":"Webhook","webhook":{"clientConfig":{"service":{"namespace":"wt-acme-dev","name":"conv"}}}}}}',
     );
-    const hostGroup = await refusal("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", [], '{"metadata":{"name":"widgets.apps"},"spec":{"group":"apps"}}');
+    const hostGroup = await refusal("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", [], '{"metadata":{"name":"widgets.example.com"},"spec":{"group":"apps"}}');
     expect(hostGroup.code).toBe(403);
     expect(hostGroup.message).toContain("host cluster's");
+    const hostName = await refusal("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", [], '{"metadata":{"name":"widgets.apps"},"spec":{"group":"apps"}}');
+    expect(hostName.code).toBe(422);
+    expect(hostName.message).toContain("served by the host");
     const url = await refusal("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", [], '{"metadata":{"name":"w.example.com"},"spec":{"group":"example.com","conversion":{"webhook":{"clientConfig":{"url":"https://10.0.0.1/"}}}}}');
     expect(url.message).toContain("URL");
   });
@@ -290,7 +301,9 @@ describe("bodies", () => {
     expect(await mappedBody("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", '{"metadata":{"name":"agg"},"aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"rbac.authorization.k8s.io/aggregate-to-admin":"true"}}]}}')).toBe(
       '{"metadata":{"name":"wt-acme-agg","labels":{"tenancy.wharf.dev/tenant":"acme"}},"aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"rbac.authorization.k8s.io/aggregate-to-admin":"true","tenancy.wharf.dev/tenant":"acme"}}]}}',
     );
-    expect((await refusal("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", [], '{"subjects":[{"kind":"Robot","name":"x"}]}')).code).toBe(403);
+    expect((await refusal("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", [], '{"subjects":[{"kind":"Robot","name":"x"}]}')).code).toBe(422);
+    expect((await refusal("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", [], '{"subjects":[{"kind":"ServiceAccount","name":"x"}]}')).message).toContain("no namespace");
+    expect((await refusal("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", [], '{"roleRef":{"kind":"Secret","name":"x"}}')).message).toContain("not Role or ClusterRole");
   });
 
   it("maps events' references, Endpoints and EndpointSlice targets", async () => {

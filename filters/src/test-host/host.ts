@@ -492,8 +492,10 @@ export class StreamHandle {
   }
 
   sendRequestBody(body: string, endOfStream = true): number {
-    this.stream.buffers.set(Buffer_.RequestBody, new TextEncoder().encode(body));
-    return this.host.invoke(this.stream.id, "proxy_on_request_body", body.length, endOfStream ? 1 : 0);
+    const bytes = new TextEncoder().encode(body);
+    this.stream.buffers.set(Buffer_.RequestBody, bytes);
+    // Envoy states the buffered size in bytes.
+    return this.host.invoke(this.stream.id, "proxy_on_request_body", bytes.length, endOfStream ? 1 : 0);
   }
 
   sendResponseHeaders(headers: Headers, endOfStream = false): number {
