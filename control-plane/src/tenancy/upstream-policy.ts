@@ -143,6 +143,16 @@ export function tenancyPolicy(controlPlaneUser = defaultControlPlaneUser): [Kube
       reason: "Forbidden",
     },
     {
+      // A service account's token reaches the apiserver without the gateway, and a tenant's rules hold namespaced
+      // kinds in every namespace (RBAC cannot say "wt-T-*"): a cluster-wide grant to one would read the host's objects.
+      expression:
+        "!variables.isTenant || !variables.isBinding || request.resource.resource != 'clusterrolebindings' || !has(object.subjects) || " +
+        "!object.subjects.exists(s, s.kind == 'ServiceAccount' || (s.kind == 'User' && s.name.startsWith('system:serviceaccount:')) || (s.kind == 'Group' && s.name.startsWith('system:serviceaccounts')))",
+      message: "wharf tenancy: a tenant may bind service accounts only in its namespaces (RoleBindings), never cluster-wide",
+      messageExpression: tenantMessage("may bind service accounts only in its namespaces (RoleBindings), not cluster-wide in ClusterRoleBinding ") + " + variables.name",
+      reason: "Forbidden",
+    },
+    {
       expression:
         "!variables.isTenant || request.operation == 'CONNECT' || " +
         "(variables.oldSystem ? (request.operation == 'UPDATE' && variables.isNamespace && variables.newSystem) : !variables.newSystem)",

@@ -263,6 +263,12 @@ describe("the admission policy", () => {
       binding("ClusterRoleBinding", "wt-acme-reader", labelled("acme"), { kind: "ClusterRole", name: "wt-acme-reader" }, [
         group("wharf:tenant:acme:dev"),
         user("wharf:tenant:acme:bob"),
+      ]),
+    );
+    await expectCreated(
+      acme,
+      `${rbacPath}/namespaces/wt-acme-dev/rolebindings`,
+      binding("RoleBinding", "robots", labelled("acme"), { kind: "ClusterRole", name: "wt-acme-reader" }, [
         user("system:serviceaccount:wt-acme-dev:ci"),
         group("system:serviceaccounts:wt-acme-dev"),
         { kind: "ServiceAccount", name: "ci", namespace: "wt-acme-dev" },
@@ -357,6 +363,13 @@ describe("the admission policy", () => {
       await expectDenied(
         create(acme, `${rbacPath}/clusterrolebindings`, binding("ClusterRoleBinding", "wt-acme-grant", labelled("acme"), ref("wt-acme-reader"), [group("wharf:tenant:acme:dev"), subject])),
         /tenant acme may only bind its own users, groups and service accounts/,
+      );
+    }
+    // Its own service accounts, but cluster-wide: their tokens would reach the apiserver without the gateway.
+    for (const subject of [{ kind: "ServiceAccount", name: "ci", namespace: "wt-acme-dev" }, user("system:serviceaccount:wt-acme-dev:ci"), group("system:serviceaccounts:wt-acme-dev")]) {
+      await expectDenied(
+        create(acme, `${rbacPath}/clusterrolebindings`, binding("ClusterRoleBinding", "wt-acme-robots", labelled("acme"), ref("wt-acme-reader"), [subject])),
+        /tenant acme may bind service accounts only in its namespaces \(RoleBindings\), not cluster-wide in ClusterRoleBinding wt-acme-robots/,
       );
     }
     // What the control plane made for it: not to be deleted or changed, nor the mark set by the tenant.
