@@ -248,8 +248,15 @@ describe("the admission policy", () => {
     expect((await admin("GET", `${rbacPath}/clusterroles/${tenantRbacNames("acme2").views}`)).status).toBe(404);
     expect(await prefixTaken(controlPlane, "acme")).toBe("namespace wt-acme-default exists");
     expect(await prefixTaken(controlPlane, "acm")).toBeUndefined();
-    // Rerunning is harmless.
+    // Rerunning is harmless; it is also how shared views change.
     await setUpTenant(controlPlane, "acme", ["nodes"]);
+    const kubeViews = `${rbacPath}/clusterroles/${tenantRbacNames("kube").views}`;
+    await setUpTenant(controlPlane, "kube", ["priorityclasses.scheduling.k8s.io"]);
+    expect((await admin("GET", kubeViews)).body!.rules).toEqual([{ apiGroups: ["scheduling.k8s.io"], resources: ["priorityclasses"], verbs: ["get", "list", "watch"] }]);
+    await setUpTenant(controlPlane, "kube", []);
+    expect((await admin("GET", kubeViews)).status).toBe(404);
+    await expect(setUpTenant(controlPlane, "kube", ["secrets"])).rejects.toThrow(/shared view "secrets" is not one of nodes, storageclasses.storage.k8s.io/);
+    await expect(setUpTenant(controlPlane, "kube-system", [])).rejects.toThrow(/may not contain '-'/);
   });
 
   it("lets a tenant write its own world: namespaces, objects, ClusterRoles, bindings, CRDs, and ask what it may do", async () => {

@@ -134,20 +134,22 @@ export async function setUpTenant(client: KubeClient, name: string, sharedViews:
   });
   const resources = served ?? (await servedResources(client));
   const names = tenantRbacNames(name);
-  for (const ns of tenantSystemNamespaces) {
-    const upstream = tenantPrefix(name) + ns;
-    await apply(client, `/api/v1/namespaces/${upstream}`, { apiVersion: "v1", kind: "Namespace", metadata: { name: upstream, labels: labels(name) } });
-  }
-  await applyTenantRules(client, name, resources);
-  await apply(client, `${rbac}/clusterrolebindings/${names.admin}`, clusterRoleBinding(names.admin, name, identityPrefix(name) + "system:masters"));
-  if (views.length === 0) {
-    await deleteIfPresent(client, `${rbac}/clusterrolebindings/${names.views}`);
-    await deleteIfPresent(client, `${rbac}/clusterroles/${names.views}`);
-    return;
-  }
+  // Independent writes, in parallel (tenant creation is on a user's critical path). A binding needs no role to exist yet.
   const rules = views.map((view) => ({ apiGroups: [view.group], resources: [view.resource], verbs: ["get", "list", "watch"] }));
-  await apply(client, `${rbac}/clusterroles/${names.views}`, clusterRole(names.views, name, rules));
-  await apply(client, `${rbac}/clusterrolebindings/${names.views}`, clusterRoleBinding(names.views, name, tenantGroup(name)));
+  await Promise.all([
+    ...tenantSystemNamespaces.map((ns) => {
+      const upstream = tenantPrefix(name) + ns;
+      return apply(client, `/api/v1/namespaces/${upstream}`, { apiVersion: "v1", kind: "Namespace", metadata: { name: upstream, labels: labels(name) } });
+    }),
+    applyTenantRules(client, name, resources),
+    apply(client, `${rbac}/clusterrolebindings/${names.admin}`, clusterRoleBinding(names.admin, name, identityPrefix(name) + "system:masters")),
+    ...(views.length === 0
+      ? [deleteIfPresent(client, `${rbac}/clusterrolebindings/${names.views}`), deleteIfPresent(client, `${rbac}/clusterroles/${names.views}`)]
+      : [
+          apply(client, `${rbac}/clusterroles/${names.views}`, clusterRole(names.views, name, rules)),
+          apply(client, `${rbac}/clusterrolebindings/${names.views}`, clusterRoleBinding(names.views, name, tenantGroup(name))),
+        ]),
+  ]);
 }
 
 /**
