@@ -328,6 +328,11 @@ describe("the admission policy", () => {
     await kubectl("-n", "default", "create", "configmap", "upstream-test-host");
     await expectDenied(acme("DELETE", "/api/v1/namespaces/default/configmaps/upstream-test-host"), /not in namespace default/);
     await expectDenied(acme("DELETE", "/api/v1/namespaces/default/configmaps?labelSelector="), /not in namespace default/);
+    // A cluster-wide deletecollection is judged object by object: nothing of the host or of another tenant goes.
+    const roleNames = async () => ((await admin("GET", `${rbacPath}/clusterroles`)).body!.items as KubeObject[]).map((role) => role.metadata.name as string).sort();
+    const rolesBefore = await roleNames();
+    await expectDenied(kubeTenant("DELETE", `${rbacPath}/clusterroles`), /tenant kube (may only write cluster-scoped objects named wt-kube-\*|cannot delete or change clusterroles wt-kube-)/);
+    expect(await roleNames()).toEqual(rolesBefore);
     // Cluster-scoped objects outside its prefix.
     await expectDenied(create(acme, "/api/v1/namespaces", namespace("wt-acme2-stolen", labelled("acme"))), /may only write cluster-scoped objects named wt-acme-\* .*not namespaces wt-acme2-stolen/);
     await expectDenied(create(acme, "/api/v1/namespaces", namespace("acme-dev", labelled("acme"))), /not namespaces acme-dev/);
