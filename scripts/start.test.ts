@@ -208,6 +208,22 @@ describe("npm start", () => {
     expect(stdout).toMatch(/^local-gateway\s+gateway\s+yes\s+.*listener=/m);
   });
 
+  it("prints how to make a tenant, and the printed command makes one whose kubeconfig reaches the gateway", async () => {
+    const printed = /\.tools\/bin\/wharf (tenant create demo -o demo\.kubeconfig --stack \S+)\s/.exec(output);
+    expect(printed, output).not.toBeNull();
+    const tenantKubeconfig = join(state, "demo.kubeconfig");
+    const args = printed![1]!.split(" ").map((arg) => (arg === "demo.kubeconfig" ? tenantKubeconfig : arg));
+    const cli = join(repoRoot, "control-plane", "dist", "cli.js");
+    await run(process.execPath, [cli, ...args], { cwd: repoRoot });
+    const text = await readFile(tenantKubeconfig, "utf8");
+    expect(text).toContain(`server: https://127.0.0.1:${gatewayPort}`);
+    expect(text).toContain("current-context: demo");
+    const version = JSON.parse(await kubectlOn(tenantKubeconfig)("get", "--raw", "/version")) as { gitVersion: string };
+    expect(version.gitVersion).toMatch(/^v1\./);
+    const { stdout } = await run(process.execPath, [cli, "tenant", "list", "--stack", join(state, "stack.json")], { cwd: repoRoot });
+    expect(stdout).toMatch(/^demo\tcreated \S+\tshared -\tcertificates admin:1$/m);
+  });
+
   it("keeps answering through Envoy when a kube-apiserver dies, and brings it back", async () => {
     const victim = await pidOf("kube-apiserver-1");
     process.kill(victim, "SIGKILL");

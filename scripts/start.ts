@@ -31,7 +31,7 @@ import {
 } from "@wharf/testkit";
 import { NodeCa, writeCredentials } from "@wharf/control-plane/credentials";
 import { StackConsole } from "./stack/console.js";
-import { grantTokenReviews, defaultReviewer } from "./stack/cluster-rbac.js";
+import { grantTokenReviews, defaultReviewer, upstreamKubeconfig } from "./stack/cluster-rbac.js";
 import { configuredReviewer, ensureStackConfig } from "./stack/sample-config.js";
 import { Supervised, type Started, type SupervisorEvents } from "./stack/supervisor.js";
 
@@ -152,7 +152,8 @@ try {
   }
   const configFile = join(state, "wharf.yaml");
   const controlPlaneState = join(state, "control-plane");
-  await ensureStackConfig(configFile, { pkiDir, logDir, gatewayPort: ports.gateway, servers: ports.apiservers.map((port) => `127.0.0.1:${port}`) });
+  const tenancyKubeconfig = join(pkiDir, "control-plane-upstream.kubeconfig");
+  await ensureStackConfig(configFile, { pkiDir, logDir, gatewayPort: ports.gateway, servers: ports.apiservers.map((port) => `127.0.0.1:${port}`), tenancyKubeconfig });
   if (!existsSync(tokenFile)) await writeFile(tokenFile, randomBytes(24).toString("hex") + "\n", { mode: 0o600 });
 
   const storeEndpoint = `http://127.0.0.1:${ports.store}`;
@@ -184,6 +185,8 @@ try {
   out.phase("granting the gateway its TokenReviews");
   const adminKubeconfig = await writeKubeconfig(join(pkiDir, "admin-direct.kubeconfig"), `https://127.0.0.1:${ports.apiservers[0]}`, pki.ca.certFile, pki.admin);
   await grantTokenReviews(adminKubeconfig, await configuredReviewer(configFile, defaultReviewer), pkiDir);
+  out.phase("granting the control plane its tenancy rights");
+  await upstreamKubeconfig(adminKubeconfig, pki, `https://127.0.0.1:${ports.apiservers[0]}`, tenancyKubeconfig);
 
   const controlPlane = supervise("control-plane", { name: "control-plane", address: `xDS 127.0.0.1:${ports.xds}`, healthUrl: `${adminUrl}/healthz` }, async () => {
     const process = startProcess({
@@ -228,7 +231,10 @@ try {
 
   const kubeconfig = await writeKubeconfig(join(state, "kubeconfig"), gatewayUrl, pki.ca.certFile, pki.admin);
   const here = (path: string) => (path.startsWith(process.cwd()) ? relative(process.cwd(), path) || "." : path);
-  const statusCommand = stackFile === join(process.cwd(), ".wharf", "stack.json") ? ".tools/bin/wharf status" : `.tools/bin/wharf status --stack ${here(stackFile)}`;
+  const defaultStack = stackFile === join(process.cwd(), ".wharf", "stack.json");
+  const statusCommand = defaultStack ? ".tools/bin/wharf status" : `.tools/bin/wharf status --stack ${here(stackFile)}`;
+  const stackFlag = defaultStack ? "" : ` --stack ${here(stackFile)}`;
+  const tenantCommand = `.tools/bin/wharf tenant create demo -o demo.kubeconfig${stackFlag}`;
   out.say(`ready. Everything listens on 127.0.0.1; state in ${here(state)}, logs in ${here(logDir)}.
   kubeconfig        ${here(kubeconfig)}   (server: ${gatewayUrl}, Envoy + the wharf gateway filter)
   ${storeName.padEnd(17)} ${storeEndpoint}   ${flags.etcd ? "" : `metrics http://127.0.0.1:${ports.storeMetrics}/metrics`}
@@ -239,6 +245,10 @@ Try:
   KUBECONFIG=${here(kubeconfig)} .tools/bin/kubectl get --raw /version         # answered through Envoy
   ${statusCommand.padEnd(76)} # every part's health, what Envoy accepted
   edit ${here(configFile)}, e.g. qps: 1 under per-user, and run kubectl again   # live, Envoy keeps running
+Tenants (virtual clusters on this one; docs/tenancy.md):
+  ${tenantCommand.padEnd(76)} # a tenant, and its admin's kubeconfig (8h)
+  ${"KUBECONFIG=demo.kubeconfig .tools/bin/kubectl get ns".padEnd(76)} # its own world, through the gateway
+  ${`.tools/bin/wharf tenant kubeconfig demo --user ann --ttl 1h -o ann.kubeconfig${stackFlag}`.padEnd(76)} # more users; revoke, delete, list: wharf --help
 Ctrl-C stops everything; data and certificates stay for the next start.`);
   await writeStackFile();
 } catch (error) {

@@ -63,7 +63,7 @@ const usage = `Usage:
   wharf tenant kubeconfig NAME [--user U] [--group G]... [--ttl DURATION] [-o FILE]
   wharf tenant revoke NAME --user U
       Tenants (docs/tenancy.md) through the admin API (--admin URL --token-file
-      FILE; default: the stack \`npm start\` runs). create sets the tenant up
+      FILE, or --stack FILE; default: the stack \`npm start\` runs). create sets the tenant up
       and prints its first kubeconfig (user admin, group system:masters, 8h);
       kubeconfig issues one for a user (default admin; --ttl e.g. 30m, 8h,
       at most 720h; issuing again renews); revoke refuses every certificate
@@ -144,9 +144,10 @@ function adminClient(values: { admin?: string; "token-file"?: string }, token: s
   return createClient(AdminService, transport);
 }
 
-/** The admin client for a command given --admin/--token-file, or the stack `npm start` runs. */
-async function stackAdminClient(values: { admin?: string; "token-file"?: string }) {
-  const stack = values.admin === undefined && existsSync(defaultStackFile) ? await readStackFile(defaultStackFile).catch((error: Error) => fail(`${defaultStackFile}: ${error.message}`)) : undefined;
+/** The admin client for a command given --admin/--token-file, or the stack `npm start` runs (--stack, default .wharf/stack.json). */
+async function stackAdminClient(values: { admin?: string; "token-file"?: string; stack?: string }) {
+  const stackFile = values.stack ?? (values.admin === undefined && existsSync(defaultStackFile) ? defaultStackFile : undefined);
+  const stack = stackFile === undefined ? undefined : await readStackFile(stackFile).catch((error: Error) => fail(`${stackFile}: ${error.message}`));
   const admin = values.admin ?? (stack?.adminUrl || undefined);
   return adminClient({ admin }, await readToken(values["token-file"] ?? (stack?.adminTokenFile || undefined)));
 }
@@ -174,6 +175,7 @@ async function tenant(sub: string | undefined, args: string[]): Promise<void> {
     options: {
       admin: { type: "string" },
       "token-file": { type: "string" },
+      stack: { type: "string" },
       "shared-view": { type: "string", multiple: true },
       user: { type: "string" },
       group: { type: "string", multiple: true },

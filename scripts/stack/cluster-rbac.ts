@@ -4,10 +4,11 @@
 // TokenReviews that it sends as its reviewer user (wharf:gateway unless the
 // config's token_review.reviewer says otherwise); without this binding the
 // apiserver forbids them and every token through the gateway gets 503.
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import { kubectlOn } from "@wharf/testkit";
-import { stringify } from "yaml";
+import { existsSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { issueCertificate, kubectlOn, repoRoot, writeKubeconfig, type ClusterPki } from "@wharf/testkit";
+import { parseAllDocuments, stringify } from "yaml";
 
 export const defaultReviewer = "wharf:gateway";
 
@@ -24,4 +25,24 @@ export async function grantTokenReviews(adminKubeconfig: string, reviewer: strin
   const file = join(workDir, "gateway-rbac.yaml");
   await writeFile(file, stringify(binding));
   await kubectlOn(adminKubeconfig)("apply", "-f", file);
+}
+
+/**
+ * The control plane's kubeconfig for setting tenants up (the config's
+ * tenancy.kubeconfig): the user deploy/tenancy-rbac.yaml grants its least
+ * privilege to, with a client certificate from the cluster CA; while that
+ * file is not there, the admin's own credentials.
+ */
+export async function upstreamKubeconfig(adminKubeconfig: string, pki: ClusterPki, server: string, file: string): Promise<void> {
+  const rbacFile = join(repoRoot, "deploy", "tenancy-rbac.yaml");
+  if (!existsSync(rbacFile)) {
+    await writeKubeconfig(file, server, pki.ca.certFile, pki.admin);
+    return;
+  }
+  const documents = parseAllDocuments(await readFile(rbacFile, "utf8")).map((document) => document.toJS() as { kind?: string; subjects?: Array<{ kind: string; name: string }> } | null);
+  const user = documents.flatMap((document) => (document?.kind === "ClusterRoleBinding" ? (document.subjects ?? []) : [])).find((subject) => subject.kind === "User")?.name;
+  if (!user) throw new Error(`${rbacFile}: no ClusterRoleBinding with a User subject (the control plane's identity upstream)`);
+  await kubectlOn(adminKubeconfig)("apply", "--server-side", "--force-conflicts", "-f", rbacFile);
+  const pair = await issueCertificate(dirname(file), pki.ca, { name: "control-plane-upstream", commonName: user, usage: "client" });
+  await writeKubeconfig(file, server, pki.ca.certFile, pair);
 }

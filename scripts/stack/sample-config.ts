@@ -13,9 +13,11 @@ export interface SampleConfigOptions {
   gatewayPort: number;
   /** host:port of every kube-apiserver of the stack. */
   servers: string[];
+  /** The control plane's own kubeconfig upstream, for tenancy (see upstreamKubeconfig in start.ts). */
+  tenancyKubeconfig: string;
 }
 
-function sampleConfig({ pkiDir, logDir, gatewayPort, servers }: SampleConfigOptions): string {
+function sampleConfig({ pkiDir, logDir, gatewayPort, servers, tenancyKubeconfig }: SampleConfigOptions): string {
   return `# wharf control-plane config (docs/config.md). Edit and save: changes are live.
 # npm start keeps the pools' server lists in step with --apiservers.
 ${stringify({
@@ -43,8 +45,13 @@ ${stringify({
       { name: "everyone", rules: [{ users: ["*"] }], action: { upstream: "main", flow_control: "per-user" } },
     ],
   },
+  tenancy: tenancySection(tenancyKubeconfig),
 })}`;
 }
+
+// Tenants' kubeconfigs get the listener's address and its client CA (which
+// signed the gateway's certificate); `wharf tenant create` adds tenants below.
+const tenancySection = (kubeconfig: string) => ({ kubeconfig });
 
 /** `main` balances over every apiserver; `watches` keeps long requests on the last one. */
 function poolServers(servers: string[]): Array<[string, string[]]> {
@@ -69,6 +76,11 @@ export async function ensureStackConfig(file: string, options: SampleConfigOptio
   if (!isSeq(pools)) return;
   const plain = document.toJS() as { upstream_cluster: { pools: Array<{ name?: unknown; servers?: unknown }> } };
   let changed = false;
+  // A config from before tenancy gets it (tenants are then one command away).
+  if (!document.has("tenancy") && !document.has("upstream_clusters")) {
+    document.set("tenancy", tenancySection(options.tenancyKubeconfig));
+    changed = true;
+  }
   for (const [name, members] of poolServers(options.servers)) {
     const pool = pools.items.find((item) => isMap(item) && item.get("name") === name);
     if (!isMap(pool)) continue;
