@@ -19,6 +19,8 @@ export class ConfigSource {
   private appliedText: string | undefined;
   private appliedTenancy: TenancyConfig | undefined;
   private readonly file: string;
+  /** Called after each config is served (the tenants' upstream side follows it). */
+  onApplied: (() => void) | undefined;
   /** The tail of the applies: one at a time, in call order, so an older config never lands last. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -97,6 +99,7 @@ export class ConfigSource {
     this.cache.setRoleSnapshot("gateway", snapshot);
     this.cache.setRoleSnapshot("client-sidecar", sidecarSnapshot);
     this.log("info", "config applied", { source: this.readOnlyReason ? "kubernetes" : this.file, version: snapshot.version, ...(tenancy ? { tenants: tenancy.tenants.length } : {}) });
+    this.onApplied?.();
     return snapshot.version;
   }
 

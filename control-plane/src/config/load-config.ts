@@ -13,7 +13,7 @@ import type { ClientSidecarDeployment } from "../resources/client-sidecar-resour
 import { accessLogFields, type AccessLogDeployment } from "../resources/access-log.js";
 import { envoyClusterName, type GatewayDeployment, type UpstreamClusterDeployment, type UpstreamPool } from "../resources/gateway-resources.js";
 import { tenantNameError } from "../tenancy/naming.js";
-import { sharedViewResources } from "../tenancy/tenant-store.js";
+import { shareableViews } from "../tenancy/upstream.js";
 
 export class ConfigError extends Error {
   constructor(
@@ -323,7 +323,7 @@ async function toTenancy(config: Config, deployment: GatewayDeployment, options:
     seen.add(tenant.name);
     const views = new Set<string>();
     tenant.sharedViews.forEach((view, at) => {
-      if (!(sharedViewResources as readonly string[]).includes(view)) throw new ConfigError(`${field}.shared_views[${at}]`, `"${view}" cannot be shared (one of ${sharedViewResources.join(", ")})`);
+      if (!shareableViews.has(view)) throw new ConfigError(`${field}.shared_views[${at}]`, `"${view}" cannot be shared (one of ${[...shareableViews.keys()].join(", ")})`);
       if (views.has(view)) throw new ConfigError(`${field}.shared_views[${at}]`, `"${view}" is listed twice`);
       views.add(view);
     });

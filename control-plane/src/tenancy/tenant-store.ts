@@ -8,18 +8,10 @@
 // record stays as small as the number of live certificates.
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { tenantNameError } from "./naming.js";
 import { TenantCa, TenantCaError, checkTenantName, writeAtomically, type TenantLeaf, type TenantLeafRequest } from "./tenant-ca.js";
-
-/** Host resources a tenant may be given read-only as they are (config.proto's Tenant.shared_views). */
-export const sharedViewResources = [
-  "nodes",
-  "storageclasses.storage.k8s.io",
-  "priorityclasses.scheduling.k8s.io",
-  "runtimeclasses.node.k8s.io",
-  "ingressclasses.networking.k8s.io",
-] as const;
 
 interface IssuedEntry {
   serial: string;
@@ -30,6 +22,8 @@ interface IssuedEntry {
 
 interface TenantRecord {
   createdAt: string;
+  /** Set once the tenant's objects upstream were made (RBAC, system namespaces). */
+  upstreamReady?: boolean;
   issued: IssuedEntry[];
   revoked: IssuedEntry[];
 }
@@ -45,6 +39,7 @@ export interface TenantState {
   continueKey: Uint8Array;
   /** Unexpired certificates issued and not revoked, by user. */
   activeCertificates: Record<string, number>;
+  upstreamReady: boolean;
 }
 
 interface Loaded {
@@ -105,6 +100,21 @@ export class TenantStore {
     });
   }
 
+  /** Notes that the tenant's objects upstream are made. */
+  async markUpstreamReady(tenant: string, now = new Date()): Promise<void> {
+    await this.serialized(tenant, async () => {
+      const { record } = await this.load(tenant, false);
+      record.upstreamReady = true;
+      await this.save(tenant, record, now);
+    });
+  }
+
+  /** Tenants with state in the directory (listed or not in the config). */
+  async names(): Promise<string[]> {
+    const entries = await readdir(join(this.stateDir, "tenants"), { withFileTypes: true }).catch(() => []);
+    return entries.filter((entry) => entry.isDirectory() && tenantNameError(entry.name) === undefined && existsSync(join(this.stateDir, "tenants", entry.name, "record.json"))).map((entry) => entry.name);
+  }
+
   /** Revokes every unexpired certificate issued to `user`; returns how many. */
   async revokeUser(tenant: string, user: string, now = new Date()): Promise<number> {
     return this.serialized(tenant, async () => {
@@ -137,6 +147,7 @@ export class TenantStore {
       revokedSerials: record.revoked.filter(live).map((entry) => entry.serial),
       continueKey,
       activeCertificates,
+      upstreamReady: record.upstreamReady === true,
     };
   }
 

@@ -3,8 +3,10 @@
 // kube-apiserver with an audit log, which says what identity each request
 // reached it with (what the gateway forwarded, not what a response says).
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import { readFile, stat, writeFile } from "node:fs/promises";
+import { request as httpsRequest } from "node:https";
 import { connect as http2Connect, type ClientHttp2Session } from "node:http2";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -24,6 +26,7 @@ import {
   startKubeApiserver,
   startXdsEnvoy,
   waitFor,
+  writeKubeconfig,
   type Envoy,
   type KubeApiserver,
 } from "@wharf/testkit";
@@ -42,6 +45,41 @@ let configFile: string;
 let tokenFile: string;
 let adminUrl: string;
 let admin: (...args: string[]) => Promise<string>;
+/** kubectl as the control plane's own identity upstream (deploy/tenancy-rbac.yaml's user). */
+let asControlPlane: (...args: string[]) => Promise<string>;
+
+/** Names of `resource` upstream that are the tenant's: "wt-<tenant>-…", or a CRD "plural.wt-<tenant>-group". */
+async function upstreamNames(resource: string, tenant: string): Promise<string[]> {
+  return (await admin("get", resource, "-o", "name"))
+    .split("\n")
+    .map((line) => line.slice(line.indexOf("/") + 1))
+    .filter((name) => name.startsWith(`wt-${tenant}-`) || name.includes(`.wt-${tenant}-`))
+    .sort();
+}
+
+/** A request straight to the apiserver as a tenant identity (front-proxy headers), bypassing the gateway. */
+function asTenantUpstream(method: string, path: string, user: string, groups: string[], body?: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = httpsRequest(
+      `${kube.url}${path}`,
+      {
+        method,
+        ca: readFileSync(kube.pki.ca.certFile),
+        cert: readFileSync(kube.pki.frontProxyClient.certFile),
+        key: readFileSync(kube.pki.frontProxyClient.keyFile),
+        headers: { "x-remote-user": user, "x-remote-group": groups, "content-type": "application/json", accept: "application/json" },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
 
 interface KubeconfigFile {
   clusters: Array<{ name: string; cluster: { server: string; "certificate-authority-data": string } }>;
@@ -146,6 +184,12 @@ beforeAll(async () => {
   // An apiserver of its own: its audit log is how the tests see what identity
   // the gateway forwarded. Its data goes to the shared etcd under its own prefix.
   kube = await startKubeApiserver({ etcdServers: [inject("referenceEtcd").endpoint], auditLog: true, extraArgs: ["--etcd-prefix=/tenants-test"] });
+  admin = kubectlOn(kube.kubeconfig);
+  // The control plane acts upstream as deploy/tenancy-rbac.yaml's user, with that least privilege.
+  await admin("apply", "-f", join(repoRoot, "deploy", "tenancy-rbac.yaml"));
+  const identity = await issueCertificate(dir, kube.pki.ca, { name: "control-plane-upstream", commonName: "wharf:control-plane", usage: "client" });
+  const controlPlaneKubeconfig = await writeKubeconfig(join(dir, "control-plane-upstream.kubeconfig"), kube.url, kube.pki.ca.certFile, identity);
+  asControlPlane = kubectlOn(controlPlaneKubeconfig);
   const serving = await issueCertificate(dir, kube.pki.ca, { name: "gateway", commonName: "gateway", dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"], usage: "server" });
   const port = await freePort();
   gatewayUrl = `https://127.0.0.1:${port}`;
@@ -162,7 +206,7 @@ ${stringify({
     client_cert_file: kube.pki.frontProxyClient.certFile,
     client_key_file: kube.pki.frontProxyClient.keyFile,
   },
-  tenancy: { kubeconfig: kube.kubeconfig },
+  tenancy: { kubeconfig: controlPlaneKubeconfig },
 })}`,
   );
   tokenFile = join(dir, "admin-token");
@@ -179,7 +223,6 @@ ${stringify({
   const credentials = join(dir, "xds-gateway");
   await writeCredentials(credentials, controlPlane.ca.issueNode({ name: "gateway-1", role: "gateway" }));
   envoy = await startXdsEnvoy({ nodeId: "gateway-1", xdsAddress: controlPlane.xdsAddress, credentialsDir: credentials });
-  admin = kubectlOn(kube.kubeconfig);
   await waitFor(async () => controlPlane.cache.nodeStatus("gateway-1", "gateway")?.acked.listener === controlPlane.config!.currentVersion, 30_000, "the gateway's ACK");
 }, 120_000);
 
@@ -218,6 +261,30 @@ describe("tenants", () => {
     expect(event, "the tenant's whoami in the audit log").toBeDefined();
     expect(event!.user.username).toBe("wharf:tenant:acme:admin");
     expect(event!.user.groups).toEqual(["wharf:tenant:acme", "wharf:tenant:acme:system:masters", "system:authenticated"]);
+
+    // Upstream: its system namespaces and RBAC (upstream.ts), made before its credentials were served.
+    expect(await upstreamNames("namespaces", "acme")).toEqual(["wt-acme-default", "wt-acme-kube-node-lease", "wt-acme-kube-public", "wt-acme-kube-system"]);
+    expect(await upstreamNames("clusterrolebindings", "acme")).toEqual(["wt-acme-wharf-shared-views", "wt-acme-wharf-tenant-admin"]);
+    expect(JSON.parse(await admin("get", "validatingadmissionpolicy", "wharf-tenancy", "-o", "json"))).toMatchObject({ metadata: { name: "wharf-tenancy" } });
+  });
+
+  it("rewrites a tenant's admin role when a CRD of its own group appears", async () => {
+    const crd = {
+      apiVersion: "apiextensions.k8s.io/v1",
+      kind: "CustomResourceDefinition",
+      metadata: { name: "widgets.wt-acme-example.com", labels: { "tenancy.wharf.dev/tenant": "acme" } },
+      spec: {
+        group: "wt-acme-example.com",
+        scope: "Namespaced",
+        names: { plural: "widgets", singular: "widget", kind: "Widget" },
+        versions: [{ name: "v1", served: true, storage: true, schema: { openAPIV3Schema: { type: "object", "x-kubernetes-preserve-unknown-fields": true } } }],
+      },
+    };
+    const created = await asTenantUpstream("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "wharf:tenant:acme:admin", ["wharf:tenant:acme", "wharf:tenant:acme:system:masters"], crd);
+    expect(created.status, created.body).toBe(201);
+    const groups = async () => (JSON.parse(await admin("get", "clusterrole", "wt-acme-wharf-tenant-admin", "-o", "json")) as { rules: Array<{ apiGroups: string[] }> }).rules.flatMap((rule) => rule.apiGroups);
+    await waitFor(async () => (await groups()).includes("wt-acme-example.com"), 10_000, "the CRD's group in acme's admin role");
+    expect(await upstreamNames("customresourcedefinitions", "acme")).toEqual(["widgets.wt-acme-example.com"]);
   });
 
   it("kubeconfig: a user with groups and a TTL, forwarded as that tenant user", async () => {
@@ -251,7 +318,8 @@ describe("tenants", () => {
   });
 
   it("refuses a name whose upstream prefix is taken", async () => {
-    await admin("create", "namespace", "wt-initech-leftover");
+    // Left by a delete cut short: the control plane made it (nobody else may make wt- names).
+    await asControlPlane("create", "namespace", "wt-initech-leftover");
     expect(await wharfTenantFails("create", "initech")).toMatch(/tenant name initech is taken upstream: namespace wt-initech-leftover exists/);
     expect((parse(await readFile(configFile, "utf8")) as { tenants: Array<{ name: string }> }).tenants.map((tenant) => tenant.name)).toEqual(["acme"]);
   });
@@ -295,7 +363,10 @@ describe("tenants", () => {
     try {
       expect((await get(open, "/version")).status).toBe(200);
       const { stdout } = await wharfTenant("delete", "acme");
-      expect(stdout).toMatch(/^tenant acme deleted/);
+      expect(stdout).toMatch(/^tenant acme deleted \(removed upstream: .*4 namespaces/);
+      // Nothing of it is left upstream; what is not the tenant's stays.
+      for (const resource of ["namespaces", "clusterroles", "clusterrolebindings", "customresourcedefinitions"]) expect(await upstreamNames(resource, "acme"), resource).toEqual([]);
+      expect(await upstreamNames("namespaces", "initech")).toEqual(["wt-initech-leftover"]);
       // The tenant's system:masters never becomes the host's: refused on the connection opened before.
       expect((await get(open, "/api/v1/namespaces")).status).toBe(401);
       // A new connection with its certificate no longer completes the handshake.
@@ -306,6 +377,19 @@ describe("tenants", () => {
     } finally {
       open.close();
     }
+  });
+
+  it("a tenant added to the config file by hand is set up upstream and served", async () => {
+    const text = await readFile(configFile, "utf8");
+    await writeFile(configFile, `${text.trimEnd()}\ntenants:\n  - name: globex\n`);
+    await waitFor(async () => (await upstreamNames("namespaces", "globex")).length === 4, 20_000, "globex's namespaces upstream");
+    const file = join(dir, "globex.kubeconfig");
+    await wharfTenant("kubeconfig", "globex", "-o", file);
+    expect(await whoami(await credentialsOf(file))).toBe(201);
+    const [event] = await audited("/selfsubjectreviews", "globex");
+    expect(event!.user.username).toBe("wharf:tenant:globex:admin");
+    await wharfTenant("delete", "globex");
+    expect(await upstreamNames("namespaces", "globex")).toEqual([]);
   });
 
   it("a certificate from a deleted tenant's CA stays refused when a tenant of the same name is created again", async () => {

@@ -13,19 +13,10 @@ import type { ConfigSource, Log } from "../config-source.js";
 import type { SnapshotCache } from "../xds/cache.js";
 import { tenantKubeconfig } from "./kubeconfig.js";
 import { TenantCaError, checkTenantName, defaultTtlSeconds, maxTtlSeconds } from "./tenant-ca.js";
-import { sharedViewResources, type TenantStore } from "./tenant-store.js";
+import type { TenantStore } from "./tenant-store.js";
+import { shareableViews, type TenantUpstream } from "./upstream.js";
 
-/** What the control plane does upstream for tenants (upstream.ts), through its own kubeconfig. */
-export interface TenantUpstream {
-  /** The admission policy and its binding; idempotent. */
-  ensurePolicy(): Promise<void>;
-  /** Why the tenant's prefix is taken upstream (e.g. a namespace "wt-<T>-x" exists); undefined when free. */
-  prefixTaken(tenant: string): Promise<string | undefined>;
-  /** RBAC, the tenant's system namespaces, its shared views; idempotent. */
-  setUp(tenant: { name: string; sharedViews: string[] }): Promise<void>;
-  /** Exactly the tenant's objects; counts by resource. */
-  remove(tenant: string): Promise<Record<string, number>>;
-}
+export type { TenantUpstream } from "./upstream.js";
 
 export type TenantErrorCode = "invalid" | "not-found" | "exists" | "precondition";
 
@@ -75,6 +66,12 @@ export class Tenants {
   /** Tenants being created or deleted: one operation per name at a time. */
   private readonly busy = new Set<string>();
   private readonly upstreams = new Map<string, TenantUpstream>();
+  /** Tenants whose CRDs changed, waiting for their admin role to be rewritten (at most one entry each). */
+  private readonly rulesPending = new Set<string>();
+  private rulesTimer: NodeJS.Timeout | undefined;
+  private reconciling: Promise<void> = Promise.resolve();
+  /** Upstreams (by kubeconfig) whose admission policy this control plane has applied. */
+  private readonly policyApplied = new Set<string>();
 
   constructor(private readonly options: TenantsOptions) {}
 
@@ -84,7 +81,7 @@ export class Tenants {
     if (config.readOnly) throw new TenantError("precondition", config.readOnly);
     checked(() => checkTenantName(name));
     sharedViews.forEach((view, index) => {
-      if (!(sharedViewResources as readonly string[]).includes(view)) throw new TenantError("invalid", `shared_views[${index}]: "${view}" cannot be shared (one of ${sharedViewResources.join(", ")})`);
+      if (!shareableViews.has(view)) throw new TenantError("invalid", `shared_views[${index}]: "${view}" cannot be shared (one of ${[...shareableViews.keys()].join(", ")})`);
     });
     const views = [...new Set(sharedViews)];
     return this.exclusive(name, async () => {
@@ -98,10 +95,11 @@ export class Tenants {
         await Promise.all([
           store.ensure(name),
           (async () => {
-            await upstream.ensurePolicy();
+            await this.ensurePolicy(tenancy.kubeconfig);
             await upstream.setUp({ name, sharedViews: views });
           })(),
         ]);
+        await store.markUpstreamReady(name);
         await config.edit((text) => withTenant(text, name, views));
       } catch (error) {
         log("warn", "tenant create failed; undoing it", { tenant: name, error: (error as Error).message });
@@ -160,6 +158,67 @@ export class Tenants {
     return count;
   }
 
+  /**
+   * Makes what the served config's tenants need upstream and is not there
+   * yet (a tenant added to the file by hand, a create cut short by a crash
+   * after its config was saved): the admission policy, then each such
+   * tenant's RBAC and system namespaces. Run at start and after each applied
+   * config; one run at a time. State of a tenant the config no longer lists
+   * is left alone (removing it would be a delete): it is only reported.
+   */
+  reconcile(): Promise<void> {
+    this.reconciling = this.reconciling.then(() => this.reconcileNow()).catch((error: Error) => this.options.log("error", "tenancy: setting tenants up upstream failed; the next config apply tries again", { error: error.message }));
+    return this.reconciling;
+  }
+
+  private async reconcileNow(): Promise<void> {
+    const tenancy = this.options.config.currentTenancy;
+    if (!tenancy) return;
+    const listed = new Set(tenancy.tenants.map((tenant) => tenant.name));
+    for (const name of await this.options.store.names()) {
+      if (!listed.has(name) && !this.busy.has(name)) this.options.log("warn", "tenancy: a tenant has state but is not in the config; `wharf tenant delete` removes it upstream", { tenant: name });
+    }
+    if (tenancy.tenants.length === 0) return;
+    const upstream = this.upstream(tenancy.kubeconfig);
+    await this.ensurePolicy(tenancy.kubeconfig);
+    for (const tenant of tenancy.tenants) {
+      if (this.busy.has(tenant.name) || (await this.options.store.get(tenant.name)).upstreamReady) continue;
+      await upstream.setUp(tenant);
+      await this.options.store.markUpstreamReady(tenant.name);
+      this.options.log("info", "tenancy: tenant set up upstream", { tenant: tenant.name });
+    }
+  }
+
+  /** A CRD of group "wt-<tenant>-…" changed: the tenant's admin role is rewritten with its groups (batched). */
+  crdChanged(tenant: string): void {
+    if (!this.options.config.currentTenancy?.tenants.some((entry) => entry.name === tenant)) return;
+    this.rulesPending.add(tenant);
+    this.rulesTimer ??= setTimeout(() => void this.syncPendingRules(), 100);
+  }
+
+  private async syncPendingRules(): Promise<void> {
+    const tenants = [...this.rulesPending];
+    this.rulesPending.clear();
+    const tenancy = this.options.config.currentTenancy;
+    try {
+      if (!tenancy) return;
+      for (const tenant of tenants) {
+        await this.upstream(tenancy.kubeconfig)
+          .syncRules(tenant)
+          .catch((error: Error) => this.options.log("error", "tenancy: could not rewrite a tenant's admin role for its CRDs", { tenant, error: error.message }));
+      }
+    } finally {
+      this.rulesTimer = undefined;
+      if (this.rulesPending.size > 0) this.rulesTimer = setTimeout(() => void this.syncPendingRules(), 100);
+    }
+  }
+
+  /** Stops pending work (the control plane stops). */
+  close(): void {
+    clearTimeout(this.rulesTimer);
+    this.rulesPending.clear();
+  }
+
   private async issueNow(tenant: string, request: KubeconfigRequest): Promise<IssuedKubeconfig> {
     const tenancy = this.tenancy();
     const user = request.user || "admin";
@@ -187,6 +246,13 @@ export class Tenants {
   private listed(tenant: string): void {
     checked(() => checkTenantName(tenant));
     if (!this.tenancy().tenants.some((entry) => entry.name === tenant)) throw new TenantError("not-found", `no tenant ${tenant}`);
+  }
+
+  /** The admission policy, applied once per upstream while this control plane runs (it is idempotent; this saves the calls). */
+  private async ensurePolicy(kubeconfig: string): Promise<void> {
+    if (this.policyApplied.has(kubeconfig)) return;
+    await this.upstream(kubeconfig).ensurePolicy();
+    this.policyApplied.add(kubeconfig);
   }
 
   private upstream(kubeconfig: string): TenantUpstream {
