@@ -9,10 +9,9 @@ import { ConfigSource, type Log } from "./config-source.js";
 import { NodeCa } from "./credentials/node-ca.js";
 import { watchGatewayConfig, type GatewayConfigRef } from "./kube-source.js";
 import { ControlPlaneMetrics } from "./metrics.js";
-import { watchTenantCrds } from "./tenancy/crd-watch.js";
 import { TenantStore } from "./tenancy/tenant-store.js";
 import { Tenants, type TenantUpstream } from "./tenancy/tenants.js";
-import { connectionFromKubeconfig, kubeClient, tenantUpstream } from "./tenancy/upstream.js";
+import { tenantUpstream } from "./tenancy/upstream.js";
 import { SnapshotCache } from "./xds/cache.js";
 import { certificateAuthenticator } from "./xds/node-auth.js";
 import { startXdsServer } from "./xds/xds-server.js";
@@ -78,7 +77,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
             tenantStore,
           );
   if (config && options.config && "file" in options.config) await config.loadFile();
-  const tenants = config && new Tenants({ config, store: tenantStore, cache, upstream: options.tenantUpstream ?? upstreamAsItself, log });
+  const tenants = config && new Tenants({ config, store: tenantStore, cache, upstream: options.tenantUpstream ?? ((kubeconfig) => tenantUpstream(kubeconfig)), log });
   // Tenants' upstream side follows the config: set-up of tenants that lack
   // it, and a watch of their CRDs with the config's tenancy.kubeconfig.
   const crdWatch: { kubeconfig?: string; abort?: AbortController } = {};
@@ -88,7 +87,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     crdWatch.abort?.abort();
     crdWatch.kubeconfig = kubeconfig;
     crdWatch.abort = kubeconfig === undefined ? undefined : new AbortController();
-    if (kubeconfig !== undefined) void watchTenantCrds(kubeconfig, (tenant) => tenants.crdChanged(tenant), log, crdWatch.abort!.signal);
+    if (kubeconfig !== undefined) void tenants.watchCrds(kubeconfig, crdWatch.abort!.signal);
     void tenants.reconcile();
   };
   if (config) {
@@ -139,36 +138,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     async stop() {
       abort.abort();
       crdWatch.abort?.abort();
-      tenants?.close();
       await Promise.all([xds.stop(), admin?.stop()]);
       await watching.catch(() => undefined);
     },
-  };
-}
-
-/**
- * The upstream side as the control plane's own identity, which the admission
- * policy lets make tenant objects: the user its kubeconfig authenticates as,
- * asked of the apiserver (a certificate's CN or a service account alike).
- */
-function upstreamAsItself(kubeconfig: string): TenantUpstream {
-  let upstream: Promise<TenantUpstream> | undefined;
-  const ready = () =>
-    (upstream ??= (async () => {
-      const client = kubeClient(await connectionFromKubeconfig(kubeconfig));
-      const review = await client("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", { apiVersion: "authentication.k8s.io/v1", kind: "SelfSubjectReview" });
-      const user = review.body?.status?.userInfo?.username as unknown;
-      if (review.status !== 201 || typeof user !== "string") throw new Error(`tenancy.kubeconfig ${kubeconfig}: cannot tell who the control plane is upstream (HTTP ${review.status})`);
-      return tenantUpstream(kubeconfig, { controlPlaneUser: user });
-    })().catch((error: unknown) => {
-      upstream = undefined;
-      throw error;
-    }));
-  return {
-    ensurePolicy: async () => (await ready()).ensurePolicy(),
-    prefixTaken: async (tenant) => (await ready()).prefixTaken(tenant),
-    setUp: async (tenant) => (await ready()).setUp(tenant),
-    remove: async (tenant) => (await ready()).remove(tenant),
-    syncRules: async (tenant) => (await ready()).syncRules(tenant),
   };
 }

@@ -30,15 +30,12 @@ export async function grantTokenReviews(adminKubeconfig: string, reviewer: strin
 /**
  * The control plane's kubeconfig for setting tenants up (the config's
  * tenancy.kubeconfig): the user deploy/tenancy-rbac.yaml grants its least
- * privilege to, with a client certificate from the cluster CA; while that
- * file is not there, the admin's own credentials.
+ * privilege to, with a client certificate from the cluster CA (never the
+ * admin's: the control plane refuses to act upstream as system:masters).
  */
 export async function upstreamKubeconfig(adminKubeconfig: string, pki: ClusterPki, server: string, file: string): Promise<void> {
   const rbacFile = join(repoRoot, "deploy", "tenancy-rbac.yaml");
-  if (!existsSync(rbacFile)) {
-    await writeKubeconfig(file, server, pki.ca.certFile, pki.admin);
-    return;
-  }
+  if (!existsSync(rbacFile)) throw new Error(`${rbacFile} is missing: the control plane's identity upstream is not defined`);
   const documents = parseAllDocuments(await readFile(rbacFile, "utf8")).map((document) => document.toJS() as { kind?: string; subjects?: Array<{ kind: string; name: string }> } | null);
   const user = documents.flatMap((document) => (document?.kind === "ClusterRoleBinding" ? (document.subjects ?? []) : [])).find((subject) => subject.kind === "User")?.name;
   if (!user) throw new Error(`${rbacFile}: no ClusterRoleBinding with a User subject (the control plane's identity upstream)`);

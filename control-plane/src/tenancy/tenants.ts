@@ -66,9 +66,6 @@ export class Tenants {
   /** Tenants being created or deleted: one operation per name at a time. */
   private readonly busy = new Set<string>();
   private readonly upstreams = new Map<string, TenantUpstream>();
-  /** Tenants whose CRDs changed, waiting for their admin role to be rewritten (at most one entry each). */
-  private readonly rulesPending = new Set<string>();
-  private rulesTimer: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> = Promise.resolve();
   /** Upstreams (by kubeconfig) whose admission policy this control plane has applied. */
   private readonly policyApplied = new Set<string>();
@@ -189,34 +186,9 @@ export class Tenants {
     }
   }
 
-  /** A CRD of group "wt-<tenant>-…" changed: the tenant's admin role is rewritten with its groups (batched). */
-  crdChanged(tenant: string): void {
-    if (!this.options.config.currentTenancy?.tenants.some((entry) => entry.name === tenant)) return;
-    this.rulesPending.add(tenant);
-    this.rulesTimer ??= setTimeout(() => void this.syncPendingRules(), 100);
-  }
-
-  private async syncPendingRules(): Promise<void> {
-    const tenants = [...this.rulesPending];
-    this.rulesPending.clear();
-    const tenancy = this.options.config.currentTenancy;
-    try {
-      if (!tenancy) return;
-      for (const tenant of tenants) {
-        await this.upstream(tenancy.kubeconfig)
-          .syncRules(tenant)
-          .catch((error: Error) => this.options.log("error", "tenancy: could not rewrite a tenant's admin role for its CRDs", { tenant, error: error.message }));
-      }
-    } finally {
-      this.rulesTimer = undefined;
-      if (this.rulesPending.size > 0) this.rulesTimer = setTimeout(() => void this.syncPendingRules(), 100);
-    }
-  }
-
-  /** Stops pending work (the control plane stops). */
-  close(): void {
-    clearTimeout(this.rulesTimer);
-    this.rulesPending.clear();
+  /** Keeps each tenant's admin role in step with its CRDs' groups until `signal` aborts (upstream.ts's watchTenantCrds). */
+  watchCrds(kubeconfig: string, signal: AbortSignal): Promise<void> {
+    return this.upstream(kubeconfig).watchCrds(this.options.log, signal);
   }
 
   private async issueNow(tenant: string, request: KubeconfigRequest): Promise<IssuedKubeconfig> {
