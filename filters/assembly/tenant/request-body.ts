@@ -10,7 +10,7 @@
 import { jsonString } from "../gateway/json";
 import { Tenant, TenantFilterConfig } from "./config";
 import { JsonDocument, JsonKind, JsonNode, parseDocument, parseError } from "./json-dom";
-import { isDnsSubdomain, isPathSegmentName, mapApiVersion, mapGroup, mapGroupName, mapNamespace, mapSubjectGroup, mapSubjectUser, mapUser, serviceAccountUserPrefix, tenantIdentityGroup, tenantLabel } from "./naming";
+import { isDnsSubdomain, isPathSegmentName, mapApiVersion, mapGroup, mapNamespace, mapSubjectGroup, mapSubjectUser, tenantLabel } from "./naming";
 import { BodyFormat } from "./request-headers";
 import { isTenantClusterKind, namingRefusal, PathPlan, Refusal, Scope, upstreamObjectName } from "./request-path";
 
@@ -502,32 +502,14 @@ class Mapper {
       const attributes = spec.all("resourceAttributes");
       for (let j = 0; j < attributes.length; j++) this.resourceAttributes(attributes[j]);
       if (resource != "subjectaccessreviews" && resource != "localsubjectaccessreviews") continue;
+      // Groups are mapped as they are given, none added: a SubjectAccessReview without groups asks about the
+      // user alone, as on a plain cluster (where it would not include system:authenticated either).
       const users = spec.all("user");
-      let tenantUser = false;
-      for (let j = 0; j < users.length; j++) {
-        if (users[j].isString && users[j].text().length > 0 && !users[j].text().startsWith(serviceAccountUserPrefix)) tenantUser = true;
-        this.user(users[j]);
-      }
+      for (let j = 0; j < users.length; j++) this.user(users[j]);
       const groupLists = spec.all("groups");
       for (let j = 0; j < groupLists.length; j++) {
         const groups = groupLists[j].items();
         for (let g = 0; g < groups.length; g++) this.userGroup(groups[g]);
-      }
-      // Every identity of the tenant has its tenant group upstream.
-      if (!tenantUser) continue;
-      const group = jsonString(tenantIdentityGroup(this.tenant.name));
-      if (groupLists.length == 0) spec.add("groups", "[" + group + "]");
-      for (let j = 0; j < groupLists.length; j++) {
-        const list = groupLists[j];
-        if (list.isNull) list.setRaw("[" + group + "]", JsonKind.Array);
-        else if (list.isArray) {
-          // The items were mapped in place above; the tenant group goes first.
-          const items = list.items();
-          const parts = new Array<string>();
-          parts.push(group);
-          for (let g = 0; g < items.length; g++) parts.push(items[g].toJson());
-          list.setRaw("[" + parts.join(",") + "]", JsonKind.Array);
-        }
       }
     }
   }

@@ -323,10 +323,10 @@ describe("bodies", () => {
 
   it("maps access reviews to the tenant's upstream identities and names", async () => {
     expect(await mappedBody("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", '{"spec":{"user":"bob","groups":["devs"],"resourceAttributes":{"namespace":"dev","verb":"get","group":"example.com","resource":"widgets"}}}')).toBe(
-      '{"spec":{"user":"wharf:tenant:acme:bob","groups":["wharf:tenant:acme","wharf:tenant:acme:devs"],"resourceAttributes":{"namespace":"wt-acme-dev","verb":"get","group":"wt-acme-example.com","resource":"widgets"}}}',
+      '{"spec":{"user":"wharf:tenant:acme:bob","groups":["wharf:tenant:acme:devs"],"resourceAttributes":{"namespace":"wt-acme-dev","verb":"get","group":"wt-acme-example.com","resource":"widgets"}}}',
     );
     expect(await mappedBody("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", '{"spec":{"user":"bob","resourceAttributes":{"verb":"delete","resource":"namespaces","name":"dev"}}}')).toBe(
-      '{"spec":{"user":"wharf:tenant:acme:bob","resourceAttributes":{"verb":"delete","resource":"namespaces","name":"wt-acme-dev"},"groups":["wharf:tenant:acme"]}}',
+      '{"spec":{"user":"wharf:tenant:acme:bob","resourceAttributes":{"verb":"delete","resource":"namespaces","name":"wt-acme-dev"}}}',
     );
     expect(await mappedBody("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", '{"spec":{"resourceAttributes":{"namespace":"dev","verb":"create","resource":"pods"}}}')).toBe(
       '{"spec":{"resourceAttributes":{"namespace":"wt-acme-dev","verb":"create","resource":"pods"}}}',
