@@ -178,7 +178,6 @@ beforeAll(async () => {
       subjects: [
         { kind: "User", apiGroup: "rbac.authorization.k8s.io", name: n.user("alice") },
         { kind: "Group", apiGroup: "rbac.authorization.k8s.io", name: n.user("devs") },
-        { kind: "ServiceAccount", name: "builder", namespace: n.ns },
       ],
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: n.cluster(`reader${suffix}`) },
     });
