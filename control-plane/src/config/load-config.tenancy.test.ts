@@ -3,8 +3,8 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
-import { createCertificateAuthority, issueCertificate, makeWorkDir, removeWorkDir, type KeyPair } from "@wharf/testkit";
+import { parse, stringify } from "yaml";
+import { createCertificateAuthority, issueCertificate, makeWorkDir, removeWorkDir, repoRoot, type KeyPair } from "@wharf/testkit";
 import { wasmPath } from "@wharf/filters";
 import { ConfigError, loadConfigText } from "./load-config.js";
 
@@ -111,6 +111,16 @@ describe("tenancy in the config", () => {
     ["an unknown tenant field", (c: Config) => (c.tenants = [{ name: "acme", colour: "blue" }]), /colour/],
   ])("refuses %s, naming the field", async (_, edit, message) => {
     expect(await refusal(edit)).toMatch(message);
+  });
+
+  it("accepts the example in docs/config.md as written", async () => {
+    const markdown = await readFile(join(repoRoot, "docs", "config.md"), "utf8");
+    const section = markdown.slice(markdown.indexOf("## Tenants"));
+    const example = parse(/```yaml\n([\s\S]*?)```/.exec(section)![1]!) as { tenancy: Record<string, unknown>; tenants: unknown[] };
+    await writeFile(join(dir, "control-plane-upstream.kubeconfig"), "apiVersion: v1\nkind: Config\n");
+    await writeFile(join(dir, "gateway-ca.crt"), await readFile(clusterCa.certFile, "utf8"));
+    const { tenancy } = await load({ ...base(), tenancy: example.tenancy, tenants: example.tenants });
+    expect(tenancy).toMatchObject({ server: "https://gateway.example.com:7443", tenants: [{ name: "acme", sharedViews: ["nodes", "storageclasses.storage.k8s.io"] }] });
   });
 
   it("refuses tenancy with several upstream clusters", async () => {
