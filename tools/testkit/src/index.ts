@@ -21,5 +21,5 @@ export { renderXdsBootstrap, startXdsEnvoy, type XdsEnvoyOptions } from "./xds-e
 export { upgradeRequest, readWebSocketFrame, type UpgradeProtocol, type UpgradeResponse } from "./upgrade.js";
 export { seededRandom } from "./random.js";
 export { startTenancyStack, type TenancyStack, type TenancyStackOptions, type ExistingKube } from "./tenancy-stack.js";
-export { runWorkflow, normaliseTable, normaliseJson, normaliseObject, watchLines, workflowLabel, type WorkflowOutputs, type WorkflowUsers } from "./tenancy-workflow.js";
+export { runWorkflow, runTypedCommands, runValidatedApply, normaliseTable, normaliseJson, normaliseObject, watchLines, workflowLabel, type WorkflowOutputs, type WorkflowUsers } from "./tenancy-workflow.js";
 export { credentialsOf, credentialsFromPair, rawClient, rawRequest, type Credentials, type RawRequest, type RawResponse } from "./tenancy-client.js";

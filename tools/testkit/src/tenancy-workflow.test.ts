@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { startKubeApiserver, type KubeApiserver } from "./kube-apiserver.js";
 import { writeKubeconfig } from "./kubeconfig.js";
 import { issueCertificate } from "./pki.js";
-import { normaliseJson, normaliseTable, runWorkflow, type WorkflowUsers } from "./tenancy-workflow.js";
+import { normaliseJson, normaliseTable, runTypedCommands, runValidatedApply, runWorkflow, type WorkflowUsers } from "./tenancy-workflow.js";
 import { makeWorkDir, removeWorkDir } from "./workdir.js";
 
 describe("normalising", () => {
@@ -60,7 +60,7 @@ describe("the workflow on two fresh clusters", () => {
     for (const [index, clusterUsers] of users.entries()) {
       const workDir = join(dir, `run-${index}`);
       await mkdir(workDir, { recursive: true });
-      outputs.push(await runWorkflow(workDir, clusterUsers));
+      outputs.push({ ...(await runWorkflow(workDir, clusterUsers)), ...(await runTypedCommands(clusterUsers)), ...(await runValidatedApply(workDir, clusterUsers)) });
     }
     const [first, second] = outputs as [Record<string, string>, Record<string, string>];
     expect(Object.keys(second)).toEqual(Object.keys(first));
@@ -68,6 +68,9 @@ describe("the workflow on two fresh clusters", () => {
     // What the workflow is meant to show, so an empty or failed step cannot pass as "equal".
     expect(first["get ns"]).toBe(["NAME | STATUS | AGE", ...["default", "dev", "kube-node-lease", "kube-public", "kube-system"].map((ns) => `${ns} | Active | <volatile>`)].join("\n"));
     expect(first["get cm -n dev --chunk-size 2: pages"]).toBe("3");
+    expect(first["get cm -A --chunk-size 2: paged"]).toBe("true");
+    expect(first["apply (validated) objects again"]).toMatch(/^deployment.apps\/web unchanged\n/);
+    expect(first["explain widget.spec"]).toMatch(/FIELD: spec/);
     expect(first["get cm -w --output-watch-events"]).toBe(
       ["ADDED c0 0 e2e", "ADDED c1 1 e2e", "ADDED c2 2 e2e", "ADDED c3 3 e2e", "ADDED c4 4 e2e", "ADDED c5 5 e2e", "MODIFIED c5 five e2e", "DELETED c5 five e2e"].join("\n"),
     );
