@@ -80,6 +80,12 @@ export class TenantResponse {
     }
     const contentType = getHeader(MapType.HttpResponseHeaders, "content-type");
     const media = contentType === null ? "" : mediaType(contentType);
+    // Aggregated discovery (as=APIGroupDiscoveryList) lists every group of
+    // every tenant in a shape this filter does not rewrite; the request side
+    // asks for plain JSON, so one arriving anyway is refused.
+    if (contentType !== null && contentType.toLowerCase().indexOf("apidiscovery.k8s.io") >= 0) {
+      return this.refuse("aggregated discovery (" + contentType + ")");
+    }
     if (media == "application/json") {
       this.mode = BodyMode.Rewrite;
       // The rewritten body has another size, and another digest.

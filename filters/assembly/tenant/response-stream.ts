@@ -671,6 +671,10 @@ export class ResponseTransducer {
       }
       case Capture.Kind:
         if (node.isString) frame.kind = node.text;
+        if (frame.kind == "APIGroupDiscoveryList" || frame.kind == "APIGroupDiscovery") {
+          this.fail("aggregated discovery is not rewritten for tenants");
+          return;
+        }
         break;
       case Capture.Metadata: {
         let kind = frame.kind;

@@ -397,6 +397,16 @@ describe("what cannot be rewritten is refused", () => {
     }
   });
 
+  it("refuses aggregated discovery, whatever its content type says", () => {
+    const body = { kind: "APIGroupDiscoveryList", apiVersion: "apidiscovery.k8s.io/v2", metadata: {}, items: [{ metadata: { name: "wt-other-a.io" }, versions: [] }] };
+    const labelled = rewrite(body, { contentType: "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList" });
+    expect(labelled.local?.status).toBe(502);
+    expect(labelled.bytes.length).toBe(0);
+    const plain = rewrite(body);
+    expect(plain.local?.status).toBe(500);
+    expect(plain.text).not.toContain("wt-other");
+  });
+
   it("fails closed on malformed or truncated JSON", () => {
     expect(rewrite('{"kind":"ConfigMap","metadata":{"name":"x"').local?.status).toBe(500);
     expect(rewrite('{"kind":"ConfigMap",,}').local?.status).toBe(500);
