@@ -601,12 +601,26 @@ describe("deletion and revocation", () => {
   });
 
   it("43. deleting acme leaves nothing of acme upstream and removes nothing of acme2, kube or the host's acme-named objects", async () => {
+    // Every listable object of the shared apiserver. Other test files add and
+    // remove CRDs meanwhile, so a kind can vanish between discovery and the
+    // list: that attempt is retried (a throw is "not yet" to waitFor).
     const everything = async () => {
-      const resources = (await hostAdmin("api-resources", "--verbs=list", "-o", "name")).trim().split("\n").filter((name) => !name.startsWith("events"));
-      return (await hostAdmin("get", resources.join(","), "-A", "-o", "custom-columns=KIND:.kind,NS:.metadata.namespace,NAME:.metadata.name,TENANT:.metadata.labels.tenancy\\.wharf\\.dev/tenant", "--no-headers"))
-        .trim()
-        .split("\n")
-        .map((line) => line.trim().split(/\s+/).join(" "));
+      let rows: string[] = [];
+      let last = "";
+      await waitFor(
+        async () => {
+          const resources = (await hostAdmin("api-resources", "--verbs=list", "-o", "name")).trim().split("\n").filter((name) => !name.startsWith("events"));
+          const listed = await hostAdmin("get", resources.join(","), "-A", "-o", "custom-columns=KIND:.kind,NS:.metadata.namespace,NAME:.metadata.name,TENANT:.metadata.labels.tenancy\\.wharf\\.dev/tenant", "--no-headers").catch((error: Error) => {
+            last = error.message;
+            throw error;
+          });
+          rows = listed.trim().split("\n").map((line) => line.trim().split(/\s+/).join(" "));
+          return true;
+        },
+        30_000,
+        () => `a list of every object: ${last}`,
+      );
+      return rows;
     };
     const before = await everything();
     const ofAcme = (line: string) => /\bwt-acme-/.test(line) || line.endsWith(" acme");
