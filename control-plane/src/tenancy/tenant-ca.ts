@@ -61,7 +61,13 @@ function checkSubjectText(field: string, value: string): void {
   if (/[\u0000-\u001f\u007f]/.test(value)) throw new TenantCaError(`${field} ${JSON.stringify(value)}: control characters are not allowed`);
 }
 
-async function newKey(): Promise<{ pem: string; publicKey: forge.pki.rsa.PublicKey; forgeKey: forge.pki.rsa.PrivateKey }> {
+interface KeyPair {
+  pem: string;
+  publicKey: forge.pki.rsa.PublicKey;
+  forgeKey: forge.pki.rsa.PrivateKey;
+}
+
+async function generateKey(): Promise<KeyPair> {
   // Off the event loop: a create should not stall the xDS streams.
   const { privateKey, publicKey } = await generateKeyPair("rsa", {
     modulusLength: 2048,
@@ -69,6 +75,32 @@ async function newKey(): Promise<{ pem: string; publicKey: forge.pki.rsa.PublicK
     publicKeyEncoding: { type: "spki", format: "pem" },
   });
   return { pem: privateKey, publicKey: forge.pki.publicKeyFromPem(publicKey), forgeKey: forge.pki.privateKeyFromPem(privateKey) };
+}
+
+// A tenant create needs two RSA keys (its CA's, its admin's), a large part
+// of its latency: once keys are asked for, a few are made ahead (in the
+// background, at most `spareKeys`, never used twice) for the next ones.
+const spareKeys = 2;
+const spare: KeyPair[] = [];
+let refilling = false;
+
+function refill(): void {
+  if (refilling || spare.length >= spareKeys) return;
+  refilling = true;
+  generateKey().then(
+    (key) => {
+      spare.push(key);
+      refilling = false;
+      refill();
+    },
+    () => (refilling = false),
+  );
+}
+
+async function newKey(): Promise<KeyPair> {
+  const key = spare.shift();
+  refill();
+  return key ?? generateKey();
 }
 
 /**
