@@ -32,6 +32,7 @@ import { planPath, Refusal, Scope } from "./request-path";
 import { mapQuery } from "./query";
 import { bodyFormat, BodyFormat, mapAccept } from "./request-headers";
 import { mapBody } from "./request-body";
+import { mapProtobufBody } from "./request-protobuf";
 import { responseScope, TenantResponse } from "./response-filter";
 
 /** kube-apiserver's own limit on a request body (3 MiB): the filter buffers no more. */
@@ -164,6 +165,15 @@ export class TenantStream extends HttpContext {
     const bytes = getBufferBytes(BufferType.HttpRequestBody, 0, bodySize);
     if (bytes === null) return FilterDataStatus.Continue;
     if (bodySize >= largeInputBytes) requestCollection();
+    if (format == BodyFormat.Protobuf) {
+      const mappedProtobuf = mapProtobufBody(request!.config, request!.tenant, request!.plan!, Uint8Array.wrap(bytes!));
+      if (mappedProtobuf.refusal !== null) {
+        refuse(mappedProtobuf.refusal!);
+        return FilterDataStatus.StopIterationNoBuffer;
+      }
+      if (mappedProtobuf.body !== null) setBufferBytes(BufferType.HttpRequestBody, 0, <u32>bytes!.byteLength, mappedProtobuf.body!.buffer);
+      return FilterDataStatus.Continue;
+    }
     if (!isValidUtf8(changetype<usize>(bytes!), <usize>bytes!.byteLength)) {
       refuse(new Refusal(400, "BadRequest", "the request body is not UTF-8"));
       return FilterDataStatus.StopIterationNoBuffer;

@@ -70,6 +70,8 @@ export const enum BodyFormat {
   StrategicMergePatch,
   JsonPatch,
   ApplyPatch,
+  /** "k8s\0" + runtime.Unknown, as typed clients send (request-protobuf.ts). */
+  Protobuf,
 }
 
 export class ContentTypeResult {
@@ -77,7 +79,7 @@ export class ContentTypeResult {
   refusal: Refusal | null = null;
 }
 
-/** What the body is, from Content-Type; protobuf and CBOR are refused (the filter cannot map them). */
+/** What the body is, from Content-Type; CBOR and anything else unknown is refused (the filter cannot map it). */
 export function bodyFormat(contentType: string | null): ContentTypeResult {
   const result = new ContentTypeResult();
   if (contentType === null) {
@@ -90,6 +92,7 @@ export function bodyFormat(contentType: string | null): ContentTypeResult {
   else if (type == "application/strategic-merge-patch+json") result.format = BodyFormat.StrategicMergePatch;
   else if (type == "application/json-patch+json") result.format = BodyFormat.JsonPatch;
   else if (type == "application/apply-patch+yaml") result.format = BodyFormat.ApplyPatch;
+  else if (type == protobuf) result.format = BodyFormat.Protobuf;
   else {
     result.refusal = new Refusal(415, "UnsupportedMediaType", "the gateway maps tenant request bodies as JSON; " + type + " is not supported (send application/json)");
   }

@@ -215,11 +215,17 @@ describe("headers", () => {
     expect((await headersOf([["accept", "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"]], "/api")).accept).toBe("application/json");
   });
 
-  it("answers 415 for a protobuf or CBOR body", async () => {
-    for (const type of ["application/vnd.kubernetes.protobuf", "application/cbor", "application/apply-patch+cbor"]) {
+  it("answers 415 for CBOR bodies and protobuf bodies of kinds it maps only as JSON, 400 for a broken protobuf body", async () => {
+    for (const type of ["application/cbor", "application/apply-patch+cbor"]) {
       const status = await refusal("POST", "/api/v1/namespaces/dev/configmaps", [["content-type", type]], "\u0000k8s");
       expect(status.code).toBe(415);
       expect(status.message).toContain(type);
+    }
+    for (const path of ["/api/v1/namespaces/dev/events", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", "/apis/discovery.k8s.io/v1/namespaces/dev/endpointslices"]) {
+      expect((await refusal("POST", path, [["content-type", "application/vnd.kubernetes.protobuf"]], "k8s\u0000")).code, path).toBe(415);
+    }
+    for (const broken of ["k8s", "k8s\u0000\u0012\u0005ab", "xyz\u0000", "k8s\u0000\u0012\u0002\u000a\u0009"]) {
+      expect((await refusal("POST", "/api/v1/namespaces/dev/configmaps", [["content-type", "application/vnd.kubernetes.protobuf"]], broken)).code, JSON.stringify(broken)).toBe(400);
     }
   });
 });

@@ -491,8 +491,8 @@ export class StreamHandle {
     return this.host.invoke(this.stream.id, "proxy_on_request_headers", headers.length, endOfStream ? 1 : 0);
   }
 
-  sendRequestBody(body: string, endOfStream = true): number {
-    const bytes = new TextEncoder().encode(body);
+  sendRequestBody(body: string | Uint8Array, endOfStream = true): number {
+    const bytes = typeof body === "string" ? new TextEncoder().encode(body) : body;
     this.stream.buffers.set(Buffer_.RequestBody, bytes);
     // Envoy states the buffered size in bytes.
     return this.host.invoke(this.stream.id, "proxy_on_request_body", bytes.length, endOfStream ? 1 : 0);
