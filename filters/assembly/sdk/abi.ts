@@ -11,6 +11,7 @@ export {
   proxy_on_tick,
   proxy_on_request_headers,
   proxy_on_request_body,
+  proxy_on_request_trailers,
   proxy_on_response_headers,
   proxy_on_response_body,
   proxy_on_http_call_response,

@@ -1,6 +1,6 @@
 // Context classes with default behaviour; a filter extends them and
 // overrides what it needs (as the Rust SDK's traits with default methods).
-import { FilterDataStatus, FilterHeadersStatus } from "./enums";
+import { FilterDataStatus, FilterHeadersStatus, FilterTrailersStatus } from "./enums";
 import { HeaderPair, httpCall } from "./hostcalls";
 import { registerCallout } from "./dispatcher";
 
@@ -15,6 +15,9 @@ export class HttpContext {
   }
   onRequestBody(bodySize: u32, endOfStream: bool): FilterDataStatus {
     return FilterDataStatus.Continue;
+  }
+  onRequestTrailers(trailerCount: u32): FilterTrailersStatus {
+    return FilterTrailersStatus.Continue;
   }
   onResponseHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
     return FilterHeadersStatus.Continue;

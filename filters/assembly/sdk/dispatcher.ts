@@ -73,6 +73,10 @@ export function proxy_on_request_body(contextId: u32, bodySize: u32, endOfStream
   return streams.has(contextId) ? streams.get(contextId).onRequestBody(bodySize, endOfStream) : 0;
 }
 
+export function proxy_on_request_trailers(contextId: u32, trailerCount: u32): u32 {
+  return streams.has(contextId) ? streams.get(contextId).onRequestTrailers(trailerCount) : 0;
+}
+
 export function proxy_on_response_headers(contextId: u32, headerCount: u32, endOfStream: bool): u32 {
   return streams.has(contextId) ? streams.get(contextId).onResponseHeaders(headerCount, endOfStream) : 0;
 }

@@ -36,6 +36,11 @@ export enum FilterHeadersStatus {
   StopIteration = 1,
 }
 
+export enum FilterTrailersStatus {
+  Continue = 0,
+  StopIteration = 1,
+}
+
 export enum FilterDataStatus {
   Continue = 0,
   StopIterationAndBuffer = 1,

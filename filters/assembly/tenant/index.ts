@@ -11,6 +11,7 @@ import {
   setBufferBytes,
   FilterDataStatus,
   FilterHeadersStatus,
+  FilterTrailersStatus,
   getBufferBytes,
   getHeaders,
   HeaderPair,
@@ -186,6 +187,17 @@ export class TenantStream extends HttpContext {
     }
     if (mapped.body !== null) setBufferBytes(BufferType.HttpRequestBody, 0, <u32>bytes!.byteLength, String.UTF8.encode(mapped.body!));
     return FilterDataStatus.Continue;
+  }
+
+  /**
+   * Trailers end a request whose body may still be buffered unmapped; kube
+   * clients send none, so such a request is refused rather than let through.
+   */
+  onRequestTrailers(trailerCount: u32): FilterTrailersStatus {
+    if (this.request === null || this.bodyFormat == BodyFormat.None) return FilterTrailersStatus.Continue;
+    this.bodyFormat = BodyFormat.None;
+    refuse(new Refusal(400, "BadRequest", "request trailers are not supported on a tenant request with a body"));
+    return FilterTrailersStatus.StopIteration;
   }
 
   onDone(): bool {

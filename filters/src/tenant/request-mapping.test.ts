@@ -391,6 +391,16 @@ describe("bodies", () => {
     expect(status.message).toContain("as JSON");
   });
 
+  it("refuses a body that ends in trailers instead of letting it through unmapped", async () => {
+    const host = await tenantHost(config);
+    const stream = host.stream();
+    stream.sendRequestHeaders([[":method", "POST"], [":path", "/api/v1/namespaces"], ["content-type", "application/json"], ["x-wharf-tenant", "acme"]], false);
+    expect(stream.sendRequestBody('{"metadata":{"name":"kube-system"}}', false)).toBe(1);
+    expect(stream.sendRequestTrailers([["x-trailer", "1"]])).toBe(1);
+    expect(statusOf(stream)).toMatchObject({ code: 400 });
+    stream.finish();
+  });
+
   it("passes a DELETE body (DeleteOptions) untouched", async () => {
     const host = await tenantHost(config);
     const body = '{"propagationPolicy":"Foreground"}';

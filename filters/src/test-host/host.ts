@@ -498,6 +498,12 @@ export class StreamHandle {
     return this.host.invoke(this.stream.id, "proxy_on_request_body", bytes.length, endOfStream ? 1 : 0);
   }
 
+  /** Request trailers end the request; returns the filter's status (0 Continue, 1 StopIteration). */
+  sendRequestTrailers(trailers: Headers): number {
+    this.stream.maps.set(Map_.RequestTrailers, normalize(trailers));
+    return this.host.invoke(this.stream.id, "proxy_on_request_trailers", trailers.length);
+  }
+
   sendResponseHeaders(headers: Headers, endOfStream = false): number {
     this.stream.maps.set(Map_.ResponseHeaders, normalize(headers));
     return this.host.invoke(this.stream.id, "proxy_on_response_headers", headers.length, endOfStream ? 1 : 0);
