@@ -111,7 +111,7 @@ describe("the admin kubeconfig sees the prefixed truth upstream", () => {
     it(`${tenant}: namespaces, CRDs, custom resources and RBAC carry the mapped names and the tenant label`, async () => {
       const label = `tenancy.wharf.dev/tenant=${tenant}`;
       const namespaces = (await admin()("get", "namespaces", "-l", label, "-o", "name")).trim().split("\n").sort();
-      expect(namespaces).toEqual(["default", "dev", "kube-node-lease", "kube-public", "kube-system"].map((ns) => `namespace/wt-${tenant}-${ns}`));
+      expect(namespaces).toEqual(["default", "dev", "kube-node-lease", "kube-public", "kube-system", "typed"].map((ns) => `namespace/wt-${tenant}-${ns}`));
       const crd = await json<{ spec: { group: string; names: { plural: string } }; metadata: { labels: Record<string, string> } }>("get", "crd", `widgets.wt-${tenant}-example.com`);
       expect(crd.spec.group).toBe(`wt-${tenant}-example.com`);
       expect(crd.metadata.labels["tenancy.wharf.dev/tenant"]).toBe(tenant);

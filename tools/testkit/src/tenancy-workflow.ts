@@ -297,6 +297,13 @@ const failure = (error: Error) => error.message.replace(/^kubectl [^:]*: /, "");
  */
 export async function runTypedCommands(users: WorkflowUsers): Promise<WorkflowOutputs> {
   const out: WorkflowOutputs = {};
+  const k = kubectlOn(users.admin);
+  out["create namespace typed"] = await k("create", "namespace", "typed").catch(failure);
+  out["create configmap (typed)"] = await k("create", "configmap", "made", "-n", "typed", "--from-literal=a=b").catch(failure);
+  out["create clusterrole (typed)"] = await k("create", "clusterrole", "typed-reader", "--verb=get", "--resource=configmaps").catch(failure);
+  out["create rolebinding (typed)"] = await k("create", "rolebinding", "typed-readers", "-n", "typed", "--clusterrole=typed-reader", "--user=alice", "--group=readers").catch(failure);
+  out["get rolebinding typed-readers -o wide"] = normaliseTable(await k("get", "rolebinding", "typed-readers", "-n", "typed", "-o", "wide").catch(failure));
+  out["get configmap made -o json"] = normaliseJson(await k("get", "configmap", "made", "-n", "typed", "-o", "json"));
   const canI = async (kubeconfig: string, ...question: string[]) =>
     `${question.join(" ")}: ${(await kubectlOn(kubeconfig)("auth", "can-i", ...question).catch(failure)).trim()}`;
   out["auth can-i (admin)"] = [
