@@ -4,6 +4,7 @@ import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { TenantFilterConfigSchema } from "@wharf/proto/wharf/tenant/v1/tenant_pb.js";
 import { wasmPath } from "../index.js";
 import { ProxyWasmHost, type Headers, type HostOptions, type StreamHandle } from "../test-host/host.js";
+import { builtinGroups } from "../../../control-plane/src/tenancy/naming.js";
 
 export type TenantFilterConfigInit = MessageInitShape<typeof TenantFilterConfigSchema>;
 
@@ -11,31 +12,8 @@ export function encodeTenantConfig(config: TenantFilterConfigInit): Uint8Array {
   return toBinary(TenantFilterConfigSchema, create(TenantFilterConfigSchema, config));
 }
 
-/** Kubernetes' built-in groups (what the control plane sends as host_groups). */
-export const builtInGroups = [
-  "",
-  "admissionregistration.k8s.io",
-  "apiextensions.k8s.io",
-  "apiregistration.k8s.io",
-  "apps",
-  "authentication.k8s.io",
-  "authorization.k8s.io",
-  "autoscaling",
-  "batch",
-  "certificates.k8s.io",
-  "coordination.k8s.io",
-  "discovery.k8s.io",
-  "events.k8s.io",
-  "flowcontrol.apiserver.k8s.io",
-  "networking.k8s.io",
-  "node.k8s.io",
-  "policy",
-  "rbac.authorization.k8s.io",
-  "resource.k8s.io",
-  "scheduling.k8s.io",
-  "storage.k8s.io",
-  "storagemigration.k8s.io",
-];
+/** Kubernetes' built-in groups: what the control plane sends as host_groups (checked against a real apiserver there). */
+export const builtInGroups: string[] = [...builtinGroups];
 
 /** A tenant entry with a fresh continue key. */
 export function tenantEntry(name: string, sharedViews: string[] = []): { name: string; sharedViews: string[]; continueKey: Uint8Array } {
