@@ -409,6 +409,9 @@ function clusterResources(cluster: UpstreamClusterDeployment, wasmModule: Uint8A
   };
 }
 
+/** kube-apiserver's request body limit (3 MiB) plus room for the headers and a chunk in flight. */
+const tenantBodyBufferBytes = 4 * 1024 * 1024;
+
 /**
  * The gateway's resources: one listener with a filter chain per upstream
  * cluster (picked by SNI; a hostname no cluster lists matches no chain, and
@@ -435,6 +438,11 @@ export function gatewayResources(deployment: GatewayDeployment | SingleClusterDe
           ? { listener_filters: [{ name: "envoy.filters.listener.tls_inspector", typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" } }] }
           : {}),
         filter_chains: clusters.map((cluster) => cluster.filterChain),
+        // The tenant filter holds a tenant's request body whole to rewrite it
+        // (up to kube-apiserver's own 3 MiB limit, past which it answers a
+        // Status 413); Envoy's default 1 MiB buffer would answer a plain 413
+        // first for bodies the apiserver accepts.
+        ...(tenancy ? { per_connection_buffer_limit_bytes: tenantBodyBufferBytes } : {}),
       },
     ],
     route: clusters.flatMap((cluster) => cluster.route),
