@@ -37,9 +37,13 @@ export class ByteBuffer {
     this.length += size;
   }
 
+  /** Appends `text` as UTF-8, encoded in place (no intermediate buffer per serialized subtree). */
   pushString(text: string): void {
-    const bytes = String.UTF8.encode(text);
-    this.pushRange(changetype<usize>(bytes), bytes.byteLength);
+    const size = String.UTF8.byteLength(text);
+    if (size <= 0) return;
+    this.reserve(size);
+    String.UTF8.encodeUnsafe(changetype<usize>(text), text.length, changetype<usize>(this.data) + <usize>this.length);
+    this.length += size;
   }
 
   truncate(length: i32): void {

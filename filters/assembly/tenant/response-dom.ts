@@ -73,15 +73,15 @@ export class DomNode {
     const isObject = this.kind == DomKind.Object;
     const close = isObject ? 0x7d : 0x5d;
     let i = skipSpace(source, this.start + 1, this.end);
-    if (i < this.end && source.charCodeAt(i) == close) return;
+    if (i < this.end && codeAt(source, i) == close) return;
     while (i < this.end) {
       if (isObject) {
-        if (source.charCodeAt(i) != 0x22) break;
+        if (codeAt(source, i) != 0x22) break;
         const keyEnd = skipString(source, i, this.end);
         if (keyEnd < 0) break;
         keys.push(decodeStringSpan(source, i, keyEnd));
         i = skipSpace(source, keyEnd, this.end);
-        if (i >= this.end || source.charCodeAt(i) != 0x3a) break;
+        if (i >= this.end || codeAt(source, i) != 0x3a) break;
         i = skipSpace(source, i + 1, this.end);
       }
       const valueEnd = skipValue(source, i, this.end);
@@ -96,7 +96,7 @@ export class DomNode {
       values.push(child);
       i = skipSpace(source, valueEnd, this.end);
       if (i >= this.end) break;
-      const c = source.charCodeAt(i);
+      const c = codeAt(source, i);
       if (c == close && i == this.end - 1) return;
       if (c != 0x2c) break;
       i = skipSpace(source, i + 1, this.end);
@@ -206,9 +206,20 @@ export class DomNode {
 /** Set when a container read on demand turned out malformed (or too deep): the caller fails closed. */
 export let domMalformed = false;
 
+/**
+ * The UTF-16 unit at `at`, unchecked: every caller has already bounded `at`
+ * by a span end within the text, and String#charCodeAt's own bounds check
+ * (an out-of-line call per character) was the largest cost of reading a
+ * captured metadata subtree.
+ */
+@inline
+function codeAt(text: string, at: i32): i32 {
+  return <i32>load<u16>(changetype<usize>(text) + (<usize>at << 1));
+}
+
 function skipSpace(source: string, at: i32, end: i32): i32 {
   while (at < end) {
-    const c = source.charCodeAt(at);
+    const c = codeAt(source, at);
     if (c != 0x20 && c != 0x0a && c != 0x0d && c != 0x09) return at;
     at++;
   }
@@ -216,7 +227,7 @@ function skipSpace(source: string, at: i32, end: i32): i32 {
 }
 
 function kindAt(source: string, at: i32): DomKind {
-  const c = source.charCodeAt(at);
+  const c = codeAt(source, at);
   if (c == 0x7b) return DomKind.Object;
   if (c == 0x5b) return DomKind.Array;
   if (c == 0x22) return DomKind.String;
@@ -229,11 +240,11 @@ function kindAt(source: string, at: i32): DomKind {
 function skipString(source: string, at: i32, end: i32): i32 {
   let i = at + 1;
   while (i < end) {
-    const c = source.charCodeAt(i);
+    const c = codeAt(source, i);
     if (c == 0x22) return i + 1;
     if (c < 0x20) return -1;
     if (c == 0x5c) {
-      const e = i + 1 < end ? source.charCodeAt(i + 1) : -1;
+      const e = i + 1 < end ? codeAt(source, i + 1) : -1;
       if (e == 0x75) {
         if (hex4(source, i + 2) < 0) return -1;
         i += 6;
@@ -247,13 +258,13 @@ function skipString(source: string, at: i32, end: i32): i32 {
 /** End of the JSON value at `at`, or -1: containers are skipped by counting brackets outside strings (no recursion). */
 function skipValue(source: string, at: i32, end: i32): i32 {
   if (at >= end) return -1;
-  const c = source.charCodeAt(at);
+  const c = codeAt(source, at);
   if (c == 0x22) return skipString(source, at, end);
   if (c == 0x7b || c == 0x5b) {
     let depth = 0;
     let i = at;
     while (i < end) {
-      const d = source.charCodeAt(i);
+      const d = codeAt(source, i);
       if (d == 0x22) {
         i = skipString(source, i, end);
         if (i < 0) return -1;
@@ -270,7 +281,7 @@ function skipValue(source: string, at: i32, end: i32): i32 {
   }
   let i = at;
   while (i < end) {
-    const d = source.charCodeAt(i);
+    const d = codeAt(source, i);
     const ok = (d >= 0x30 && d <= 0x39) || (d >= 0x61 && d <= 0x7a) || d == 0x2d || d == 0x2b || d == 0x2e || d == 0x45;
     if (!ok) break;
     i++;
@@ -287,7 +298,7 @@ function skipValue(source: string, at: i32, end: i32): i32 {
 function decodeStringSpan(source: string, start: i32, end: i32): string {
   let plain = true;
   for (let i = start + 1; i < end - 1; i++) {
-    if (source.charCodeAt(i) == 0x5c) {
+    if (codeAt(source, i) == 0x5c) {
       plain = false;
       break;
     }
@@ -296,12 +307,12 @@ function decodeStringSpan(source: string, start: i32, end: i32): string {
   const out = new TextBuffer(end - start);
   let i = start + 1;
   while (i < end - 1) {
-    const c = source.charCodeAt(i++);
+    const c = codeAt(source, i++);
     if (c != 0x5c) {
       out.pushCode(c);
       continue;
     }
-    const e = source.charCodeAt(i++);
+    const e = codeAt(source, i++);
     if (e == 0x6e) out.pushCode(0x0a);
     else if (e == 0x74) out.pushCode(0x09);
     else if (e == 0x72) out.pushCode(0x0d);
@@ -332,7 +343,7 @@ function hex4(text: string, at: i32): i32 {
 
 function isNumber(source: string, start: i32, end: i32): bool {
   for (let i = start; i < end; i++) {
-    const c = source.charCodeAt(i);
+    const c = codeAt(source, i);
     if (!((c >= 0x30 && c <= 0x39) || c == 0x2d || c == 0x2b || c == 0x2e || c == 0x65 || c == 0x45)) return false;
   }
   return true;
@@ -358,15 +369,24 @@ export function parseDom(source: string): DomNode | null {
 
 const hexDigits = "0123456789abcdef";
 
+function isPlainCode(c: i32): bool {
+  return c >= 0x20 && c != 0x22 && c != 0x5c && c != 0x3c && c != 0x3e && c != 0x26 && c != 0x2028 && c != 0x2029;
+}
+
+/** Whether encodeString(text) is text in quotes (most keys): it can be written without building the literal. */
+function isPlainText(text: string): bool {
+  for (let i = 0; i < text.length; i++) if (!isPlainCode(codeAt(text, i))) return false;
+  return true;
+}
+
 /** A JSON string literal, escaped as Go's encoding/json does (HTML-safe). */
 export function encodeString(text: string): string {
   const out = new TextBuffer(text.length + 2);
   out.pushCode(0x22);
   let run = 0;
   for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    const plain = c >= 0x20 && c != 0x22 && c != 0x5c && c != 0x3c && c != 0x3e && c != 0x26 && c != 0x2028 && c != 0x2029;
-    if (plain) continue;
+    const c = codeAt(text, i);
+    if (isPlainCode(c)) continue;
     out.pushRange(text, run, i);
     run = i + 1;
     if (c == 0x22) out.pushString("\\\"");
@@ -397,7 +417,12 @@ function write(node: DomNode, out: TextBuffer): void {
     out.pushCode(0x7b);
     for (let i = 0; i < node.keys.length; i++) {
       if (i > 0) out.pushCode(0x2c);
-      out.pushString(encodeString(node.keys[i]));
+      const key = node.keys[i];
+      if (isPlainText(key)) {
+        out.pushCode(0x22);
+        out.pushString(key);
+        out.pushCode(0x22);
+      } else out.pushString(encodeString(key));
       out.pushCode(0x3a);
       write(node.values[i], out);
     }
@@ -414,7 +439,9 @@ function write(node: DomNode, out: TextBuffer): void {
 
 /** Compact JSON text of `node` (the form kube-apiserver writes). */
 export function serializeDom(node: DomNode): string {
-  const out = new TextBuffer(256);
+  // Sized from the captured span: the rewritten text is about as long
+  // (names lose their prefix, the tenant label goes), so it rarely regrows.
+  const out = new TextBuffer(node.end - node.start + 64);
   write(node, out);
   return out.toString();
 }
