@@ -34,7 +34,7 @@ import { mapQuery } from "./query";
 import { bodyFormat, BodyFormat, mapAccept } from "./request-headers";
 import { mapBody } from "./request-body";
 import { mapProtobufBody } from "./request-protobuf";
-import { responseScope, TenantResponse } from "./response-filter";
+import { openApiPlan, responseScope, TenantResponse } from "./response-filter";
 
 /** kube-apiserver's own limit on a request body (3 MiB): the filter buffers no more. */
 export const maxBodyBytes: u32 = 3 * 1024 * 1024;
@@ -212,7 +212,7 @@ export class TenantStream extends HttpContext {
   onResponseHeaders(headerCount: u32, endOfStream: bool): FilterHeadersStatus {
     const request = this.request;
     if (request === null) return FilterHeadersStatus.Continue;
-    const response = new TenantResponse(responseScope(request));
+    const response = new TenantResponse(responseScope(request), openApiPlan(request));
     this.response = response;
     return response.onHeaders(endOfStream);
   }

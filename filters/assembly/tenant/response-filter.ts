@@ -15,6 +15,7 @@ import {
   LogLevel,
   MapType,
   removeHeader,
+  replaceHeader,
   sendLocalResponse,
   setBufferBytes,
 } from "../sdk";
@@ -24,6 +25,8 @@ import { ResponseTransducer } from "./response-stream";
 import { Tenant } from "./config";
 import { sealContinue } from "./continue-token";
 import { TenantRequest } from "./request-state";
+import { mapGroup } from "./naming";
+import { isOpenApiIndex, maxOpenApiBody, rewriteOpenApiGroupDocument, rewriteOpenApiIndex } from "./response-openapi";
 
 class TenantSealer extends ContinueSealer {
   constructor(private tenant: Tenant) {
@@ -50,6 +53,35 @@ const enum BodyMode {
   Rewrite,
   /** Refused or failed: nothing more goes to the client. */
   Refused,
+  /** An /openapi/v3 body: held whole (bounded), rewritten at its end. */
+  Whole,
+}
+
+/** What an /openapi/v3 response needs: the index, a document of one of the tenant's groups, or nothing. */
+export class OpenApiPlan {
+  index: bool = false;
+  /** The tenant's group whose document this is, and its upstream name ("" when none). */
+  group: string = "";
+  upstream: string = "";
+}
+
+export function openApiPlan(request: TenantRequest): OpenApiPlan | null {
+  const info = request.info;
+  if (info.isResourceRequest || !info.path.startsWith("/openapi/v3")) return null;
+  const plan = new OpenApiPlan();
+  if (isOpenApiIndex(info.path)) {
+    plan.index = true;
+    return plan;
+  }
+  const pathPlan = request.plan;
+  if (pathPlan === null) return null;
+  const group = pathPlan.group;
+  if (group.length == 0 || request.config.isHostGroup(group)) return null;
+  const upstream = mapGroup(request.tenant.name, group, request.config.hostGroups);
+  if (upstream === null) return null;
+  plan.group = group;
+  plan.upstream = upstream!;
+  return plan;
 }
 
 /** "application/json; charset=utf-8" → "application/json". */
@@ -61,8 +93,13 @@ function mediaType(contentType: string): string {
 export class TenantResponse {
   private mode: BodyMode = BodyMode.Pass;
   private transducer: ResponseTransducer;
+  private held: Uint8Array = new Uint8Array(0);
+  private heldSize: i32 = 0;
 
-  constructor(scope: ResponseScope) {
+  constructor(
+    private scope: ResponseScope,
+    private openApi: OpenApiPlan | null = null,
+  ) {
     this.transducer = new ResponseTransducer(scope);
   }
 
@@ -74,6 +111,14 @@ export class TenantResponse {
   onHeaders(endOfStream: bool): FilterHeadersStatus {
     const status = getHeader(MapType.HttpResponseHeaders, ":status");
     if (status == "101" || status == "204" || status == "304") return FilterHeadersStatus.Continue;
+    // A stale ?hash= is redirected to the current one, at the upstream path.
+    const openApi = this.openApi;
+    if (openApi !== null && openApi.group.length > 0 && status !== null && status!.startsWith("3")) {
+      const location = getHeader(MapType.HttpResponseHeaders, "location");
+      if (location !== null) {
+        replaceHeader(MapType.HttpResponseHeaders, "location", location!.replace("/apis/" + openApi.upstream + "/", "/apis/" + openApi.group + "/"));
+      }
+    }
     const encoding = getHeader(MapType.HttpResponseHeaders, "content-encoding");
     if (encoding !== null && encoding.trim().toLowerCase() != "identity" && encoding.trim().length > 0) {
       return this.refuse("a response with content-encoding " + encoding);
@@ -85,6 +130,13 @@ export class TenantResponse {
     // asks for plain JSON, so one arriving anyway is refused.
     if (contentType !== null && contentType.toLowerCase().indexOf("apidiscovery.k8s.io") >= 0) {
       return this.refuse("aggregated discovery (" + contentType + ")");
+    }
+    // kube-apiserver serves the /openapi/v3 index as text/plain.
+    if (this.openApi !== null && status == "200" && (media == "application/json" || media == "text/plain")) {
+      this.mode = BodyMode.Whole;
+      removeHeader(MapType.HttpResponseHeaders, "content-length");
+      removeHeader(MapType.HttpResponseHeaders, "etag");
+      return FilterHeadersStatus.Continue;
     }
     if (media == "application/json") {
       this.mode = BodyMode.Rewrite;
@@ -107,6 +159,7 @@ export class TenantResponse {
     }
     let chunk = getBufferBytes(BufferType.HttpResponseBody, 0, bodySize);
     if (chunk === null) chunk = new ArrayBuffer(0);
+    if (this.mode == BodyMode.Whole) return this.hold(chunk!, bodySize, endOfStream);
     const out = this.transducer.push(chunk!, endOfStream);
     if (this.transducer.failed) {
       this.mode = BodyMode.Refused;
@@ -119,6 +172,42 @@ export class TenantResponse {
     }
     setBufferBytes(BufferType.HttpResponseBody, 0, bodySize, out);
     return FilterDataStatus.Continue;
+  }
+
+  /** Holds an /openapi/v3 chunk; at the end puts the rewritten body in place of the last one. */
+  private hold(chunk: ArrayBuffer, bodySize: u32, endOfStream: bool): FilterDataStatus {
+    if (this.heldSize + chunk.byteLength > maxOpenApiBody) return this.fail("an /openapi/v3 body larger than " + maxOpenApiBody.toString() + " bytes");
+    if (this.heldSize + chunk.byteLength > this.held.length) {
+      const grown = new Uint8Array(max(this.held.length * 2, this.heldSize + chunk.byteLength));
+      grown.set(this.held.subarray(0, this.heldSize));
+      this.held = grown;
+    }
+    this.held.set(Uint8Array.wrap(chunk), this.heldSize);
+    this.heldSize += chunk.byteLength;
+    if (!endOfStream) {
+      setBufferBytes(BufferType.HttpResponseBody, 0, bodySize, new ArrayBuffer(0));
+      return FilterDataStatus.Continue;
+    }
+    const body = String.UTF8.decode(this.held.slice(0, this.heldSize).buffer);
+    this.held = new Uint8Array(0);
+    const plan = this.openApi!;
+    let out: string;
+    if (plan.index) {
+      const index = rewriteOpenApiIndex(body, this.scope);
+      if (index === null) return this.fail("a malformed /openapi/v3 index");
+      out = index!;
+    } else out = rewriteOpenApiGroupDocument(body, plan.upstream, plan.group);
+    setBufferBytes(BufferType.HttpResponseBody, 0, bodySize, String.UTF8.encode(out));
+    return FilterDataStatus.Continue;
+  }
+
+  private fail(why: string): FilterDataStatus {
+    this.mode = BodyMode.Refused;
+    this.transducer.failure = why;
+    log(LogLevel.Warn, "wharf tenant filter: response stopped: " + why);
+    setBufferBytes(BufferType.HttpResponseBody, 0, 0, new ArrayBuffer(0));
+    this.reply(500, "InternalError", "the tenant filter could not rewrite the response: " + why);
+    return FilterDataStatus.StopIterationNoBuffer;
   }
 
   private refuse(what: string): FilterHeadersStatus {

@@ -26,6 +26,7 @@ interface Answer {
   status: number;
   contentType: string;
   body: Buffer;
+  headers: Record<string, string | string[] | undefined>;
 }
 
 type HeaderMap = Record<string, string | string[]>;
@@ -46,7 +47,7 @@ function call(method: string, path: string, body?: unknown, headers: HeaderMap =
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks) }));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers["content-type"] ?? ""), body: Buffer.concat(chunks), headers: res.headers }));
         res.on("error", reject);
       },
     );
@@ -342,5 +343,67 @@ describe("the tenant's view equals the apiserver's answer for unprefixed objects
     expect(byName(groups)).toEqual(byName(reference.groups.filter((g) => builtInGroups.includes(g.name) || g.name === group)));
     expect(seen.text).not.toContain("wharf.dev");
     await expectSame(`/apis/${group}/v1`, `/apis/${up.group}/v1`, `/apis/${group}/v1`);
+  });
+});
+
+// kubectl apply (client-side validation) and kubectl explain read /openapi/v3.
+describe("/openapi/v3: the tenant's index and its own groups' documents", () => {
+  const otherGroup = `wt-other-${group}`;
+  const asOther: HeaderMap = { "impersonate-user": "wharf:tenant:other:admin", "impersonate-group": ["wharf:tenant:other", "system:masters"] };
+  const otherCrd = { ...crd(`widgets.${otherGroup}`, otherGroup), metadata: { name: `widgets.${otherGroup}`, labels: { [label]: "other" } } };
+
+  beforeAll(async () => {
+    await mustAs("POST", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions?fieldManager=${manager}`, otherCrd, asOther);
+    await waitForEstablished(`widgets.${otherGroup}`);
+  }, 60_000);
+  afterAll(async () => {
+    await call("DELETE", `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.${otherGroup}`, undefined, asOther);
+  });
+
+  it("the index keeps host groups, lists the tenant's own group under its name (same document and hash), and drops other tenants' and host CRDs' groups", async () => {
+    type Index = { paths: Record<string, { serverRelativeURL: string }> };
+    // The index follows a new CRD a moment after it is established.
+    let upstream: Answer | undefined;
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      upstream = await must("GET", "/openapi/v3");
+      const keys = Object.keys((JSON.parse(upstream.body.toString()) as Index).paths);
+      if ([up.group, group, otherGroup].every((g) => keys.includes(`apis/${g}/v1`))) break;
+      if (Date.now() > deadline) throw new Error(`/openapi/v3 did not list the test groups in 30 s: ${keys.join(" ")}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const upstreamPaths = (JSON.parse(upstream.body.toString()) as Index).paths;
+    const seen = viaFilter("/openapi/v3", upstream);
+    expect(seen.failed, seen.text).toBe(false);
+    const paths = (JSON.parse(seen.text) as Index).paths;
+    // Host groups as they are.
+    for (const key of ["api/v1", "apis/apps/v1", "apis/apiextensions.k8s.io/v1"]) expect(paths[key], key).toEqual(upstreamPaths[key]);
+    // The tenant's group: the upstream entry of wt-T-<group>, unmapped (not the host CRD of the same name).
+    const own = upstreamPaths[`apis/${up.group}/v1`]?.serverRelativeURL ?? "";
+    expect(own).toMatch(/\?hash=/);
+    expect(paths[`apis/${group}/v1`]).toEqual({ serverRelativeURL: own.replace(up.group, group) });
+    expect(paths[`apis/${group}/v1`]).not.toEqual(upstreamPaths[`apis/${group}/v1`]);
+    // Nothing of other tenants (or of this one under its upstream name), no other group.
+    expect(seen.text).not.toContain("wt-");
+    for (const key of Object.keys(paths)) {
+      const g = key.split("/")[1] ?? "";
+      expect(key.startsWith("api/") || key === "api" || builtInGroups.includes(g) || g === group, key).toBe(true);
+    }
+  });
+
+  it("a document of the tenant's group equals the apiserver's for the same CRD under the tenant's name", async () => {
+    const index = JSON.parse((await must("GET", "/openapi/v3")).body.toString()) as { paths: Record<string, { serverRelativeURL: string }> };
+    const url = index.paths[`apis/${up.group}/v1`]?.serverRelativeURL ?? "";
+    expect(url).toMatch(/\?hash=/);
+    const hash = url.substring(url.indexOf("?"));
+    const text = await expectSame(`/openapi/v3/apis/${group}/v1${hash}`, `/openapi/v3/apis/${up.group}/v1${hash}`, `/openapi/v3/apis/${group}/v1`);
+    // A stale hash: the apiserver redirects to the current one, at the tenant's path.
+    const stale = await call("GET", `/openapi/v3/apis/${up.group}/v1?hash=0`);
+    const redirect = runResponse(host, { tenant, path: `/openapi/v3/apis/${group}/v1?hash=0`, status: String(stale.status), contentType: stale.contentType, extraHeaders: [["location", String(stale.headers.location)]], chunks: [stale.body] });
+    expect(stale.status).toBe(301);
+    expect(redirect.headers.find(([name]) => name === "location")?.[1]).toBe(`/openapi/v3/apis/${group}/v1${hash}`);
+    // What kubectl reads: the group-version-kind and the schema name.
+    expect(text).toContain(`"group":"${group}"`);
+    expect(text).toContain(group.split(".").reverse().join(".") + ".v1.Widget");
   });
 });
