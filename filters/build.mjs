@@ -19,7 +19,7 @@ for (const name of filters) {
     "--outFile", join("build", `${name}.wasm`),
     "--textFile", join("build", `${name}.wat`),
     "--optimizeLevel", "3",
-    "--shrinkLevel", "1",
+    "--shrinkLevel", "0",
     "--runtime", "incremental",
     // Envoy calls _initialize before any callback, so static initialisers run
     // with the host imports in place rather than during instantiation.
