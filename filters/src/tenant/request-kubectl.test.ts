@@ -22,6 +22,13 @@ const suffix = randomBytes(3).toString("hex");
 const tenant = `k${suffix}`;
 const prefix = `wt-${tenant}-`;
 const ns = `dev${suffix}`;
+/**
+ * Mapped requests go upstream as the tenant's mapped identity, as the gateway
+ * forwards it (system:masters standing in for the RBAC the control plane
+ * grants): once another test file has installed the admission policy
+ * wharf-tenancy on the shared apiserver, it refuses wt- names to anyone else.
+ */
+const asTenant = { "impersonate-user": `wharf:tenant:${tenant}:admin`, "impersonate-group": [`wharf:tenant:${tenant}`, "system:masters"] };
 
 let host: ProxyWasmHost;
 let server: Server;
@@ -37,7 +44,7 @@ interface Answer {
   body: Buffer;
 }
 
-function upstream(method: string, path: string, headers: Record<string, string>, body: Buffer | undefined): Promise<Answer> {
+function upstream(method: string, path: string, headers: Record<string, string | string[]>, body: Buffer | undefined): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(
       `${kube.url}${path}`,
@@ -68,7 +75,7 @@ async function throughFilter(method: string, path: string, headers: Headers, bod
     return { status: refused.status, headers: { "content-type": "application/json" }, body: Buffer.from(refused.body) };
   }
   const sent = Object.fromEntries(stream.requestHeaders.filter(([name]) => !name.startsWith(":") && name !== "host" && name !== "connection"));
-  const answer = await upstream(method, stream.header(":path")!, sent, body === undefined ? undefined : Buffer.from(stream.bodyBytes("request")));
+  const answer = await upstream(method, stream.header(":path")!, { ...sent, ...asTenant }, body === undefined ? undefined : Buffer.from(stream.bodyBytes("request")));
   stream.sendResponseHeaders([[":status", String(answer.status)], ["content-type", answer.headers["content-type"] ?? ""]], answer.body.length === 0);
   let out = Buffer.alloc(0);
   if (answer.body.length > 0 && stream.localResponse === undefined) {
@@ -156,7 +163,9 @@ describe("kubectl's typed (protobuf) commands through the filter", () => {
       ["create", "configmap", "c", "-n", ns, "--from-literal=k=v"],
       ["create", "deployment", "web", "-n", ns, "--image=registry.invalid/web:1"],
       ["create", "clusterrole", `reader${suffix}`, "--verb=get,list", "--resource=configmaps"],
-      ["create", "clusterrolebinding", `readers${suffix}`, `--clusterrole=reader${suffix}`, "--user=alice", "--group=devs", `--serviceaccount=${ns}:builder`],
+      ["create", "clusterrolebinding", `readers${suffix}`, `--clusterrole=reader${suffix}`, "--user=alice", "--group=devs"],
+      // A service account is bound in its namespace (the admission policy refuses it in a ClusterRoleBinding).
+      ["create", "rolebinding", "builders", "-n", ns, `--clusterrole=reader${suffix}`, `--serviceaccount=${ns}:builder`],
       ["auth", "can-i", "create", "configmaps", "-n", ns],
       ["auth", "can-i", "delete", "namespaces", ns],
       ["create", "configmap", "c", "-n", ns, "--from-literal=k=v"],
@@ -180,7 +189,9 @@ describe("kubectl's typed (protobuf) commands through the filter", () => {
     expect(binding.subjects).toEqual([
       { kind: "User", apiGroup: "rbac.authorization.k8s.io", name: `wharf:tenant:${tenant}:alice` },
       { kind: "Group", apiGroup: "rbac.authorization.k8s.io", name: `wharf:tenant:${tenant}:devs` },
-      { kind: "ServiceAccount", name: "builder", namespace: prefix + ns },
     ]);
+    const rolebinding = JSON.parse(await direct("get", "rolebinding", "builders", "-n", prefix + ns, "-o", "json")) as { subjects: unknown[]; roleRef: { name: string } };
+    expect(rolebinding.subjects).toEqual([{ kind: "ServiceAccount", name: "builder", namespace: prefix + ns }]);
+    expect(rolebinding.roleRef.name).toBe(`${prefix}reader${suffix}`);
   });
 });
