@@ -1,6 +1,7 @@
 // GatewayConfig (proto/wharf/gateway/v1/gateway.proto) decoded from the
 // plugin configuration bytes.
 import { ProtoReader } from "./protobuf";
+import { isTenantName } from "../tenant/naming";
 
 export class Rule {
   verbs: string[] = [];
@@ -334,16 +335,6 @@ function isLowerHex(value: string): bool {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
     if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
-  }
-  return true;
-}
-
-/** ^[a-z][a-z0-9]{0,11}$: no '-', so "wt-<T>-" ends at the first '-' (docs/tenancy.md). */
-export function isTenantName(name: string): bool {
-  if (name.length == 0 || name.length > 12) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (!((c >= 0x61 && c <= 0x7a) || (i > 0 && c >= 0x30 && c <= 0x39))) return false;
   }
   return true;
 }

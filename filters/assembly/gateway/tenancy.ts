@@ -9,7 +9,8 @@
 // (system:serviceaccount:wt-<T>-<ns>:<name>) keeps its upstream identity
 // and is marked as acting in tenant T.
 import { ClientCertificate } from "./client-cert";
-import { GatewayConfig, isTenantName, TenantIssuer } from "./config";
+import { GatewayConfig, TenantIssuer } from "./config";
+import { isTenantName } from "../tenant/naming";
 import { Identity, refusedIdentity } from "./identity";
 
 export const tenantPrefix = "wharf:tenant:";
