@@ -33,4 +33,8 @@ export const errors = {
   leaseExists: make(status.FAILED_PRECONDITION, "etcdserver: lease already exists"),
   leaseTtlTooLarge: make(status.OUT_OF_RANGE, "etcdserver: too large lease TTL"),
   stopped: make(status.UNAVAILABLE, "etcdserver: server stopped"),
+  // Replica sets on a shared PostgreSQL: etcd's messages for the same situations.
+  leaderChanged: make(status.UNAVAILABLE, "etcdserver: leader changed"),
+  notLeader: make(status.UNAVAILABLE, "etcdserver: not leader"),
+  noLeader: make(status.UNAVAILABLE, "etcdserver: no leader"),
 };
