@@ -5,7 +5,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PutRequestSchema } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { etcdServices, rawEtcdClient, repoRoot, startBrainProcess, type Brain } from "@wharf/testkit";
-import { flags } from "./config.js";
+import { ConfigError, flags, parseConfig } from "./config.js";
 
 const run = promisify(execFile);
 const brainMain = join(repoRoot, "brain", "dist", "main.js");
@@ -23,10 +23,42 @@ describe("brain command", () => {
     [["--max-txn-ops", "zero"], /--max-txn-ops=zero: want an integer >= 1/],
     [["--auto-compaction-mode", "sometimes"], /--auto-compaction-mode=sometimes: want periodic or revision/],
     [["--auto-compaction-retention", "soon"], /--auto-compaction-retention=soon: want a duration/],
+    [["--storage", "etcd"], /--storage=etcd: want rocksdb or postgres/],
+    [["--storage", "postgres"], /--storage postgres needs --postgres-url \(or the BRAIN_POSTGRES_URL environment variable\)/],
+    [["--storage", "postgres", "--postgres-url", "mysql://u:secret@h/db"], /--postgres-url: must use postgres:\/\/ or postgresql:\/\//],
+    [["--storage", "postgres", "--postgres-url", "postgres://h/db", "--unsafe-no-fsync"], /--unsafe-no-fsync cannot be used with --storage postgres/],
+    [["--postgres-url", "postgres://h/db"], /--postgres-url needs --storage postgres/],
+    [["--storage", "postgres", "--postgres-url", "postgres://h/db", "--leader-lease-ttl", "500ms"], /--leader-lease-ttl=500ms: want at least 1s/],
+    [["--storage", "postgres", "--postgres-url", "postgres://h/db", "--leader-lease-ttl", "soon"], /--leader-lease-ttl=soon: want a duration/],
   ])("refuses %j with a message naming the flag", async (args, message) => {
     const failure = await run(process.execPath, [brainMain, ...args]).catch((error: { code: number; stderr: string }) => error);
     expect(failure).toMatchObject({ code: 2 });
     expect((failure as { stderr: string }).stderr).toMatch(message);
+    // A URL's password never reaches the output.
+    expect((failure as { stderr: string }).stderr).not.toContain("secret");
+  });
+});
+
+describe("brain flags for PostgreSQL storage", () => {
+  it("defaults to RocksDB with a 3 s leader lease", () => {
+    expect(parseConfig([], {})).toMatchObject({ storage: "rocksdb", postgresUrl: undefined, leaderLeaseTtlMs: 3000 });
+  });
+
+  it("takes the URL from BRAIN_POSTGRES_URL when the flag is absent, the flag first otherwise", () => {
+    const env = { BRAIN_POSTGRES_URL: "postgres://brain:pw@db:5432/brain" };
+    expect(parseConfig(["--storage", "postgres"], env)).toMatchObject({ storage: "postgres", postgresUrl: env.BRAIN_POSTGRES_URL });
+    expect(parseConfig(["--storage", "postgres", "--postgres-url", "postgresql://other/db"], env)?.postgresUrl).toBe("postgresql://other/db");
+  });
+
+  it("reads --leader-lease-ttl as a duration (a bare number in seconds)", () => {
+    const base = ["--storage", "postgres", "--postgres-url", "postgres://db/brain"];
+    expect(parseConfig([...base, "--leader-lease-ttl", "1500ms"], {})?.leaderLeaseTtlMs).toBe(1500);
+    expect(parseConfig([...base, "--leader-lease-ttl", "5"], {})?.leaderLeaseTtlMs).toBe(5000);
+  });
+
+  it("does not echo a URL it cannot parse (it may hold a password)", () => {
+    expect(() => parseConfig(["--storage", "postgres", "--postgres-url", "::secret::"], {})).toThrow(ConfigError);
+    expect(() => parseConfig(["--storage", "postgres", "--postgres-url", "::secret::"], {})).not.toThrow(/secret/);
   });
 });
 

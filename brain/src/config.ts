@@ -18,6 +18,12 @@ export interface BrainConfig {
   autoCompactionRetention: number;
   watchProgressNotifyIntervalMs: number;
   unsafeNoFsync: boolean;
+  /** rocksdb: one brain on its own data dir; postgres: a replica of the set sharing --postgres-url. */
+  storage: "rocksdb" | "postgres";
+  /** Set exactly when storage is postgres; holds a password possibly: never log it (redactUrl). */
+  postgresUrl: string | undefined;
+  /** How long a leader holds leadership without renewing it (postgres storage). */
+  leaderLeaseTtlMs: number;
   logLevel: "debug" | "info" | "warn" | "error";
 }
 
@@ -79,6 +85,21 @@ export const flags: Record<string, FlagSpec> = {
     default: false,
     help: "Acknowledge writes before they reach disk. Loses data on a crash; for throwaway setups only.",
   },
+  storage: {
+    type: "string",
+    default: "rocksdb",
+    help: "rocksdb: a single brain on its --data-dir; postgres: one replica of a set sharing --postgres-url (--data-dir is then a local copy, rebuilt at every start).",
+  },
+  "postgres-url": {
+    type: "string",
+    default: "",
+    help: "PostgreSQL connection URL for --storage postgres (postgres://user:password@host:port/db); env BRAIN_POSTGRES_URL keeps the password off the command line.",
+  },
+  "leader-lease-ttl": {
+    type: "string",
+    default: "3s",
+    help: "--storage postgres: how long a leader stays leader without renewing (at least 1s); a failed leader is replaced within about this long.",
+  },
   "log-level": { type: "string", default: "info", help: "debug, info, warn or error." },
   help: { type: "boolean", default: false, help: "Print this help." },
 };
@@ -88,7 +109,7 @@ export function helpText(): string {
     "Usage: brain [flags]",
     "       brain migrate --data-dir DIR (--from-snapshot FILE | --from-etcd URL)   (brain migrate --help)",
     "",
-    "An etcd v3 server on RocksDB.",
+    "An etcd v3 server on RocksDB, or a replica set of them sharing one PostgreSQL.",
     "",
     "Flags:",
   ];
@@ -103,7 +124,7 @@ export function helpText(): string {
 export class ConfigError extends Error {}
 
 /** Parses and validates flags; returns undefined when --help was asked. */
-export function parseConfig(argv: string[]): BrainConfig | undefined {
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): BrainConfig | undefined {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -161,6 +182,31 @@ export function parseConfig(argv: string[]): BrainConfig | undefined {
   const level = text("log-level");
   if (!["debug", "info", "warn", "error"].includes(level)) throw new ConfigError(`--log-level=${level}: want debug, info, warn or error`);
 
+  const storage = text("storage");
+  if (storage !== "rocksdb" && storage !== "postgres") throw new ConfigError(`--storage=${storage}: want rocksdb or postgres`);
+  let postgresUrl: string | undefined;
+  if (storage === "postgres") {
+    postgresUrl = text("postgres-url") || env.BRAIN_POSTGRES_URL || undefined;
+    if (postgresUrl === undefined) throw new ConfigError("--storage postgres needs --postgres-url (or the BRAIN_POSTGRES_URL environment variable)");
+    let parsed: URL;
+    try {
+      parsed = new URL(postgresUrl);
+    } catch {
+      // The value may hold a password: never echo it.
+      throw new ConfigError("--postgres-url: not a URL; want postgres://user[:password]@host[:port]/database");
+    }
+    if (parsed.protocol !== "postgres:" && parsed.protocol !== "postgresql:") {
+      throw new ConfigError(`--postgres-url: must use postgres:// or postgresql:// (got ${parsed.protocol}//)`);
+    }
+    if (bool("unsafe-no-fsync")) {
+      throw new ConfigError("--unsafe-no-fsync cannot be used with --storage postgres: PostgreSQL's own settings (fsync, synchronous_commit) decide durability there");
+    }
+  } else if (text("postgres-url") !== "") {
+    throw new ConfigError("--postgres-url needs --storage postgres");
+  }
+  const leaderLeaseTtlMs = parseDuration("leader-lease-ttl", text("leader-lease-ttl"), 1000);
+  if (leaderLeaseTtlMs < 1000) throw new ConfigError(`--leader-lease-ttl=${text("leader-lease-ttl")}: want at least 1s`);
+
   const advertised = text("advertise-client-urls");
   return {
     name: text("name"),
@@ -178,6 +224,9 @@ export function parseConfig(argv: string[]): BrainConfig | undefined {
     autoCompactionRetention,
     watchProgressNotifyIntervalMs: parseDuration("watch-progress-notify-interval", text("watch-progress-notify-interval"), 1000),
     unsafeNoFsync: bool("unsafe-no-fsync"),
+    storage,
+    postgresUrl,
+    leaderLeaseTtlMs,
     logLevel: level as BrainConfig["logLevel"],
   };
 }

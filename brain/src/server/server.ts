@@ -44,6 +44,7 @@ export interface RunningBrain {
 }
 
 export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
+  if (config.storage === "postgres") throw new Error("--storage postgres: the replica node is not assembled in this build yet");
   const engine = await openRocksEngine(config.dataDir);
   const lessor = new Lessor();
   const store = await MvccStore.open(engine, { sync: !config.unsafeNoFsync }, lessor);
