@@ -66,7 +66,20 @@ export class Lessor implements LeaseLedger {
     return this.leases.has(id);
   }
 
-  /** Starts revoking expired leases every `intervalMs`. */
+  /**
+   * This replica became the leader: every lease gets its full TTL from now,
+   * as etcd's new leader gives them (keepalives went to the old one, and a
+   * follower's clock never counted them down).
+   */
+  promote(): void {
+    const now = this.now();
+    for (const lease of this.leases.values()) {
+      lease.expiresAt = now + lease.ttl * 1000;
+      lease.revoking = false;
+    }
+  }
+
+  /** Starts revoking expired leases every `intervalMs` (the leader only: followers never expire leases). */
   startExpiry(intervalMs = 250): void {
     this.timer = setInterval(() => this.revokeExpired(), intervalMs);
     this.timer.unref();

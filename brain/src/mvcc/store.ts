@@ -1,12 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import type { StorageEngine } from "../storage/engine.js";
-import { decodeUint64, encodeUint64, metaKey, parseLeaseKey, Table, tableEnd, tableStart } from "../storage/keys.js";
-import { errors } from "../errors.js";
+import { decodeUint64, encodeUint64, leaseKey, metaKey, parseLeaseKey, Table, tableEnd, tableStart } from "../storage/keys.js";
+import { EtcdError, errors } from "../errors.js";
 import { log } from "../log.js";
 import type { Commit, LeaseLedger, MvccBackend, RangeRows } from "./backend.js";
 import { TreeIndex, type Dropped, type Located } from "./key-index.js";
 import { SortedKeySet } from "./key-set.js";
+import type { GroupLog, ReplicatedGroup, VersionRow } from "./group-log.js";
 import { keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
 import { decodeKeyValue } from "./kv-wire.js";
 import { formatVersion, metaNames } from "./meta.js";
@@ -15,7 +16,7 @@ import { StoreView } from "./store-view.js";
 import { upgradeFromV1 } from "./upgrade-v1.js";
 import { openWriteAheadLog, type WriteAheadLog } from "../storage/wal.js";
 import { decodeGroupRecord, encodeGroupRecord } from "./wal-record.js";
-import { WriteContext, type GroupResult, type WriterReads } from "./write-context.js";
+import { WriteContext, type CommittedRevision, type GroupResult, type WriterReads } from "./write-context.js";
 
 export type { Commit, RangeRows } from "./backend.js";
 
@@ -35,6 +36,8 @@ interface Inflight {
   result: GroupResult;
   /** Size of its log record. */
   bytes: number;
+  /** Its sequence in the group log, when it went there. */
+  sequence: number | undefined;
   /** Settles once the group is answered (durable) or failed. */
   settled: Promise<void>;
 }
@@ -49,6 +52,22 @@ export interface StoreOptions {
   sync: boolean;
   /** Largest number of requests committed with one fsync. */
   maxGroup?: number;
+  /**
+   * A shared log (PostgreSQL) that makes groups durable instead of brain's
+   * write-ahead log. The engine is then only a local copy, reloaded from the
+   * log's database at every start, so it is written without sync.
+   */
+  log?: GroupLog;
+  /** Opened as a follower: `write` is refused, `applyGroup` takes the leader's groups. */
+  follower?: boolean;
+  /** Sequence of the last group the engine holds (from the loader); 0 when none. */
+  sequence?: number;
+  /**
+   * For linearizable reads on a replica: the revision the shared log has
+   * committed (etcd's ReadIndex). A linearizable read waits until this
+   * store's revision reaches it.
+   */
+  readIndex?: () => Promise<number>;
 }
 
 
@@ -87,7 +106,15 @@ export class MvccStore implements MvccBackend, WriterReads {
   private walSequence = 0;
   private walBytesSinceSync = 0;
   /** Linearizable reads waiting for a revision to become durable. */
-  private readonly readWaiters: Array<{ revision: number; resume: () => void }> = [];
+  private readonly readWaiters: Array<{ revision: number; resume: () => void; reject: (error: unknown) => void }> = [];
+  /** Where groups become durable when it is not the write-ahead log. */
+  private groupLog: GroupLog | undefined;
+  /** Sequence of the last group handed to the group log (the last applied one, on a follower). */
+  private logSequence = 0;
+  /** Sequence of the last group durable in the group log (or applied, on a follower). */
+  private durableSequence = 0;
+  private following = false;
+  private readonly failureListeners = new Set<(error: unknown) => void>();
 
   private constructor(
     readonly engine: StorageEngine,
@@ -108,7 +135,7 @@ export class MvccStore implements MvccBackend, WriterReads {
     // without sync) are written again first.
     let wal: WriteAheadLog | undefined;
     let walSequence = 0;
-    if (options.sync) {
+    if (options.sync && options.log === undefined && options.follower !== true) {
       const opened = await openWriteAheadLog(join(engine.location, walDirectory));
       wal = opened.log;
       const raw = meta(metaNames.walSequence);
@@ -173,6 +200,9 @@ export class MvccStore implements MvccBackend, WriterReads {
     store.newestRevision = store.revision;
     store.wal = wal;
     store.walSequence = walSequence;
+    store.groupLog = options.log;
+    store.following = options.follower === true;
+    store.logSequence = store.durableSequence = options.sequence ?? 0;
     await store.rebuildIndex();
     await store.restoreLeases();
     // The lessor sees each durable group before any other listener (watchers).
@@ -233,6 +263,30 @@ export class MvccStore implements MvccBackend, WriterReads {
   onCommit(listener: (commit: Commit) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Called once when the log failed and the store stopped taking writes (a
+   * replica then restarts as a follower); at once if that already happened.
+   */
+  onFailure(listener: (error: unknown) => void): () => void {
+    if (this.failure !== undefined) {
+      const error = this.failure;
+      queueMicrotask(() => listener(error));
+      return () => {};
+    }
+    this.failureListeners.add(listener);
+    return () => this.failureListeners.delete(listener);
+  }
+
+  /** Sequence of the newest group durable in the group log (applied, on a follower). */
+  get sequence(): number {
+    return this.durableSequence;
+  }
+
+  /** True when this store is the writer (not a follower). */
+  get isLeader(): boolean {
+    return !this.following;
   }
 
   // --- reads ---
@@ -359,7 +413,8 @@ export class MvccStore implements MvccBackend, WriterReads {
    */
   write<T>(run: (context: WriteContext) => Promise<T>, options: { exclusive?: boolean } = {}): Promise<T> {
     if (this.closed) return Promise.reject(errors.stopped());
-    if (this.failure !== undefined) return Promise.reject(errors.stopped());
+    if (this.following) return Promise.reject(errors.notLeader());
+    if (this.failure !== undefined) return Promise.reject(this.failedError());
     return new Promise<T>((resolve, reject) => {
       this.queue.push({ run, resolve: resolve as (value: unknown) => void, reject, exclusive: options.exclusive === true });
       if (!this.pumping) {
@@ -381,7 +436,7 @@ export class MvccStore implements MvccBackend, WriterReads {
     try {
       while (this.queue.length > 0) {
         if (this.failure !== undefined) {
-          for (const job of this.queue.splice(0)) job.reject(errors.stopped());
+          for (const job of this.queue.splice(0)) job.reject(this.failedError());
           break;
         }
         let take = Math.min(this.queue.length, this.options.maxGroup ?? 512);
@@ -393,6 +448,8 @@ export class MvccStore implements MvccBackend, WriterReads {
           take = Math.min(take, exclusiveAt);
         }
         if (this.inflight.length >= maxInflightGroups) await this.inflight[0]!.settled;
+        // The log may have failed meanwhile: then nothing more goes to it.
+        if (this.failure !== undefined) continue;
         const jobs = this.queue.splice(0, take);
         const group = await this.evaluate(jobs);
         if (group !== undefined && (group.result.leases.length > 0 || jobs[0]!.exclusive)) await this.drain();
@@ -426,24 +483,32 @@ export class MvccStore implements MvccBackend, WriterReads {
     }
     const result = context.finish();
     let record: Buffer | undefined;
+    let replicated: ReplicatedGroup | undefined;
     try {
       if (result.ops.length > 0) {
         if (this.wal !== undefined) {
           const sequence = ++this.walSequence;
           result.ops.push({ key: metaKey(metaNames.walSequence), value: encodeUint64(sequence) });
           record = encodeGroupRecord(sequence, result.ops);
+        } else if (this.groupLog !== undefined) {
+          // Only a group that wrote something needs to be durable: one that
+          // wrote nothing takes no sequence (it is still answered in order).
+          replicated = replicatedGroup(this.logSequence + 1, result);
+          this.logSequence++;
         }
         const batch = this.engine.batch();
         for (const op of result.ops) {
           if (op.value === undefined) batch.del(op.key);
           else batch.put(op.key, op.value);
         }
-        // With the log, RocksDB's own sync is the log's job.
-        batch.write({ sync: this.options.sync && this.wal === undefined });
+        // With a log, RocksDB's own sync is the log's job (or, with a group
+        // log, no one's: the local copy is reloaded at every start).
+        batch.write({ sync: this.options.sync && this.wal === undefined && this.groupLog === undefined });
       }
     } catch (error) {
       // Nothing of the group is durable or visible; the index forgets it.
       if (record !== undefined) this.walSequence--;
+      if (replicated !== undefined) this.logSequence--;
       this.index.rollback();
       const failure = isNoSpace(error) ? errors.noSpace() : error;
       for (const job of jobs) job.reject(failure);
@@ -457,9 +522,14 @@ export class MvccStore implements MvccBackend, WriterReads {
     // Each group settles after the one before it, whatever order the log's
     // promises resolve in within one tick.
     const previous = this.inflight[this.inflight.length - 1]?.settled ?? Promise.resolve();
-    const appended = record !== undefined && this.wal !== undefined ? this.wal.append(record) : Promise.resolve();
+    const appended =
+      record !== undefined && this.wal !== undefined
+        ? this.wal.append(record)
+        : replicated !== undefined && this.groupLog !== undefined
+          ? appendTo(this.groupLog, replicated)
+          : Promise.resolve();
     appended.catch(() => undefined); // handled below, once the previous group settled
-    const group: Inflight = { jobs, outcomes, result, bytes: record?.length ?? 0, settled: Promise.resolve() };
+    const group: Inflight = { jobs, outcomes, result, bytes: record?.length ?? 0, sequence: replicated?.sequence, settled: Promise.resolve() };
     group.settled = previous
       .then(() => appended)
       .then(
@@ -485,13 +555,21 @@ export class MvccStore implements MvccBackend, WriterReads {
       }
     }
     this.revision = result.revision;
+    if (group.sequence !== undefined) this.durableSequence = group.sequence;
     // Responses first, then what the commit means to leases and watchers.
     outcomes.forEach((outcome, i) => {
       const job = jobs[i]!;
       if (outcome.ok) job.resolve(outcome.value);
       else job.reject(outcome.error);
     });
-    const commit: Commit = { revisions: result.revisions, leases: result.leases, revision: result.revision };
+    this.publish({ revisions: result.revisions, leases: result.leases, revision: result.revision });
+    if (this.inflight.length === 0) this.inflightLeases.clear();
+    this.resumeReads();
+    this.walBytesSinceSync += group.bytes;
+    if (this.walBytesSinceSync >= engineSyncBytes) this.syncEngine();
+  }
+
+  private publish(commit: Commit): void {
     for (const listener of this.listeners) {
       try {
         listener(commit);
@@ -500,10 +578,6 @@ export class MvccStore implements MvccBackend, WriterReads {
         log("error", "a commit listener failed", { error: String(error) });
       }
     }
-    if (this.inflight.length === 0) this.inflightLeases.clear();
-    this.resumeReads();
-    this.walBytesSinceSync += group.bytes;
-    if (this.walBytesSinceSync >= engineSyncBytes) this.syncEngine();
   }
 
   /**
@@ -512,15 +586,42 @@ export class MvccStore implements MvccBackend, WriterReads {
    * WAL sync); a restart recovers from what is durable.
    */
   private fail(group: Inflight, error: unknown): void {
-    if (this.failure === undefined) {
+    const first = this.failure === undefined;
+    if (first) {
       this.failure = error;
-      log("error", "the write-ahead log failed; brain takes no more writes until restarted", { error: String(error) });
+      if (this.groupLog !== undefined) log("error", "the group log failed; this replica takes no more writes", { error: String(error) });
+      else log("error", "the write-ahead log failed; brain takes no more writes until restarted", { error: String(error) });
     }
     const at = this.inflight.indexOf(group);
     if (at >= 0) this.inflight.splice(at, 1);
-    for (const job of group.jobs) job.reject(errors.stopped());
-    // Reads go on at the last durable revision.
-    for (const waiter of this.readWaiters.splice(0)) waiter.resume();
+    const failed = this.failedError();
+    for (const job of group.jobs) job.reject(failed);
+    if (this.groupLog === undefined) {
+      // Reads go on at the last durable revision.
+      for (const waiter of this.readWaiters.splice(0)) waiter.resume();
+    } else {
+      // A replica's linearizable read may wait for a revision another leader
+      // committed, which this store will not apply: it fails instead.
+      for (const waiter of this.readWaiters.splice(0)) waiter.reject(failed);
+    }
+    if (first) {
+      for (const listener of this.failureListeners) {
+        try {
+          listener(error);
+        } catch (listenerError) {
+          log("error", "a failure listener failed", { error: String(listenerError) });
+        }
+      }
+      this.failureListeners.clear();
+    }
+  }
+
+  /**
+   * What requests get once the log failed: the log's own etcd error (a
+   * fenced append is "leader changed"), else "server stopped".
+   */
+  private failedError(): unknown {
+    return this.failure instanceof EtcdError ? new EtcdError(this.failure.code, this.failure.message) : errors.stopped();
   }
 
   /**
@@ -529,9 +630,35 @@ export class MvccStore implements MvccBackend, WriterReads {
    * transaction evaluated meanwhile saw. Undefined when nothing is pending.
    */
   caughtUp(): Promise<void> | undefined {
+    const readIndex = this.options.readIndex;
+    if (readIndex !== undefined) return this.readIndexed(readIndex);
     if (this.newestRevision <= this.revision || this.failure !== undefined) return undefined;
-    const revision = this.newestRevision;
-    return new Promise((resume) => this.readWaiters.push({ revision, resume }));
+    return this.waitFor(this.newestRevision);
+  }
+
+  /**
+   * On a replica: what the writer evaluated so far (on the leader) and what
+   * the shared log has committed (on any replica) must both be here first.
+   */
+  private async readIndexed(readIndex: () => Promise<number>): Promise<void> {
+    if (this.closed) throw errors.stopped();
+    if (this.failure !== undefined) throw this.failedError();
+    const evaluated = this.newestRevision;
+    const committed = await readIndex();
+    if (!this.following && committed > this.newestRevision) {
+      // Only the leader writes to the log: a revision past everything this
+      // writer evaluated was committed by a newer leader.
+      throw errors.leaderChanged();
+    }
+    const revision = Math.max(evaluated, committed);
+    if (this.revision >= revision) return;
+    if (this.closed) throw errors.stopped();
+    if (this.failure !== undefined) throw this.failedError();
+    await this.waitFor(revision);
+  }
+
+  private waitFor(revision: number): Promise<void> {
+    return new Promise((resume, reject) => this.readWaiters.push({ revision, resume, reject }));
   }
 
   private resumeReads(): void {
@@ -542,6 +669,110 @@ export class MvccStore implements MvccBackend, WriterReads {
       else this.readWaiters[kept++] = waiter;
     }
     this.readWaiters.length = kept;
+  }
+
+  // --- replicas ---
+
+  /**
+   * A follower applies one group the leader made durable in the shared log,
+   * strictly in sequence order: it writes the same rows, leases and meta the
+   * leader wrote (so a promoted follower's engine is the leader's), then
+   * publishes the commit exactly as the leader did, previous versions
+   * included, and wakes the linearizable reads waiting for it.
+   */
+  applyGroup(group: ReplicatedGroup): void {
+    if (this.closed) throw errors.stopped();
+    if (!this.following) throw new Error("applyGroup on the leader: only a follower applies the log's groups");
+    if (group.sequence !== this.durableSequence + 1) {
+      throw new Error(`group ${group.sequence} does not follow the last applied group, ${this.durableSequence}`);
+    }
+    const rows = group.rows;
+    const newest = rows.length > 0 ? rows[rows.length - 1]!.main : this.revision;
+    if (group.revision !== newest) {
+      throw new Error(`group ${group.sequence} claims revision ${group.revision} but its rows end at ${newest} (store at ${this.revision})`);
+    }
+    const revisions: CommittedRevision[] = [];
+    const batch = this.engine.batch();
+    try {
+      // Each event's previous version: the key's newest version before it,
+      // as the leader's writer read it; several may be this group's own rows.
+      const previousOf: WatchEvent[] = [];
+      const previousRows: Buffer[] = [];
+      const own = new Map<string, Uint8Array>();
+      let lastMain = this.revision;
+      let lastSub = Number.POSITIVE_INFINITY;
+      for (const row of rows) {
+        if (row.main < lastMain || (row.main === lastMain && row.sub <= lastSub)) {
+          throw new Error(`group ${group.sequence} has version ${row.main}.${row.sub} out of order (after ${lastMain}.${lastSub}, store at ${this.revision})`);
+        }
+        const rowKey = revisionKey(row.main, row.sub, row.tombstone);
+        batch.put(rowKey, row.kv);
+        const kv = decodeKeyValue(row.kv);
+        const live = this.index.get(row.key)?.live;
+        const event: WatchEvent = { type: row.tombstone ? "delete" : "put", kv, sub: row.sub };
+        if (live !== undefined) {
+          const last = live.mains.length - 1;
+          previousOf.push(event);
+          previousRows.push(revisionKey(live.mains[last]!, live.subs[last]!, false));
+        }
+        if (row.tombstone) {
+          this.index.tombstone(row.key, row.main, row.sub);
+        } else {
+          this.index.put(row.key, row.main, row.sub, kv.lease, kv);
+          own.set(keyId(rowKey), row.kv);
+        }
+        if (row.main !== lastMain) revisions.push({ revision: row.main, events: [] });
+        revisions[revisions.length - 1]!.events.push(event);
+        lastMain = row.main;
+        lastSub = row.sub;
+      }
+      if (previousRows.length > 0) {
+        this.fetchRows(previousRows, own).forEach((bytes, i) => {
+          previousOf[i]!.prevKv = decodeKeyValue(bytes);
+        });
+      }
+      for (const change of group.leases) {
+        if (change.ttl === undefined) batch.del(leaseKey(change.id));
+        else batch.put(leaseKey(change.id), encodeUint64(change.ttl));
+      }
+      if (rows.length > 0) batch.put(metaKey(metaNames.revision), encodeUint64(group.revision));
+      if (group.compactRevision !== undefined) batch.put(metaKey(metaNames.compactRevision), encodeUint64(group.compactRevision));
+      batch.write({ sync: false });
+    } catch (error) {
+      this.index.rollback();
+      throw error;
+    }
+    this.index.commit();
+    for (const { events } of revisions) {
+      for (const event of events) {
+        if (event.type === "put") this.liveKeys.add(keyId(event.kv.key));
+        else this.liveKeys.delete(keyId(event.kv.key));
+      }
+    }
+    this.revision = this.newestRevision = group.revision;
+    this.durableSequence = this.logSequence = group.sequence;
+    this.publish({ revisions, leases: group.leases, revision: group.revision });
+    if (group.compactRevision !== undefined && group.compactRevision > this.compactRevision) {
+      this.compactRevision = group.compactRevision;
+      this.startRemoval(this.index.compact(group.compactRevision), group.compactRevision);
+    }
+    this.resumeReads();
+  }
+
+  /**
+   * A follower becomes the writer at its current sequence and revision (the
+   * caller has applied every group the log holds). `groupLog` replaces the
+   * log it was opened with, if given.
+   */
+  promote(groupLog?: GroupLog): void {
+    if (this.closed) throw errors.stopped();
+    if (!this.following) throw new Error("promote: this store is the writer already");
+    const next = groupLog ?? this.groupLog;
+    if (next === undefined) throw new Error("promote: a writer needs a group log to make its groups durable");
+    this.groupLog = next;
+    this.following = false;
+    this.newestRevision = this.revision;
+    this.logSequence = this.durableSequence;
   }
 
   private writerLeaseExists(id: bigint): boolean {
@@ -581,16 +812,25 @@ export class MvccStore implements MvccBackend, WriterReads {
       return context.revision;
     });
     this.compactRevision = revision;
-    this.startRemoval(this.index.compact(revision), revision);
+    this.startRemoval(this.index.compact(revision), revision, this.groupLog);
     if (physical) await this.compaction;
     return current;
   }
 
-  private startRemoval(dropped: Dropped[], revision: number): void {
-    this.compaction = this.compaction.then(() => this.removeRows(dropped, revision)).catch((error: unknown) => {
-      // The next start compacts the rebuilt index again and resumes.
-      log("error", "compaction failed", { error: String(error) });
-    });
+  /** `log`: the leader's group log, told once the local copy dropped the rows. */
+  private startRemoval(dropped: Dropped[], revision: number, groupLog?: GroupLog): void {
+    this.compaction = this.compaction
+      .then(async () => {
+        await this.removeRows(dropped, revision);
+        if (groupLog?.compacted === undefined || this.closed) return;
+        // Not awaited: the log's own cleanup holds up no local work, and a
+        // failure there only leaves rows a later compaction drops.
+        groupLog.compacted(revision).catch((error: unknown) => log("warn", "the group log did not drop compacted versions", { revision, error: String(error) }));
+      })
+      .catch((error: unknown) => {
+        // The next start compacts the rebuilt index again and resumes.
+        log("error", "compaction failed", { error: String(error) });
+      });
   }
 
   private async removeRows(dropped: Dropped[], revision: number): Promise<void> {
@@ -611,6 +851,8 @@ export class MvccStore implements MvccBackend, WriterReads {
     await this.compaction;
     while (this.pumping) await new Promise((resolve) => setTimeout(resolve, 5));
     await this.drain();
+    // Reads waiting for a revision a replica has not applied yet.
+    for (const waiter of this.readWaiters.splice(0)) waiter.reject(errors.stopped());
     if (this.wal !== undefined) {
       if (this.failure === undefined) {
         const mark = this.wal.mark();
@@ -623,6 +865,43 @@ export class MvccStore implements MvccBackend, WriterReads {
     }
     await this.engine.close();
   }
+}
+
+/** What the group log is handed for a group: its rows, leases and compaction, from the ops the engine got. */
+function replicatedGroup(sequence: number, result: GroupResult): ReplicatedGroup {
+  const rows: VersionRow[] = [];
+  const compactKey = metaKey(metaNames.compactRevision);
+  let compactRevision: number | undefined;
+  // The key table's ops are the group's events, one for one, in order.
+  let r = 0;
+  let e = 0;
+  for (const op of result.ops) {
+    if (op.key[0] === Table.Key) {
+      const at = parseRevisionKey(op.key);
+      while (r < result.revisions.length && e >= result.revisions[r]!.events.length) {
+        r++;
+        e = 0;
+      }
+      const committed = result.revisions[r];
+      const event = committed?.events[e++];
+      if (committed === undefined || event === undefined || op.value === undefined || committed.revision !== at.main || event.sub !== at.sub || (event.type === "delete") !== at.tombstone) {
+        throw new Error(`the group's version ${at.main}.${at.sub} does not match its events`);
+      }
+      rows.push({ main: at.main, sub: at.sub, tombstone: at.tombstone, key: event.kv.key, kv: op.value });
+    } else if (op.value !== undefined && Buffer.compare(op.key, compactKey) === 0) {
+      compactRevision = decodeUint64(op.value);
+    }
+  }
+  const events = result.revisions.reduce((sum, { events }) => sum + events.length, 0);
+  if (events !== rows.length) throw new Error(`the group has ${events} events but ${rows.length} versions`);
+  const group: ReplicatedGroup = { sequence, revision: result.revision, rows, leases: result.leases };
+  if (compactRevision !== undefined) group.compactRevision = compactRevision;
+  return group;
+}
+
+/** The log's append, with a synchronous throw turned into a rejection. */
+async function appendTo(groupLog: GroupLog, group: ReplicatedGroup): Promise<void> {
+  await groupLog.append(group);
 }
 
 function corruptRow(rowKey: Uint8Array): Error {
