@@ -1,14 +1,23 @@
-// `npm run bench:brain`: etcd, brain and kine (on SQLite and on PostgreSQL)
-// under etcd's own benchmark tool and a Kubernetes-shaped load, all with
-// durable commits. Each server starts fresh (own data dir) per round, warms
-// up, then runs every row; servers take turns (etcd, brain, kine-sqlite,
-// kine-pg, etcd, brain, …) for three rounds, and the table reports medians.
-// Writes bench/results/brain.{md,json}; chart.sh draws brain.png.
+// `npm run bench:brain`: etcd, brain, kine (on SQLite and on PostgreSQL) and
+// brain on PostgreSQL (one replica, three replicas) under etcd's own
+// benchmark tool and a Kubernetes-shaped load, all with durable commits. Each
+// server starts fresh (own data dir) per round, warms up, then runs every row;
+// servers take turns (etcd, brain, kine-sqlite, kine-pg, brain-pg,
+// brain-pg-3, then the replica parts, etcd, …) for three rounds, and the
+// table reports medians. The replica parts: read throughput of brain on
+// PostgreSQL as replicas are added (1, 2, 3), and failover time over kill -9
+// and SIGSTOP trials spread over the rounds (median and max).
+// Writes bench/results/brain.{md,json} and brain-replicas.{md,json};
+// chart.sh draws brain.png and brain-replicas.png.
 //
-//   --quick            one round, small totals: a smoke test of the script, not a result
-//   --rounds N         rounds (default 3)
-//   --servers a,b      a subset of etcd,brain,kine-sqlite,kine-pg
-//   --rows a,b         a subset of the rows (names in brain-load.ts)
+//   --quick               one round, small totals, 2 + 1 failover trials: a smoke test of the script, not a result
+//   --rounds N            rounds (default 3)
+//   --servers a,b         a subset of etcd,brain,kine-sqlite,kine-pg,brain-pg,brain-pg-3 ("none": no server rows)
+//   --rows a,b            a subset of the rows (names in brain-load.ts)
+//   --parts a,b           a subset of rows,scaling,failover (default all three)
+//   --only postgres       brain on PostgreSQL only: --servers brain-pg,brain-pg-3 and every part
+//   --failover-trials N   kill -9 trials over the whole run (default 12, at least 10 for a result)
+//   --pause-trials N      SIGSTOP trials over the whole run (default 3)
 import { execFileSync } from "node:child_process";
 import { accessSync, constants, readFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem } from "node:os";
@@ -16,8 +25,12 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { repoRoot } from "@wharf/testkit";
 import { clients, connections, rangeKey, readRun, rows, runTool, type Measurement, type RowSpec, valueBytes } from "./brain-load.js";
-import { benchTool, cpuSeconds, peakRssMb, processTree, pssMb, resetPeakRss, serverNames, startServer, type BenchServer, type ServerName } from "./servers.js";
+import { benchTool, resetPeaksOf, serverNames, startServer, usageOf, type BenchServer, type ServerName } from "./servers.js";
 import { markdownReport, summarize, type Cell } from "./brain-report.js";
+import { runFailover, type FailoverResult } from "./failover.js";
+import { runReadScaling, type ScalingRecord } from "./read-scaling.js";
+import { leaderLeaseTtl } from "./replica-set.js";
+import { replicaChartRows, replicaMarkdown, summarizeFailover, summarizeScaling } from "./replica-report.js";
 import { writeResults } from "./report.js";
 
 const { values: flags } = parseArgs({
@@ -26,37 +39,40 @@ const { values: flags } = parseArgs({
     rounds: { type: "string" },
     servers: { type: "string" },
     rows: { type: "string" },
+    parts: { type: "string" },
+    only: { type: "string" },
+    "failover-trials": { type: "string" },
+    "pause-trials": { type: "string" },
   },
 });
+const partNames = ["rows", "scaling", "failover"] as const;
+type Part = (typeof partNames)[number];
+if (flags.only !== undefined && flags.only !== "postgres") throw new Error(`--only takes "postgres" (brain on PostgreSQL only), not ${flags.only}`);
+if (flags.only && flags.servers) throw new Error("--only postgres chooses the servers itself; give --servers or --only, not both");
 const scale = { quick: flags.quick ?? false };
 const rounds = Number(flags.rounds ?? (scale.quick ? 1 : 3));
-const servers = (flags.servers?.split(",") ?? [...serverNames]) as ServerName[];
+const servers = (
+  flags.only === "postgres" ? ["brain-pg", "brain-pg-3"] : flags.servers === "none" ? [] : (flags.servers?.split(",") ?? [...serverNames])
+) as ServerName[];
+const parts = (flags.parts?.split(",") ?? [...partNames]) as Part[];
+for (const part of parts) if (!partNames.includes(part)) throw new Error(`unknown part ${part}; one of ${partNames.join(", ")}`);
 const selectedRows = flags.rows ? rows.filter((row) => flags.rows!.split(",").includes(row.name)) : rows;
 for (const server of servers) if (!serverNames.includes(server)) throw new Error(`unknown server ${server}; one of ${serverNames.join(", ")}`);
 if (selectedRows.length === 0) throw new Error(`no rows selected; rows are ${rows.map((row) => row.name).join(", ")}`);
+const killTrials = Number(flags["failover-trials"] ?? (scale.quick ? 2 : 12));
+const pauseTrials = Number(flags["pause-trials"] ?? (scale.quick ? 1 : 3));
+if (!(rounds >= 1 && killTrials >= 0 && pauseTrials >= 0)) throw new Error("--rounds must be ≥ 1 and the trial counts ≥ 0");
+const runRows = parts.includes("rows") && servers.length > 0;
 const rowTimeoutMs = (scale.quick ? 60 : 180) * 1000;
+/** The failover trials of round `round` (1-based): the totals spread over the rounds, the first rounds taking the remainder. */
+const trialsIn = (total: number, round: number) => Math.floor(total / rounds) + (round <= total % rounds ? 1 : 0);
 /** Why this run is not the full method (a smoke test or a look at a subset), if it is not. */
 const provisional = scale.quick
   ? "QUICK SMOKE RUN (`--quick`): one round, small totals. It shows the script works, not how fast anything is."
-  : rounds < 3 || servers.length < serverNames.length || selectedRows.length < rows.length
-    ? `PARTIAL RUN (${rounds} round(s), ${servers.length} of ${serverNames.length} servers, ${selectedRows.length} of ${rows.length} rows): not the full method.`
+  : rounds < 3 || servers.length < serverNames.length || selectedRows.length < rows.length || parts.length < partNames.length || killTrials < 10
+    ? `PARTIAL RUN (${rounds} round(s), ${servers.length} of ${serverNames.length} servers, ${selectedRows.length} of ${rows.length} rows, ` +
+      `parts ${parts.join("+")}, ${killTrials} kill -9 trials): not the full method.`
     : undefined;
-
-/** Memory and CPU of a server: its own processes' peak RSS, PostgreSQL's proportional share (its backends share buffers). */
-function usage(server: BenchServer): { cpu: number; rssMb: number } {
-  let cpu = 0;
-  let rssMb = 0;
-  for (const process of server.processes) {
-    const tree = processTree([process.child.pid!]);
-    cpu += tree.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-    rssMb += tree.reduce((sum, pid) => sum + (process.name === "postgres" ? pssMb(pid) : peakRssMb(pid)), 0);
-  }
-  return { cpu, rssMb };
-}
-
-function resetPeaks(server: BenchServer): void {
-  for (const process of server.processes) processTree([process.child.pid!]).forEach(resetPeakRss);
-}
 
 export interface RunRecord extends Measurement {
   row: string;
@@ -76,6 +92,8 @@ async function warmUp(server: BenchServer): Promise<void> {
   const total = scale.quick ? "500" : "3000";
   await runTool("benchmark", server.address, ["--clients", String(clients), "--conns", String(connections), "range", rangeKey, "--total", total], rowTimeoutMs);
   await runTool("kubeload", server.address, ["create", "--prefix", "/registry/warmup/", "--total", total], rowTimeoutMs);
+  // A replica set's followers hold the range key before any read is timed.
+  await server.settle?.();
 }
 
 /** A server that died: its rows are failures, not refusals. */
@@ -87,14 +105,21 @@ function exited(server: BenchServer): string | undefined {
 
 /** Runs one row; false when the server died (the round's remaining rows for it are skipped). */
 async function runRow(server: BenchServer, row: RowSpec, round: number): Promise<boolean> {
-  resetPeaks(server);
-  const before = usage(server);
+  const epochBefore = await server.epoch?.();
+  resetPeaksOf(server.processes);
+  const before = usageOf(server.processes);
   const run = await runTool(row.tool, server.address, row.args(scale), rowTimeoutMs);
-  const after = usage(server);
+  const after = usageOf(server.processes);
   const death = exited(server);
   const measurement: Measurement = death
     ? { status: "failed", error: death, opsPerSecond: NaN, p50Ms: NaN, p99Ms: NaN, errors: 0, seconds: run.seconds }
     : readRun(row, run, scale);
+  // A replica set whose leader changed during a row (a lease lost under load) says so next to the figure.
+  const epochAfter = epochBefore === undefined || death ? undefined : await server.epoch?.();
+  if (epochBefore !== undefined && epochAfter !== undefined && epochAfter !== epochBefore) {
+    const change = Number.isFinite(epochAfter) ? `leader epoch ${epochBefore} → ${epochAfter} during the row` : "no leader agreed after the row";
+    measurement.detail = [measurement.detail, change].filter(Boolean).join("; ");
+  }
   const record: RunRecord = { ...measurement, row: row.name, server: server.name, round, cpuSeconds: after.cpu - before.cpu, rssMb: after.rssMb };
   records.push(record);
   const figure = row.better === "lower" ? `p99 ${record.p99Ms.toFixed(2)} ms` : `${record.opsPerSecond.toFixed(0)} ops/s, p99 ${record.p99Ms.toFixed(2)} ms`;
@@ -144,14 +169,18 @@ for (const tool of ["benchmark", "kubeload", "kine"] as const) {
   }
 }
 
+const scalingRecords: ScalingRecord[] = [];
+const failoverRuns: FailoverResult[] = [];
+const log = (line: string) => console.error(line);
+
 const loadBefore = loadavg();
 const started = new Date();
 console.error(
-  `bench:brain ${scale.quick ? "QUICK (smoke test) " : ""}${rounds} round(s) × ${servers.join(", ")}; ${selectedRows.length} rows; ` +
-    `load average ${loadBefore.map((load) => load.toFixed(2)).join(" ")}`,
+  `bench:brain ${scale.quick ? "QUICK (smoke test) " : ""}${rounds} round(s) × ${runRows ? servers.join(", ") : "no servers"}; ${selectedRows.length} rows; ` +
+    `parts ${parts.join(", ")}; load average ${loadBefore.map((load) => load.toFixed(2)).join(" ")}`,
 );
 for (let round = 1; round <= rounds; round++) {
-  for (const name of servers) {
+  for (const name of runRows ? servers : []) {
     console.error(`round ${round}/${rounds}: ${name}`);
     let server: BenchServer;
     try {
@@ -173,19 +202,48 @@ for (let round = 1; round <= rounds; round++) {
       await server.stop();
     }
   }
+  if (parts.includes("scaling")) {
+    console.error(`round ${round}/${rounds}: brain-pg read throughput as replicas are added`);
+    scalingRecords.push(...(await runReadScaling(round, scale, rowTimeoutMs, log)));
+  }
+  const [kills, pauses] = [trialsIn(killTrials, round), trialsIn(pauseTrials, round)];
+  if (parts.includes("failover") && kills + pauses > 0) {
+    console.error(`round ${round}/${rounds}: brain-pg-3 failover, ${kills} kill -9 and ${pauses} SIGSTOP trial(s)`);
+    try {
+      failoverRuns.push(await runFailover(round, kills, pauses, log));
+    } catch (error) {
+      // The set did not start: its trials are reported as failed, the run goes on.
+      const message = (error as Error).message.split("\n")[0]!;
+      log(`  failover round ${round} did not run: ${message}`);
+      failoverRuns.push({
+        trials: [{ round, trial: 0, kind: "kill", from: "?", epochBefore: NaN, firstWriteMs: NaN, newLeaderMs: NaN, writeGapMs: NaN, failedPuts: 0, error: `did not run: ${message}` }],
+        acknowledged: 0, lost: 0, putRate: NaN, putDeadlineMs: NaN,
+      });
+    }
+  }
 }
 const loadAfter = loadavg();
 const minutes = (Date.now() - started.getTime()) / 60_000;
 
 const cells: Cell[] = summarize(records, selectedRows, servers);
+const scalingCells = summarizeScaling(scalingRecords);
+const failoverTrials = failoverRuns.flatMap((run) => run.trials);
+const failoverFigures = summarizeFailover(failoverTrials);
+const replicaTable = replicaMarkdown(
+  scalingCells,
+  parts.includes("failover") ? { figures: failoverFigures, trials: failoverTrials, runs: failoverRuns } : undefined,
+  { leaderLeaseTtl, cores: machine.cores },
+);
 const setup =
   `${rounds} round(s), servers interleaved per round, each started with a fresh data dir and warmed up; medians over the rounds. ` +
   `${clients} clients over ${connections} connections, ${valueBytes} B values, fsync on for every server. ` +
   `Load average ${loadBefore.map((load) => load.toFixed(2)).join(" / ")} before, ${loadAfter.map((load) => load.toFixed(2)).join(" / ")} after; ` +
   `${minutes.toFixed(1)} minutes.`;
 const commands = selectedRows.map((row) => ({ row: row.name, command: `${row.tool} ${row.args(scale).join(" ")}` }));
-const table = markdownReport(cells, selectedRows, servers, { machine, versions, provisional, commands });
-writeResults(
+const table = runRows ? [markdownReport(cells, selectedRows, servers, { machine, versions, provisional, commands }), replicaTable].join("\n\n") : "";
+const title = (what: string) => (provisional ? `${what} — ${scale.quick ? "QUICK SMOKE RUN" : "PARTIAL RUN"}, not a result` : what);
+// Without the rows there is no server table: brain.md keeps its last one, brain-replicas.md gets the replica parts.
+if (runRows) writeResults(
   "brain",
   cells.map((cell) => ({ workload: cell.row, target: cell.server, opsPerSecond: cell.opsPerSecond, p50Ms: cell.p50Ms, p99Ms: cell.p99Ms, rssMb: cell.rssMb })),
   {
@@ -208,9 +266,42 @@ writeResults(
       { key: "rssMb", title: "peak RSS (MiB)", rows: selectedRows.map((row) => row.name) },
     ],
   },
-  provisional ? `brain vs etcd vs kine — ${scale.quick ? "QUICK SMOKE RUN" : "PARTIAL RUN"}, not a result` : "brain vs etcd vs kine",
+  title("brain vs etcd vs kine, and brain on PostgreSQL"),
   setup,
   table,
 );
-console.log(table);
-execFileSync("bash", [join(repoRoot, "bench", "chart.sh"), "brain"], { stdio: "inherit" });
+if (parts.includes("scaling") || parts.includes("failover")) {
+  const replicaSetup =
+    `${rounds} round(s), interleaved with the servers' rows; brain on PostgreSQL with \`--leader-lease-ttl ${leaderLeaseTtl}\`, ` +
+    `${killTrials} kill -9 and ${pauseTrials} SIGSTOP trials spread over the rounds. ` +
+    `Load average ${loadBefore.map((load) => load.toFixed(2)).join(" / ")} before, ${loadAfter.map((load) => load.toFixed(2)).join(" / ")} after.`;
+  writeResults(
+    "brain-replicas",
+    replicaChartRows(scalingCells, failoverFigures),
+    {
+      quick: scale.quick,
+      provisional: provisional ?? null,
+      rounds,
+      leaderLeaseTtl,
+      machineDetail: machine,
+      versions,
+      loadAverage: { before: loadBefore, after: loadAfter },
+      scaling: { cells: scalingCells, runs: scalingRecords },
+      failover: { figures: failoverFigures, runs: failoverRuns },
+      panels: [
+        ...(parts.includes("scaling")
+          ? [{ key: "opsPerSecond", title: "brain-pg reads as replicas are added (ops/s)", rows: [...new Set(scalingCells.map((cell) => cell.row))], targets: ["1 replica", "2 replicas", "3 replicas"] }]
+          : []),
+        ...(parts.includes("failover")
+          ? [{ key: "failoverMs", title: "brain-pg-3 failover (ms, lower is better)", rows: [...new Set(replicaChartRows([], failoverFigures).map((row) => row.workload))], targets: ["median", "max"] }]
+          : []),
+      ],
+    },
+    title("brain on PostgreSQL: replicas and failover"),
+    replicaSetup,
+    [provisional ? `**${provisional}**\n` : "", replicaTable].join(""),
+  );
+}
+console.log(runRows ? table : replicaTable);
+if (runRows) execFileSync("bash", [join(repoRoot, "bench", "chart.sh"), "brain"], { stdio: "inherit" });
+if (parts.includes("scaling") || parts.includes("failover")) execFileSync("bash", [join(repoRoot, "bench", "chart.sh"), "brain-replicas"], { stdio: "inherit" });

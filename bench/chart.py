@@ -24,18 +24,20 @@ def metric(target, workload, key):
 
 # A result may say which numbers to draw and for which workloads (bench:brain
 # compares watch rows by latency only); by default every workload, three panels.
+# A panel may also name its targets (bench:brain's replica chart puts replica
+# counts and failover medians/maxima side by side).
 panels = [
-    (p["key"], p["title"], p.get("rows", workloads))
+    (p["key"], p["title"], p.get("rows", workloads), p.get("targets", targets))
     for p in data.get("panels", [])
-] or [(key, title, workloads) for key, title in [
+] or [(key, title, workloads, targets) for key, title in [
     ("opsPerSecond", "throughput (ops/s, higher is better)"), ("p50Ms", "p50 latency (ms)"), ("p99Ms", "p99 latency (ms)")]]
-fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5))
-width = 0.8 / len(targets)
-for axis, (key, title, shown) in zip(axes, panels):
-    for i, target in enumerate(targets):
+fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+for axis, (key, title, shown, drawn) in zip(axes[0], panels):
+    width = 0.8 / len(drawn)
+    for i, target in enumerate(drawn):
         positions = [x + i * width for x in range(len(shown))]
         axis.bar(positions, [metric(target, w, key) for w in shown], width, label=target)
-    axis.set_xticks([x + width * (len(targets) - 1) / 2 for x in range(len(shown))])
+    axis.set_xticks([x + width * (len(drawn) - 1) / 2 for x in range(len(shown))])
     axis.set_xticklabels(shown, rotation=25, ha="right", fontsize=8)
     axis.set_title(title)
     axis.set_yscale("log")

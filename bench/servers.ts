@@ -2,7 +2,10 @@
 // port) with durable commits: etcd fsyncs its WAL, brain syncs every group
 // commit, kine on SQLite runs with synchronous=FULL (an fsync per commit in
 // WAL mode; kine's default is NORMAL, which does not sync commits), and
-// PostgreSQL with fsync and synchronous_commit on.
+// PostgreSQL with fsync and synchronous_commit on. brain on PostgreSQL
+// (`brain-pg`, `brain-pg-3`) commits every group in a PostgreSQL transaction
+// and is measured with one replica and with three (the tools given every
+// member's address, as a client would be).
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -19,16 +22,21 @@ import {
   waitUntilReady,
   type RunningProcess,
 } from "@wharf/testkit";
+import { startReplicaSet } from "./replica-set.js";
 
-export const serverNames = ["etcd", "brain", "kine-sqlite", "kine-pg"] as const;
+export const serverNames = ["etcd", "brain", "kine-sqlite", "kine-pg", "brain-pg", "brain-pg-3"] as const;
 export type ServerName = (typeof serverNames)[number];
 
 export interface BenchServer {
   name: ServerName;
-  /** host:port, what etcd's benchmark tool and kubeload take */
+  /** host:port (comma-separated for a replica set), what etcd's benchmark tool and kubeload take */
   address: string;
   /** The processes whose memory and CPU count as this server's. */
   processes: RunningProcess[];
+  /** Replica sets: waits until every member has applied every write made so far (before reads are timed). */
+  settle?(): Promise<void>;
+  /** Replica sets: the leader's epoch now, so a row can report leader changes during it. */
+  epoch?(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -101,7 +109,36 @@ export async function startServer(name: ServerName): Promise<BenchServer> {
       const postgres = await startPostgres();
       return startKine(name, () => postgres.url.replace("/postgres?", "/kine?"), [postgres.process], () => postgres.stop());
     }
+    case "brain-pg":
+    case "brain-pg-3": {
+      const set = await startReplicaSet(name === "brain-pg" ? 1 : 3);
+      return {
+        name,
+        address: set.endpoints(),
+        // Fixed for the server's life: rows do not restart members.
+        processes: set.processes(),
+        settle: async () => void (await set.settle()),
+        epoch: async () => (await set.settle(10_000).catch(() => undefined))?.epoch ?? NaN,
+        stop: () => set.stop(),
+      };
+    }
   }
+}
+
+/** Memory and CPU of a server's processes: their own peak RSS, PostgreSQL's proportional share (its backends share buffers). */
+export function usageOf(processes: RunningProcess[]): { cpu: number; rssMb: number } {
+  let cpu = 0;
+  let rssMb = 0;
+  for (const process of processes) {
+    const tree = processTree([process.child.pid!]);
+    cpu += tree.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    rssMb += tree.reduce((sum, pid) => sum + (process.name === "postgres" ? pssMb(pid) : peakRssMb(pid)), 0);
+  }
+  return { cpu, rssMb };
+}
+
+export function resetPeaksOf(processes: RunningProcess[]): void {
+  for (const process of processes) processTree([process.child.pid!]).forEach(resetPeakRss);
 }
 
 /** Every live process in the trees under `roots` (PostgreSQL's backends are the postmaster's children). */

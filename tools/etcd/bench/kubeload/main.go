@@ -19,6 +19,7 @@ import (
 	"math/rand"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,7 +60,7 @@ type result struct {
 func main() {
 	var o options
 	flags := flag.NewFlagSet("kubeload", flag.ExitOnError)
-	flags.StringVar(&o.endpoints, "endpoints", "127.0.0.1:2379", "the server's client address")
+	flags.StringVar(&o.endpoints, "endpoints", "127.0.0.1:2379", "the server's client addresses, comma-separated (a replica set: every member)")
 	flags.IntVar(&o.clients, "clients", 32, "concurrent clients")
 	flags.IntVar(&o.conns, "conns", 8, "gRPC connections the clients share")
 	flags.StringVar(&o.prefix, "prefix", "/registry/benchobjects/default/", "the collection's key prefix")
@@ -131,7 +132,7 @@ func connect(o options) ([]*clientv3.Client, func(), error) {
 	conns := make([]*clientv3.Client, o.conns)
 	for i := range conns {
 		c, err := clientv3.New(clientv3.Config{
-			Endpoints:   []string{o.endpoints},
+			Endpoints:   strings.Split(o.endpoints, ","),
 			DialTimeout: 10 * time.Second,
 			Logger:      zap.NewNop(),
 		})
