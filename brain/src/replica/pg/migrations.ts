@@ -76,15 +76,18 @@ CREATE TABLE brain_group (
 
 -- The leader's lease. One row; epoch 0 with an expired lease means no leader
 -- has been elected yet (brain migrate commits its import at epoch 0).
+-- locked: the leader holds the leader advisory lock on its session, so a
+-- candidate that obtains it knows that session ended (election.ts).
 CREATE TABLE brain_leader (
   id int PRIMARY KEY CHECK (id = 1),
   epoch bigint NOT NULL,
   member_id bigint NOT NULL,
   name text NOT NULL,
   client_url text NOT NULL,
-  expires_at timestamptz NOT NULL
+  expires_at timestamptz NOT NULL,
+  locked boolean NOT NULL DEFAULT false
 );
-INSERT INTO brain_leader VALUES (1, 0, 0, '', '', '-infinity');
+INSERT INTO brain_leader (id, epoch, member_id, name, client_url, expires_at) VALUES (1, 0, 0, '', '', '-infinity');
 
 -- Brains that joined the replica set; one per --name, stable across restarts.
 CREATE TABLE brain_member (
