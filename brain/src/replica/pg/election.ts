@@ -33,6 +33,17 @@ export interface ElectionOptions {
  */
 const leaderLock = 0x627261696e6c6472n;
 
+/** A listener that throws must not look like a PostgreSQL failure (which deposes). */
+function notify<T>(listeners: Set<(value: T) => void>, value: T): void {
+  for (const listener of listeners) {
+    try {
+      listener(value);
+    } catch (error) {
+      log("error", "a leader election listener failed", { error: String(error) });
+    }
+  }
+}
+
 interface LeaderRow {
   epoch: bigint;
   member_id: bigint;
@@ -247,7 +258,7 @@ export class LeaderElection {
     this.armDeadline(sent);
     log("info", "elected leader", { epoch, member: this.me.name, via: row.expired ? "the lease expired" : "the leader's session ended" });
     this.see({ epoch, memberId: this.me.memberId, name: this.me.name, clientUrl: this.me.clientUrl });
-    for (const listener of this.electedListeners) listener(epoch);
+    notify(this.electedListeners, epoch);
   }
 
   private async renew(epoch: number): Promise<void> {
@@ -291,7 +302,7 @@ export class LeaderElection {
     // Let go of the lock so a candidate need not wait out the lease.
     if (this.lockHeld) this.closeSession();
     this.see(undefined);
-    for (const listener of this.deposedListeners) listener(reason);
+    notify(this.deposedListeners, reason);
   }
 
   private async releaseLock(): Promise<void> {
@@ -304,6 +315,6 @@ export class LeaderElection {
     const before = this.current;
     this.current = leader;
     if (before?.epoch === leader?.epoch && before?.memberId === leader?.memberId) return;
-    for (const listener of this.changeListeners) listener(leader);
+    notify(this.changeListeners, leader);
   }
 }

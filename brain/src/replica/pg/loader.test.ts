@@ -136,6 +136,8 @@ describe("replica set members", () => {
       ]);
       await heartbeat(pool, ids[2]!, ["http://c:2579"]);
       expect((await listMembers(pool)).map((member) => member.name)).toEqual(["a", "b", "c"]);
+      await heartbeat(pool, ids[0]!);
+      expect((await listMembers(pool)).find((member) => member.name === "a")?.clientUrls).toEqual(["http://a:2379"]);
       expect((await listMembers(pool, 120_000)).find((member) => member.name === "c")?.clientUrls).toEqual(["http://c:2579"]);
       await expect(heartbeat(pool, 12345n, [])).rejects.toThrow(/not registered/);
     } finally {

@@ -40,9 +40,12 @@ export async function registerMember(pool: pg.Pool, name: string, clientUrls: st
   }
 }
 
-/** Marks `memberId` alive now (PostgreSQL's clock) with its current client URLs. */
-export async function heartbeat(pool: pg.Pool, memberId: bigint, clientUrls: string[]): Promise<void> {
-  const { rowCount } = await pool.query("UPDATE brain_member SET heartbeat_at = now(), client_urls = $2 WHERE member_id = $1", [memberId, clientUrls]);
+/** Marks `memberId` alive now (PostgreSQL's clock), with new client URLs when given. */
+export async function heartbeat(pool: pg.Pool, memberId: bigint, clientUrls?: string[]): Promise<void> {
+  const { rowCount } = await pool.query(
+    "UPDATE brain_member SET heartbeat_at = now(), client_urls = coalesce($2, client_urls) WHERE member_id = $1",
+    [memberId, clientUrls ?? null],
+  );
   if (rowCount === 0) throw new Error(`member ${memberId} is not registered`);
 }
 

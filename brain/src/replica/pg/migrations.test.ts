@@ -37,6 +37,11 @@ describe("brain's PostgreSQL schema", () => {
       // int8 comes back exact, as a bigint.
       const { rows } = await pools[1]!.query("SELECT 9007199254740993::bigint AS big, ARRAY[9007199254740995, NULL]::bigint[] AS many");
       expect(rows[0]).toEqual({ big: 9007199254740993n, many: [9007199254740995n, null] });
+      // The session settings every connection gets.
+      const settings = await pools[1]!.query(
+        "SELECT current_setting('application_name') AS name, current_setting('statement_timeout') AS statement, current_setting('idle_in_transaction_session_timeout') AS idle",
+      );
+      expect(settings.rows[0]).toEqual({ name: "brain/b", statement: "30s", idle: "1min" });
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
     }
