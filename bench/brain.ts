@@ -161,7 +161,9 @@ const versions = {
   postgres: version(join(repoRoot, ".tools", "bin", "postgres"), ["--version"], /\(PostgreSQL\) (\S+)/),
   sqlite: "mattn/go-sqlite3 " + goModuleVersion("tools/kine/go.mod", "github.com/mattn/go-sqlite3"),
 };
-for (const tool of ["benchmark", "kubeload", "kine"] as const) {
+// kine only when a kine server runs (a look at brain on PostgreSQL alone needs no CGO build).
+const kineRuns = runRows && servers.some((server) => server.startsWith("kine"));
+for (const tool of ["benchmark", "kubeload", ...(kineRuns ? (["kine"] as const) : [])] as const) {
   try {
     accessSync(benchTool(tool), constants.X_OK);
   } catch {
