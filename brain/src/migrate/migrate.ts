@@ -37,6 +37,6 @@ export async function migrate(from: MigrationFrom, dataDir: string, progress: (t
     await rm(partial, { recursive: true, force: true });
     throw error;
   } finally {
-    source.close();
+    await source.close();
   }
 }
