@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { seededRandom, startPostgres, waitFor, type Postgres } from "@wharf/testkit";
 import { EtcdError, errors } from "../../errors.js";
@@ -111,6 +112,38 @@ describe("PgGroupLog", () => {
       expect(state).toEqual({ sequence: 20, revision: 21 });
       expect(await sql(url, "SELECT count(*)::int AS n FROM brain_kv WHERE revision > 21")).toEqual([{ n: 0 }]);
     } finally {
+      await close();
+    }
+  });
+
+  it("fails an append clearly when its connection is lost during the commit, and every later one without a round trip", async () => {
+    const { url, log, close } = await openLog();
+    const blocker = new pg.Client({ connectionString: url });
+    await blocker.connect();
+    try {
+      const writer = "SELECT pid FROM pg_stat_activity WHERE query LIKE '%brain_commit_group($1%' AND pid <> pg_backend_pid()";
+      await log.append({ sequence: 1, revision: 2, rows: [version(2, 0, "a", "v")], leases: [] });
+      // A connection lost while idle is replaced: nothing was in flight.
+      expect(await sql(url, `SELECT pg_terminate_backend(pid) AS done FROM (${writer}) w`)).toEqual([{ done: true }]);
+      await waitFor(async () => (await sql(url, writer)).length === 0, 5_000, "the writer's backend to end");
+      await log.append({ sequence: 2, revision: 3, rows: [version(3, 0, "b", "v")], leases: [] });
+
+      // Lost while committing: hold the state row so the commit waits, then end its backend.
+      await blocker.query("BEGIN");
+      await blocker.query("SELECT 1 FROM brain_state FOR UPDATE");
+      const inFlight = log.append({ sequence: 3, revision: 4, rows: [version(4, 0, "c", "v")], leases: [] }).catch((error: unknown) => error);
+      await waitFor(async () => (await sql(url, `${writer} AND wait_event_type = 'Lock'`)).length === 1, 5_000, "the commit to wait on the state row");
+      await sql(url, `SELECT pg_terminate_backend(pid) FROM (${writer}) w`);
+      const lost = await inFlight;
+      expect(lost).not.toBeInstanceOf(EtcdError);
+      expect((lost as Error).message).toMatch(/^PostgreSQL did not commit group 3: /);
+      await blocker.query("COMMIT");
+      // The database would take group 3 now, but this log is done.
+      const later = await log.append({ sequence: 3, revision: 4, rows: [version(4, 0, "c", "v")], leases: [] }).catch((error: unknown) => error);
+      expect(later).toBe(lost);
+      expect(await sql(url, "SELECT sequence::int FROM brain_state")).toEqual([{ sequence: 2 }]);
+    } finally {
+      await blocker.end();
       await close();
     }
   });
