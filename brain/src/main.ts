@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // The `brain` command.
-import { ConfigError, helpText, parseConfig } from "./config.js";
+import { ConfigError, helpText, parseConfig, type BrainConfig } from "./config.js";
 import { log, setLogLevel } from "./log.js";
 import { runMigrateCommand } from "./migrate/command.js";
-import { startBrain } from "./server/server.js";
+import { ReplicaCounters } from "./replica/replica-node.js";
+import { redactUrl } from "./replica/pg/pool.js";
+import { startBrain, type RunningBrain } from "./server/server.js";
 
 async function main(): Promise<void> {
   if (process.argv[2] === "migrate") {
@@ -25,6 +27,10 @@ async function main(): Promise<void> {
     return;
   }
   setLogLevel(config.logLevel);
+  if (config.storage === "postgres") {
+    await runReplica(config);
+    return;
+  }
   let brain;
   try {
     brain = await startBrain(config);
@@ -44,6 +50,67 @@ async function main(): Promise<void> {
   };
   process.once("SIGINT", () => shutdown("SIGINT"));
   process.once("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+/** How long a replica that must restart waits between failed starts (PostgreSQL away). */
+const restartDelayMs = 1000;
+/** Open streams (watches) of a brain that restarts are cut this soon: their clients reconnect elsewhere. */
+const restartGraceMs = 500;
+
+/**
+ * A replica of a set on PostgreSQL. Whenever it must stop leading (deposed,
+ * or the log failed under it) it stops serving and starts again, in this
+ * process, as a follower from a fresh copy. The first start failing ends the
+ * process (a wrong URL or password should be seen at once); later starts are
+ * retried, since PostgreSQL being away is then the likely cause.
+ */
+async function runReplica(config: BrainConfig): Promise<void> {
+  const counters = new ReplicaCounters();
+  const where = { postgres: redactUrl(config.postgresUrl!) };
+  let signalled: string | undefined;
+  let wake: () => void = () => undefined;
+  let brain: RunningBrain | undefined;
+  const onSignal = (signal: string) => {
+    if (signalled !== undefined) return;
+    signalled = signal;
+    log("info", "shutting down", { signal });
+    wake();
+  };
+  process.once("SIGINT", () => onSignal("SIGINT"));
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  const stopped = new Promise<void>((resolve) => (wake = resolve));
+
+  let started = false;
+  while (signalled === undefined) {
+    try {
+      brain = await startBrain(config, { counters });
+      started = true;
+    } catch (error) {
+      log("error", "brain failed to start", { ...where, error: (error as Error).message });
+      if (!started) process.exit(1);
+      await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, restartDelayMs))]);
+      continue;
+    }
+    if (signalled !== undefined) break;
+    const reason = await Promise.race([brain.restart, stopped.then(() => undefined)]);
+    if (reason === undefined) break;
+    log("warn", "restarting as a follower", { ...where, reason });
+    try {
+      await brain.stop({ graceMs: restartGraceMs });
+    } catch (error) {
+      log("error", "stopping for a restart failed", { ...where, error: String(error) });
+      process.exit(1);
+    }
+    brain = undefined;
+  }
+  try {
+    // A leader hands over at once (resigns) rather than letting its lease run out.
+    await brain?.stop();
+    process.exit(0);
+  } catch (error) {
+    log("error", "shutdown failed", { error: String(error) });
+    process.exit(1);
+  }
 }
 
 void main();

@@ -18,7 +18,7 @@ import {
 import { createCertificateAuthority, freePort, issueCertificate, makeWorkDir, removeWorkDir, startBrainProcess, type Brain } from "@wharf/testkit";
 import { readFileSync } from "node:fs";
 import { EtcdError } from "../errors.js";
-import { Forwarder, type StreamHandlers } from "./forwarder.js";
+import { Forwarder, LeaderUnreachable, type StreamHandlers } from "./forwarder.js";
 
 const text = new TextEncoder();
 const put = (key: string, value: string) => toBinary(PutRequestSchema, create(PutRequestSchema, { key: text.encode(key), value: text.encode(value) }));
@@ -112,6 +112,9 @@ describe("forwarding to the leader", () => {
     const error = await failure(forwarder.unary(url, "/etcdserverpb.KV/Put", put("fwd/c", "3")));
     expect(error.code).toBe(status.UNAVAILABLE);
     expect(error.message).toMatch(new RegExp(`^brain: cannot reach the leader at ${url}: `));
+    // Never connected: safe to send to the next leader.
+    expect(error).toBeInstanceOf(LeaderUnreachable);
+    expect((error as LeaderUnreachable).unsent).toBe(true);
   });
 });
 

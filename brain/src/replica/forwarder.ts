@@ -19,6 +19,20 @@ export interface ForwarderOptions {
   onForward?: (method: string) => void;
 }
 
+/**
+ * The leader could not be reached. `unsent`: the request certainly never
+ * reached it (no connection was established), so sending it to the next
+ * leader cannot apply it twice.
+ */
+export class LeaderUnreachable extends EtcdError {
+  constructor(
+    message: string,
+    readonly unsent: boolean,
+  ) {
+    super(status.UNAVAILABLE, message);
+  }
+}
+
 /** A forwarded stream as its server-side relay uses it. */
 export interface ForwardedStream {
   write(bytes: Uint8Array): void;
@@ -173,7 +187,7 @@ export class Forwarder {
   private toEtcdError(channel: Channel, error: ServiceError): EtcdError {
     if (channel.closed && error.code === status.CANCELLED) return this.closed ? errors.stopped() : errors.leaderChanged();
     if (error.code === status.UNAVAILABLE && !isServerStatus(error)) {
-      return new EtcdError(status.UNAVAILABLE, `brain: cannot reach the leader at ${channel.url}: ${error.details}`);
+      return new LeaderUnreachable(`brain: cannot reach the leader at ${channel.url}: ${error.details}`, error.details.startsWith("No connection established"));
     }
     return new EtcdError(error.code, error.details);
   }

@@ -33,26 +33,40 @@ export const etcdApiVersion = "3.6.0";
 /** A single member that has always been leader reports term 2, as etcd does. */
 export const raftTerm = 2;
 
+/** A replica set on a shared PostgreSQL, as Status and MemberList describe it. */
+export interface ReplicaView {
+  /** This member's id. */
+  memberId: bigint;
+  /** The leader's member id; 0 when none is known (etcd's "no leader"). */
+  leaderId(): bigint;
+  /** The leader's epoch, reported as etcd's raft term. */
+  term(): number;
+  /** Members with a recent heartbeat. */
+  members(): Promise<Array<{ memberId: bigint; name: string; clientUrls: string[] }>>;
+}
+
 export class MaintenanceService {
   constructor(
     private readonly store: MvccStore,
     private readonly header: (revision: number) => ResponseHeader,
     private readonly member: { name: string; clientUrls: string[]; peerUrls: string[] },
+    private readonly replica?: ReplicaView,
   ) {}
 
   async status(): Promise<StatusResponse> {
     const size = BigInt(await this.store.engine.approximateSize());
+    // What this member has applied (its local copy), as etcd reports its own applied index.
     const revision = BigInt(this.store.revision);
     return create(StatusResponseSchema, {
       header: this.header(this.store.revision),
       version: etcdApiVersion,
       dbSize: size,
       dbSizeInUse: size,
-      leader: this.store.memberId,
+      leader: this.replica?.leaderId() ?? this.store.memberId,
       // No raft log: the revision is the index of the last applied write.
       raftIndex: revision,
       raftAppliedIndex: revision,
-      raftTerm: BigInt(raftTerm),
+      raftTerm: BigInt(this.replica?.term() ?? raftTerm),
     });
   }
 
@@ -154,6 +168,19 @@ export class MaintenanceService {
   }
 
   async memberList(): Promise<MemberListResponse> {
+    if (this.replica !== undefined) {
+      const members = await this.replica.members();
+      // A member serving this call is a member, even when its heartbeat is late.
+      if (!members.some((member) => member.memberId === this.replica!.memberId)) {
+        members.push({ memberId: this.replica.memberId, name: this.member.name, clientUrls: this.member.clientUrls });
+      }
+      return create(MemberListResponseSchema, {
+        header: this.header(0),
+        members: members.map((member) =>
+          create(MemberSchema, { ID: member.memberId, name: member.name, peerURLs: [], clientURLs: member.clientUrls }),
+        ),
+      });
+    }
     return create(MemberListResponseSchema, {
       // Membership is not part of the keyspace; etcd sends revision 0 here.
       header: this.header(0),

@@ -6,15 +6,24 @@ import { status as grpcStatus } from "@grpc/grpc-js";
 import type { Lessor } from "../lease/lessor.js";
 import type { MvccStore } from "../mvcc/store.js";
 import type { WatchHub } from "../watch/watch-hub.js";
+import type { ReplicaCounters, ReplicaNode } from "../replica/replica-node.js";
+
+/** --storage postgres: the replica this brain is, and the counters that outlive its restarts. */
+export interface ReplicaMetricsSource {
+  node: ReplicaNode;
+  counters: ReplicaCounters;
+}
 
 const statusNames = Object.fromEntries(Object.entries(grpcStatus).map(([name, code]) => [code, name])) as Record<number, string>;
+
+const applyHistograms = new WeakMap<ReplicaCounters, Histogram>();
 
 export class BrainMetrics {
   readonly registry = new Registry();
   private readonly handled: Counter<"grpc_type" | "grpc_service" | "grpc_method" | "grpc_code">;
   private readonly latency: Histogram<"grpc_type" | "grpc_service" | "grpc_method">;
 
-  private constructor(store: MvccStore, lessor: Lessor, hub: WatchHub) {
+  private constructor(store: MvccStore, lessor: Lessor, hub: WatchHub, replica: ReplicaMetricsSource | undefined) {
     const registers = [this.registry];
     this.handled = new Counter({
       name: "grpc_server_handled_total",
@@ -97,12 +106,74 @@ export class BrainMetrics {
         this.set(lessor.size);
       },
     });
-    new Gauge({ name: "etcd_server_has_leader", help: "Whether or not a leader exists. 1 is existence, 0 is not.", registers }).set(1);
-    new Gauge({ name: "etcd_server_is_leader", help: "Whether or not this member is a leader. 1 if is, 0 otherwise.", registers }).set(1);
+    new Gauge({
+      name: "etcd_server_has_leader",
+      help: "Whether or not a leader exists. 1 is existence, 0 is not.",
+      registers,
+      collect() {
+        this.set(replica === undefined || replica.node.leader !== undefined ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "etcd_server_is_leader",
+      help: "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+      registers,
+      collect() {
+        this.set(replica === undefined || replica.node.isLeader ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "etcd_server_leader_changes_seen_total",
+      help: "The number of leader changes seen.",
+      registers,
+      collect() {
+        // A single member saw one: its own election, as a one-member etcd counts.
+        this.reset();
+        this.inc(replica === undefined ? 1 : replica.counters.leaderChanges);
+      },
+    });
+    if (replica !== undefined) this.replicaMetrics(replica, registers);
   }
 
-  static create(store: MvccStore, lessor: Lessor, hub: WatchHub): BrainMetrics {
-    return new BrainMetrics(store, lessor, hub);
+  private replicaMetrics({ node, counters }: ReplicaMetricsSource, registers: Registry[]): void {
+    new Counter({
+      name: "brain_forwarded_requests_total",
+      help: "Requests this member forwarded to the leader, by method.",
+      labelNames: ["method"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [method, count] of counters.forwarded) this.inc({ method }, count);
+      },
+    });
+    new Gauge({
+      name: "brain_follower_lag_revisions",
+      help: "Revisions PostgreSQL has committed that this member's copy has not applied yet (0 on the leader).",
+      registers,
+      collect: async function () {
+        // One ReadIndex query per scrape; a scrape while PostgreSQL is away leaves the last value.
+        this.set(node.isLeader ? 0 : await node.lag().catch(() => Number.NaN));
+      },
+    });
+    // One histogram per process: its counts go on across restarts as a follower.
+    let applied = applyHistograms.get(counters);
+    if (applied === undefined) {
+      const histogram = new Histogram({
+        name: "brain_follower_apply_seconds",
+        help: "Time from a group's commit notification (NOTIFY) to this follower having applied it.",
+        buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+        registers: [],
+        collect() {
+          for (const seconds of counters.applySeconds.splice(0)) histogram.observe(seconds);
+        },
+      });
+      applyHistograms.set(counters, (applied = histogram));
+    }
+    for (const registry of registers) registry.registerMetric(applied);
+  }
+
+  static create(store: MvccStore, lessor: Lessor, hub: WatchHub, replica?: ReplicaMetricsSource): BrainMetrics {
+    return new BrainMetrics(store, lessor, hub, replica);
   }
 
   /** Records one finished RPC; `method` is "Service/Method". */

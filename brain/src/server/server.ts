@@ -1,5 +1,6 @@
-// Assembles a running brain: storage, MVCC store, leases, watches, the etcd
-// v3 gRPC API on every client URL, and the metrics/health endpoint.
+// Assembles a running brain: storage (its own RocksDB, or a replica of a set
+// sharing PostgreSQL), MVCC store, leases, watches, the etcd v3 gRPC API on
+// every client URL, and the metrics/health endpoint.
 import { readFileSync } from "node:fs";
 import { createServer, type Server as HttpServer } from "node:http";
 import { create, type DescService } from "@bufbuild/protobuf";
@@ -23,9 +24,12 @@ import { startAutoCompaction } from "../mvcc/auto-compactor.js";
 import { MvccStore } from "../mvcc/store.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
 import { WatchHub } from "../watch/watch-hub.js";
+import { Forwarder } from "../replica/forwarder.js";
+import { ReplicaCounters, ReplicaNode } from "../replica/replica-node.js";
+import { routedKv, routedLease } from "./replica-routing.js";
 import { addService, type Implementation } from "./grpc-adapter.js";
 import { LeaseService } from "./lease-service.js";
-import { MaintenanceService, raftTerm } from "./maintenance-service.js";
+import { MaintenanceService, raftTerm, type ReplicaView } from "./maintenance-service.js";
 import { BrainMetrics } from "./metrics.js";
 import { addHealthService } from "./transport/health.js";
 import { GrpcServer } from "./transport/grpc-server.js";
@@ -40,53 +44,102 @@ export interface RunningBrain {
   /** host:port of each client listener, in --listen-client-urls order. */
   clientAddresses: string[];
   metricsAddresses: string[];
-  stop(): Promise<void>;
+  /**
+   * --storage postgres: resolves with the reason when this brain must stop
+   * and start again as a follower (deposed, or the shared log failed under
+   * it). Never resolves with RocksDB storage.
+   */
+  restart: Promise<string>;
+  /** `graceMs`: how long open calls (watch streams) may go on before their connections are cut. */
+  stop(options?: { graceMs?: number }): Promise<void>;
 }
 
-export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
-  if (config.storage === "postgres") throw new Error("--storage postgres: the replica node is not assembled in this build yet");
-  const engine = await openRocksEngine(config.dataDir);
+export interface StartOptions {
+  /** --storage postgres: counters that outlive restarts within the process (metrics). */
+  counters?: ReplicaCounters;
+}
+
+export async function startBrain(config: BrainConfig, options: StartOptions = {}): Promise<RunningBrain> {
   const lessor = new Lessor();
-  const store = await MvccStore.open(engine, { sync: !config.unsafeNoFsync }, lessor);
-  lessor.bind(store);
-  lessor.startExpiry();
+  const counters = options.counters ?? new ReplicaCounters();
+  let store: MvccStore;
+  let node: ReplicaNode | undefined;
+  let stopCompaction: () => void = () => undefined;
+  if (config.storage === "postgres") {
+    // The node restores the lessor, follows the log, and starts expiry and
+    // auto compaction itself once it leads.
+    node = await ReplicaNode.start(config, lessor, counters);
+    store = node.store;
+  } else {
+    const engine = await openRocksEngine(config.dataDir);
+    store = await MvccStore.open(engine, { sync: !config.unsafeNoFsync }, lessor);
+    lessor.bind(store);
+    lessor.startExpiry();
+    stopCompaction = startAutoCompaction(store, { mode: config.autoCompactionMode, retention: config.autoCompactionRetention });
+  }
   const hub = new WatchHub(store);
-  const metrics = BrainMetrics.create(store, lessor, hub);
-  const stopCompaction = startAutoCompaction(store, { mode: config.autoCompactionMode, retention: config.autoCompactionRetention });
+  const memberId = node?.memberId ?? store.memberId;
+  const clusterId = node?.clusterId ?? store.clusterId;
+  // A replica reports the leader's epoch as etcd reports its raft term.
+  const term = (): number => (node === undefined ? raftTerm : node.epoch);
+  const forwarder =
+    node === undefined
+      ? undefined
+      : new Forwarder({
+          tls: memberTls(config),
+          maxRequestBytes: config.maxRequestBytes,
+          onForward: (method) => counters.countForward(method),
+        });
+  if (node !== undefined && forwarder !== undefined) node.onLeaderChange((leader) => forwarder.leaderChanged(leader?.clientUrl));
+  const metrics = BrainMetrics.create(store, lessor, hub, node === undefined ? undefined : { node, counters });
 
   const header = (revision: number): ResponseHeader =>
     create(ResponseHeaderSchema, {
-      clusterId: store.clusterId,
-      memberId: store.memberId,
+      clusterId,
+      memberId,
       revision: BigInt(revision),
-      raftTerm: BigInt(raftTerm),
+      raftTerm: BigInt(term()),
     });
-  const headerBytes = (revision: number): Uint8Array =>
-    encodeHeader({ clusterId: store.clusterId, memberId: store.memberId, revision, raftTerm });
+  const headerBytes = (revision: number): Uint8Array => encodeHeader({ clusterId, memberId, revision, raftTerm: term() });
   const observe = metrics.observe.bind(metrics);
 
   const kv = new KvApplier(store, header, headerBytes, { maxTxnOps: config.maxTxnOps });
   const leases = new LeaseService(lessor, store, header);
-  const maintenance = new MaintenanceService(store, header, {
-    name: config.name,
-    clientUrls: config.advertiseClientUrls,
-    peerUrls: [],
-  });
+  const maintenance = new MaintenanceService(
+    store,
+    header,
+    {
+      name: config.name,
+      clientUrls: config.advertiseClientUrls,
+      peerUrls: [],
+    },
+    node === undefined ? undefined : replicaView(node, memberId),
+  );
+
+  let kvImplementation: Implementation = {
+    range: kv.range.bind(kv),
+    put: kv.put.bind(kv),
+    deleteRange: kv.deleteRange.bind(kv),
+    txn: kv.txn.bind(kv),
+    compact: async (request: { revision: bigint; physical: boolean }) => {
+      const revision = await store.compact(Number(request.revision), request.physical);
+      return create(CompactionResponseSchema, { header: header(revision) });
+    },
+  };
+  let leaseImplementation: Implementation = {
+    leaseGrant: leases.grant.bind(leases),
+    leaseRevoke: leases.revoke.bind(leases),
+    leaseKeepAlive: leases.keepAliveStream(),
+    leaseTimeToLive: leases.timeToLive.bind(leases),
+    leaseLeases: leases.leases.bind(leases),
+  };
+  if (node !== undefined && forwarder !== undefined) {
+    kvImplementation = routedKv(kvImplementation, node, forwarder);
+    leaseImplementation = routedLease(leaseImplementation, node, forwarder);
+  }
 
   const services: Array<[DescService, Implementation]> = [
-    [
-      KV,
-      {
-        range: kv.range.bind(kv),
-        put: kv.put.bind(kv),
-        deleteRange: kv.deleteRange.bind(kv),
-        txn: kv.txn.bind(kv),
-        compact: async (request: { revision: bigint; physical: boolean }) => {
-          const revision = await store.compact(Number(request.revision), request.physical);
-          return create(CompactionResponseSchema, { header: header(revision) });
-        },
-      },
-    ],
+    [KV, kvImplementation],
     [
       Watch,
       {
@@ -96,16 +149,7 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
         }),
       },
     ],
-    [
-      Lease,
-      {
-        leaseGrant: leases.grant.bind(leases),
-        leaseRevoke: leases.revoke.bind(leases),
-        leaseKeepAlive: leases.keepAliveStream(),
-        leaseTimeToLive: leases.timeToLive.bind(leases),
-        leaseLeases: leases.leases.bind(leases),
-      },
-    ],
+    [Lease, leaseImplementation],
     [
       Maintenance,
       {
@@ -145,7 +189,12 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
             requestClientCert: config.clientCertAuth,
           }
         : undefined;
-    const port = await server.listen(url.hostname.replace(/^\[(.*)\]$/, "$1"), Number(url.port), tls).catch((error: unknown) => {
+    const port = await server.listen(url.hostname.replace(/^\[(.*)\]$/, "$1"), Number(url.port), tls).catch(async (error: unknown) => {
+      await Promise.all(servers.map((started) => started.close(0)));
+      forwarder?.close();
+      await node?.close();
+      await store.close();
+      await node?.end();
       throw new Error(`cannot listen on ${url.href}: ${(error as Error).message}`, { cause: error });
     });
     servers.push(server);
@@ -185,26 +234,58 @@ export async function startBrain(config: BrainConfig): Promise<RunningBrain> {
 
   log("info", "brain is serving", {
     name: config.name,
+    storage: config.storage,
     dataDir: config.dataDir,
     clientUrls: clientAddresses,
     metricsUrls: metricsAddresses,
     revision: store.revision,
     compactRevision: store.compactRevision,
-    fsync: !config.unsafeNoFsync,
+    // On PostgreSQL, its own settings (fsync, synchronous_commit) make writes durable.
+    fsync: config.storage === "postgres" ? "postgres" : !config.unsafeNoFsync,
   });
 
+  let stopping: Promise<void> | undefined;
   return {
     store,
     clientAddresses,
     metricsAddresses,
-    async stop() {
-      stopCompaction();
-      lessor.stop();
-      for (const server of httpServers) server.close();
-      // Open watch streams would hold a graceful shutdown forever.
-      await Promise.all(servers.map((server) => server.close(2000)));
-      await store.close();
+    restart: node?.restart ?? new Promise<string>(() => undefined),
+    stop({ graceMs = 2000 } = {}) {
+      stopping ??= (async () => {
+        stopCompaction();
+        lessor.stop();
+        for (const server of httpServers) server.close();
+        // Open watch streams would hold a graceful shutdown forever.
+        const closing = Promise.all(servers.map((server) => server.close(graceMs)));
+        // A leader hands over as soon as what its writer took is answered, not
+        // after the streams' grace: the next leader is elected meanwhile.
+        await node?.resign(Math.min(graceMs, 1000));
+        await closing;
+        forwarder?.close();
+        await node?.close();
+        await store.close();
+        await node?.end();
+      })();
+      return stopping;
     },
   };
 }
 
+/** A member reaches an https:// leader with the CA it trusts and its own certificate as the client's. */
+function memberTls(config: BrainConfig): { ca: Buffer | undefined; cert: Buffer; key: Buffer } | undefined {
+  if (config.certFile === undefined || config.keyFile === undefined) return undefined;
+  return {
+    ca: config.trustedCaFile ? readFileSync(config.trustedCaFile) : undefined,
+    cert: readFileSync(config.certFile),
+    key: readFileSync(config.keyFile),
+  };
+}
+
+function replicaView(node: ReplicaNode, memberId: bigint): ReplicaView {
+  return {
+    memberId,
+    leaderId: () => node.leader?.memberId ?? 0n,
+    term: () => node.epoch,
+    members: () => node.members(),
+  };
+}
