@@ -13,14 +13,9 @@ import {
   CompactionRequestSchema,
   DeleteRangeRequestSchema,
   LeaseGrantRequestSchema,
-  LeaseLeasesRequestSchema,
-  LeaseTimeToLiveRequestSchema,
   PutRequestSchema,
-  RangeRequestSchema,
   TxnRequestSchema,
   type LeaseGrantResponse,
-  type LeaseLeasesResponse,
-  type LeaseTimeToLiveResponse,
   type PutResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import {
@@ -38,11 +33,11 @@ import {
   type KubeApiserver,
   type ReferenceEtcd,
 } from "@wharf/testkit";
-import { bytes, Scenario, type Target } from "../compat/differential.js";
+import { bytes, type Target } from "../compat/differential.js";
+import { clientView } from "./client-view.fixture.js";
 
 const run = promisify(execFile);
 const brainMain = join(repoRoot, "brain", "dist", "main.js");
-const all = { key: Uint8Array.of(0), rangeEnd: Uint8Array.of(0) };
 
 async function brainMigrate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -106,36 +101,6 @@ describe("brain migrate", () => {
     await rm(work, { recursive: true, force: true });
   });
 
-  /** Everything a client can read: ranges at every retained revision and around them, a watch over the history, the leases. */
-  async function observe(target: Target): Promise<unknown[]> {
-    const scenario = new Scenario(target, "");
-    await scenario.call("KV", "Range", RangeRequestSchema, all);
-    for (let revision = compactRevision - 1; revision <= finalRevision + 1; revision++) {
-      await scenario.call("KV", "Range", RangeRequestSchema, { ...all, revision: BigInt(revision) });
-    }
-    const history = scenario.watch();
-    history.send({ requestUnion: { case: "createRequest", value: { ...all, startRevision: BigInt(compactRevision + 1), prevKv: true } } });
-    const events: Array<{ kv: { modRevision: number } }> = [];
-    for (let seen = 1; events.at(-1)?.kv.modRevision !== finalRevision; seen++) {
-      const responses = (await history.until(seen + 1, 10_000)) as Array<{ events: typeof events }>;
-      events.push(...responses[seen]!.events);
-    }
-    history.close();
-    scenario.record("watch from the compact revision + 1", events);
-    const compacted = scenario.watch();
-    compacted.send({ requestUnion: { case: "createRequest", value: { ...all, startRevision: BigInt(compactRevision - 1) } } });
-    scenario.record("watch from below the compact revision", (await compacted.until(2, 10_000))[1]);
-    compacted.close();
-    const leases = (await target.client.call(etcdServices.Lease, "LeaseLeases", LeaseLeasesRequestSchema, {})) as LeaseLeasesResponse;
-    scenario.record("lease ids", leases.leases.map((status) => status.ID.toString()));
-    for (const { ID } of leases.leases) {
-      // The remaining TTL runs down differently on each; the granted one and the keys must match.
-      const { grantedTTL, keys } = (await target.client.call(etcdServices.Lease, "LeaseTimeToLive", LeaseTimeToLiveRequestSchema, { ID, keys: true })) as LeaseTimeToLiveResponse;
-      scenario.record("lease", { grantedTTL, keys });
-    }
-    return scenario.log;
-  }
-
   async function startMigrated(dataDir: string): Promise<Target> {
     const brain = await startBrainProcess({ dataDir });
     brains.push(brain);
@@ -150,7 +115,7 @@ describe("brain migrate", () => {
     expect(result.stdout).toMatch(new RegExp(`up to revision ${finalRevision} \\(compacted at ${compactRevision}\\)`));
     const migrated = await startMigrated(dataDir);
     try {
-      expect(await observe(migrated)).toEqual(await observe(source));
+      expect(await clientView(migrated, compactRevision, finalRevision)).toEqual(await clientView(source, compactRevision, finalRevision));
     } finally {
       migrated.client.close();
     }
