@@ -5,8 +5,11 @@
 // written to each source; every version PostgreSQL then holds is compared
 // with what the source answers over etcd's API (the versions live at the
 // compact revision, and every event after it), with the revision, compact
-// revision and leases. Failures half-way (a constraint, the connection cut)
-// must leave the database exactly as it was; a second migration is refused.
+// revision and leases. Brains started on the migrated database
+// (--storage postgres, and a copy made by the replica loader) must answer
+// reads, watches and lease queries as the source did. Failures half-way (a
+// constraint, the connection cut) must leave the database exactly as it
+// was; a second migration is refused.
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -41,10 +44,12 @@ import {
   removeWorkDir,
   repoRoot,
   startBrainProcess,
+  startBrainReplicaSet,
   startPostgres,
   startReferenceEtcd,
   toolPath,
   type Brain,
+  type BrainReplicaSet,
   type Postgres,
   type RawEtcdClient,
   type ReferenceEtcd,
@@ -355,7 +360,7 @@ describe("brain migrate --to-postgres", () => {
     }
   });
 
-  it("from a killed brain's RocksDB data dir: every version, the revision, compaction, leases and the cluster id", async () => {
+  it("from a killed brain's RocksDB data dir: every version, the revision, compaction, leases and the cluster id; a brain on the database answers as it did", async () => {
     const database = await newDatabase();
     try {
       // Versions the compaction dropped but whose removal a stop interrupted
@@ -391,10 +396,22 @@ describe("brain migrate --to-postgres", () => {
       const got = await stored(database.pool);
       expectLikeSource(got, fromBrain);
       expect(got.clusterId).toBe(brainClusterId);
+
+      // A brain on the database answers as the killed brain did, under the same cluster id.
+      const set = await startBrainReplicaSet({ postgres: { ...postgres, url: database.url }, replicas: 1 });
+      const client = rawEtcdClient(set.endpoints[0]!);
+      try {
+        expect(await observe(client, fromBrain.compactRevision, fromBrain.revision)).toEqual(fromBrain);
+        const header = ((await client.call(etcdServices.KV, "Range", RangeRequestSchema, all)) as RangeResponse).header!;
+        expect(header.clusterId).toBe(brainClusterId);
+      } finally {
+        client.close();
+        await set.stop();
+      }
     } finally {
       await database.pool.end();
     }
-  });
+  }, 120_000);
 
   it("the migrated database, loaded as every replica loads it at start, serves what the source etcd serves: ranges at every revision, watches, leases", async () => {
     const database = await newDatabase();
@@ -430,6 +447,41 @@ describe("brain migrate --to-postgres", () => {
       await database.pool.end();
     }
   });
+
+  it("a replica set started with --storage postgres on the migrated database serves what the source etcd serves, through the leader and a follower; its first write takes the next revision", async () => {
+    const database = await newDatabase();
+    let set: BrainReplicaSet | undefined;
+    try {
+      await migrateToPostgres({ etcd: { endpoint: etcd.endpoint } }, database.url);
+      set = await startBrainReplicaSet({ postgres: { ...postgres, url: database.url }, replicas: 2 });
+      const leader = await set.leaderIndex();
+      const expected = await clientView({ name: "etcd", endpoint: etcd.endpoint, client: etcdClient }, fromEtcd.compactRevision, fromEtcd.revision);
+      for (const endpoint of set.endpoints) {
+        const client = rawEtcdClient(endpoint);
+        try {
+          expect(await clientView({ name: "brain", endpoint, client }, fromEtcd.compactRevision, fromEtcd.revision)).toEqual(expected);
+        } finally {
+          client.close();
+        }
+      }
+      // The first group after the migrated data: the next revision, seen by the leader too.
+      const follower = rawEtcdClient(set.endpoints[1 - leader]!);
+      const leaderClient = rawEtcdClient(set.endpoints[leader]!);
+      try {
+        const put = (await follower.call(etcdServices.KV, "Put", PutRequestSchema, { key: text("/after-migration"), value: text("1") })) as PutResponse;
+        expect(Number(put.header!.revision)).toBe(fromEtcd.revision + 1);
+        const read = (await leaderClient.call(etcdServices.KV, "Range", RangeRequestSchema, { key: text("/a") })) as RangeResponse;
+        expect(read.kvs.map((kv) => [new TextDecoder().decode(kv.value), Number(kv.version)])).toEqual([["3", 3]]);
+        expect(Number(read.header!.revision)).toBe(fromEtcd.revision + 1);
+      } finally {
+        follower.close();
+        leaderClient.close();
+      }
+    } finally {
+      await set?.stop();
+      await database.pool.end();
+    }
+  }, 120_000);
 
   it("refuses a data dir a running brain holds, before touching the database", async () => {
     const database = await newDatabase();
