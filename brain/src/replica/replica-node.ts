@@ -26,6 +26,8 @@ const catchUpBatch = 500;
 /** Followers also poll this often, for a NOTIFY lost with its connection. */
 const catchUpPollMs = 1000;
 const heartbeatMs = 5000;
+/** A forwarded write's answer waits at most this long for the local copy to apply it. */
+const appliedWaitMs = 5000;
 /** A write waits for an election this much longer than the lease TTL before failing "no leader". */
 const leaderWaitSlackMs = 2000;
 /** The local copy lives here inside --data-dir; nothing else there is touched. */
@@ -84,6 +86,8 @@ export class ReplicaNode {
   /** Sequences NOTIFY announced, with when, until applied (follower apply latency). */
   private readonly notified: Array<{ sequence: number; at: number }> = [];
   private lastCatchUpError = "";
+  /** Forwarded writes waiting for this copy to apply them. */
+  private readonly appliedWaiters = new Set<{ revision: number; compactRevision: number; resolve: () => void }>();
   /** The newest epoch seen: the term headers and Status report. */
   private knownEpoch = 0;
   /** Resolves with why this brain must stop and start again as a follower. */
@@ -194,6 +198,43 @@ export class ReplicaNode {
     return { local: true };
   }
 
+  /**
+   * Resolves once the local copy has applied `revision` and a compaction at
+   * `compactRevision` (or after `timeoutMs`, or when it leads): a write this
+   * member forwarded is answered only then, so the client reads its own
+   * write on this member, as from an etcd member that proposed it.
+   */
+  applied(revision: number, compactRevision = 0, timeoutMs = appliedWaitMs): Promise<void> {
+    if (this.caughtUpTo(revision, compactRevision)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiter = { revision, compactRevision, resolve: () => undefined as void };
+      const timer = setTimeout(() => {
+        this.appliedWaiters.delete(waiter);
+        log("debug", "answering a forwarded write before this copy applied it", { revision, compactRevision, applied: this.store.revision });
+        resolve();
+      }, timeoutMs);
+      waiter.resolve = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.appliedWaiters.add(waiter);
+      // The NOTIFY is on its way; asking now saves its latency when it is not.
+      this.requestCatchUp();
+    });
+  }
+
+  private caughtUpTo(revision: number, compactRevision: number): boolean {
+    return this.promoted || this.stopped || (this.store.revision >= revision && this.store.compactRevision >= compactRevision);
+  }
+
+  private wakeApplied(): void {
+    for (const waiter of this.appliedWaiters) {
+      if (!this.caughtUpTo(waiter.revision, waiter.compactRevision)) continue;
+      this.appliedWaiters.delete(waiter);
+      waiter.resolve();
+    }
+  }
+
   /** Resolves with the first leader known whose URL is not `avoid`; "no leader" after `timeoutMs`. */
   private nextLeader(avoid: string | undefined, timeoutMs: number): Promise<LeaderInfo> {
     return new Promise((resolve, reject) => {
@@ -283,6 +324,7 @@ export class ReplicaNode {
       }
       this.lastCatchUpError = "";
       this.observeApplied();
+      this.wakeApplied();
       if (groups.length < catchUpBatch) return;
       // Let requests and watch deliveries in between large batches.
       await new Promise((resolve) => setImmediate(resolve));
@@ -345,6 +387,7 @@ export class ReplicaNode {
     this.stopCompaction = startAutoCompaction(this.store, { mode: this.config.autoCompactionMode, retention: this.config.autoCompactionRetention });
     this.promoted = true;
     this.notified.length = 0;
+    this.wakeApplied();
     log("info", "this brain is the leader", {
       epoch,
       sequence: this.store.sequence,
@@ -371,6 +414,7 @@ export class ReplicaNode {
   /** Leaves the replica set's loops and connections; the store is closed by its owner. */
   async close(): Promise<void> {
     this.stopped = true;
+    this.wakeApplied();
     this.stopCompaction();
     this.lessor.stop();
     if (this.poll) clearInterval(this.poll);

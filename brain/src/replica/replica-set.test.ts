@@ -6,7 +6,9 @@
 // writes sent meanwhile wait for the next leader.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create } from "@bufbuild/protobuf";
+import { status as grpcStatus } from "@grpc/grpc-js";
 import {
+  CompactionRequestSchema,
   LeaseGrantRequestSchema,
   LeaseKeepAliveRequestSchema,
   LeaseTimeToLiveRequestSchema,
@@ -64,6 +66,10 @@ describe("a replica set of three brains on PostgreSQL", () => {
     const written = await put(follower, "rs/forwarded", "via-follower");
     const revision = written.header!.revision;
     expect(revision).toBeGreaterThan(1n);
+    // Read-your-writes on the member written through, at once, as on an etcd member.
+    const own = await range(follower, "rs/forwarded", true);
+    expect(text(own.kvs[0]?.value)).toBe("via-follower");
+    expect(own.header!.revision).toBeGreaterThanOrEqual(revision);
 
     // Linearizable reads on every member see it at once (ReadIndex on PostgreSQL).
     for (let index = 0; index < 3; index++) {
@@ -87,6 +93,26 @@ describe("a replica set of three brains on PostgreSQL", () => {
     const leaderMetrics = await metrics(leader);
     expect(leaderMetrics).toMatch(/^etcd_server_is_leader 1$/m);
     expect(leaderMetrics).not.toMatch(/^brain_forwarded_requests_total\{/m);
+  });
+
+  it("compacts through a follower, which refuses the compacted revisions as soon as it answers", async () => {
+    const { followers } = await roles();
+    const follower = followers[0]!;
+    const first = (await put(follower, "rs/compacted", "old")).header!.revision;
+    await put(follower, "rs/compacted", "new");
+    await clients[follower]!.call(etcdServices.KV, "Compact", CompactionRequestSchema, { revision: first + 1n });
+    const below = await clients[follower]!
+      .call(etcdServices.KV, "Range", RangeRequestSchema, { key: bytes("rs/compacted"), revision: first, serializable: true })
+      .then(() => undefined, (error: { code: number; details: string }) => error);
+    expect(below).toMatchObject({ code: grpcStatus.OUT_OF_RANGE, details: "etcdserver: mvcc: required revision has been compacted" });
+    // Every member gets the compaction from the log.
+    for (const index of followers) {
+      await waitFor(
+        async () => (await clients[index]!.call(etcdServices.KV, "Range", RangeRequestSchema, { key: bytes("rs/compacted"), revision: first, serializable: true }).then(() => false, () => true)),
+        10_000,
+        `member ${index} to apply the compaction`,
+      );
+    }
   });
 
   it("delivers the leader's writes to a watch on a follower", async () => {

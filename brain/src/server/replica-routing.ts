@@ -27,24 +27,83 @@ export function routed(service: DescService, local: Implementation, node: Replic
     const path = `/${service.typeName}/${method.name}`;
     const input: DescMessage = method.input;
     const run = handler as Unary;
+    const compactTo = method.name === "Compact" ? (request: unknown) => Number((request as { revision: bigint }).revision) : () => 0;
     routedImplementation[method.localName] = async (request: unknown) => {
-      const route = await node.route();
+      let route = await node.route();
       if (route.local) return run(request);
       const bytes = toBinary(input, request as never);
+      let answer: Uint8Array;
       try {
-        return new EncodedMessage(await forwarder.unary(route.url, path, bytes));
+        answer = await forwarder.unary(route.url, path, bytes);
       } catch (error) {
         // A leader that is gone (killed) refuses connections until the next
         // one is elected: wait for that one, as etcd holds proposals while
         // it has no leader, and send it there (once; it never reached the first).
         if (!(error instanceof LeaderUnreachable) || !error.unsent) throw error;
-        const next = await node.route(route.url);
-        if (next.local) return run(request);
-        return new EncodedMessage(await forwarder.unary(next.url, path, bytes));
+        route = await node.route(route.url);
+        if (route.local) return run(request);
+        answer = await forwarder.unary(route.url, path, bytes);
       }
+      // Read-your-writes on this member, as etcd gives: answered once applied here.
+      await node.applied(responseRevision(answer), compactTo(request));
+      return new EncodedMessage(answer);
     };
   }
   return routedImplementation;
+}
+
+/**
+ * header.revision (ResponseHeader field 3 inside field 1) of a KV or Lease
+ * response, read off the wire without decoding the rest (a Txn's answer may
+ * be large); 0 when absent.
+ */
+export function responseRevision(message: Uint8Array): number {
+  const header = field(message, 1);
+  if (header === undefined || typeof header === "number") return 0;
+  const revision = field(header, 3);
+  return typeof revision === "number" ? revision : 0;
+}
+
+/** The first occurrence of field `wanted`: a varint as a number, bytes as a subarray. */
+function field(message: Uint8Array, wanted: number): number | Uint8Array | undefined {
+  let at = 0;
+  const varint = (): number => {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      if (at >= message.length) throw new Error("truncated varint in a forwarded response");
+      const byte = message[at++]!;
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) return value;
+      scale *= 128;
+    }
+  };
+  while (at < message.length) {
+    const tag = varint();
+    const number = Math.floor(tag / 8);
+    switch (tag & 7) {
+      case 0: {
+        const value = varint();
+        if (number === wanted) return value;
+        break;
+      }
+      case 1:
+        at += 8;
+        break;
+      case 2: {
+        const length = varint();
+        if (number === wanted) return message.subarray(at, at + length);
+        at += length;
+        break;
+      }
+      case 5:
+        at += 4;
+        break;
+      default:
+        throw new Error(`unexpected wire type ${tag & 7} in a forwarded response`);
+    }
+  }
+  return undefined;
 }
 
 export function routedKv(local: Implementation, node: ReplicaNode, forwarder: Forwarder): Implementation {
