@@ -7,10 +7,12 @@
 // compact revision, and every event after it), with the revision, compact
 // revision and leases. Brains started on the migrated database
 // (--storage postgres, and a copy made by the replica loader) must answer
-// reads, watches and lease queries as the source did. Failures half-way (a
+// reads, watches and lease queries as the source did, and a kube-apiserver
+// moved this way keeps its resource versions. Failures half-way (a
 // constraint, the connection cut) must leave the database exactly as it
 // was; a second migration is refused.
 import { execFile } from "node:child_process";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -38,18 +40,22 @@ import {
 import { Event_EventType, KeyValueSchema } from "@wharf/proto/etcd/api/mvccpb/kv_pb.js";
 import { create } from "@bufbuild/protobuf";
 import {
+  createClusterPki,
   etcdServices,
+  kubectlOn,
   makeWorkDir,
   rawEtcdClient,
   removeWorkDir,
   repoRoot,
   startBrainProcess,
   startBrainReplicaSet,
+  startKubeApiserver,
   startPostgres,
   startReferenceEtcd,
   toolPath,
   type Brain,
   type BrainReplicaSet,
+  type KubeApiserver,
   type Postgres,
   type RawEtcdClient,
   type ReferenceEtcd,
@@ -482,6 +488,45 @@ describe("brain migrate --to-postgres", () => {
       await database.pool.end();
     }
   }, 120_000);
+
+  it("moves a Kubernetes cluster from etcd to brains on PostgreSQL: objects, resource versions and watches from them carry over", async () => {
+    const database = await newDatabase();
+    await mkdir(join(work, "cluster-pki"));
+    const pki = await createClusterPki(join(work, "cluster-pki"));
+    const clusterEtcd = await startReferenceEtcd();
+    let apiserver: KubeApiserver | undefined;
+    let set: BrainReplicaSet | undefined;
+    const kubectl = (...args: string[]) => kubectlOn(apiserver!.kubeconfig)(...args);
+    try {
+      apiserver = await startKubeApiserver({ etcdServers: [clusterEtcd.endpoint], pki });
+      await kubectl("create", "namespace", "moving");
+      await kubectl("-n", "moving", "create", "configmap", "settings", "--from-literal=mode=etcd");
+      const before = JSON.parse(await kubectl("-n", "moving", "get", "configmap", "settings", "-o", "json")) as { metadata: { resourceVersion: string; uid: string } };
+      // The documented order: stop the apiservers, migrate, start the brains, then the apiservers on them.
+      await apiserver.stop();
+      apiserver = undefined;
+      const result = await brainMigrate(["--to-postgres", "--from-etcd", clusterEtcd.endpoint], { BRAIN_POSTGRES_URL: database.url });
+      expect(result.code, result.stderr).toBe(0);
+      await clusterEtcd.stop();
+      set = await startBrainReplicaSet({ postgres: { ...postgres, url: database.url }, replicas: 2 });
+      apiserver = await startKubeApiserver({ etcdServers: set.endpoints, pki });
+      const after = JSON.parse(await kubectl("-n", "moving", "get", "configmap", "settings", "-o", "json")) as typeof before;
+      expect(after.metadata).toMatchObject({ resourceVersion: before.metadata.resourceVersion, uid: before.metadata.uid });
+      // A client resuming its watch from the resource version it held sees what changed since.
+      const watch = run(toolPath("kubectl"), [
+        "--kubeconfig", apiserver.kubeconfig, "get", "--raw",
+        `/api/v1/namespaces/moving/configmaps?watch=1&resourceVersion=${before.metadata.resourceVersion}&timeoutSeconds=5`,
+      ]);
+      await kubectl("-n", "moving", "patch", "configmap", "settings", "-p", '{"data":{"mode":"brain"}}');
+      const events = (await watch).stdout.trim().split("\n").map((line) => JSON.parse(line) as { type: string; object: { data: { mode: string } } });
+      expect(events.map((event) => [event.type, event.object.data.mode])).toEqual([["MODIFIED", "brain"]]);
+    } finally {
+      await apiserver?.stop();
+      await set?.stop();
+      await clusterEtcd.stop();
+      await database.pool.end();
+    }
+  }, 180_000);
 
   it("refuses a data dir a running brain holds, before touching the database", async () => {
     const database = await newDatabase();
