@@ -8,7 +8,7 @@ import { migrate as migrateSchema } from "../replica/pg/migrations.js";
 import { openPool, redactUrl } from "../replica/pg/pool.js";
 import { openDataDirSource } from "./data-dir-source.js";
 import { openEtcdSource } from "./etcd-source.js";
-import type { ImportSummary } from "./import-writer.js";
+import { MigrationError, type ImportSummary } from "./import-writer.js";
 import type { MigrationFrom } from "./migrate.js";
 import { PostgresImportWriter, type PostgresTargetOptions } from "./postgres-target.js";
 import { openSnapshotSource } from "./snapshot-source.js";
@@ -32,15 +32,25 @@ export async function migrateToPostgres(from: PostgresMigrationFrom, url: string
   const source = await openSource(from);
   const pool = openPool(url, { max: 1, name: "migrate" });
   let writer: PostgresImportWriter | undefined;
+  // Errors of the database say so (a refused connection names no port's purpose).
+  const inDatabase = async <T>(step: Promise<T>): Promise<T> => {
+    try {
+      return await step;
+    } catch (error) {
+      if (error instanceof MigrationError) throw error;
+      throw new MigrationError(`PostgreSQL ${where}: ${(error as Error).message}`, { cause: error });
+    }
+  };
   try {
-    await migrateSchema(pool);
-    writer = await PostgresImportWriter.open(pool, where, options);
+    await inDatabase(migrateSchema(pool));
+    writer = await inDatabase(PostgresImportWriter.open(pool, where, options));
     let count = 0;
     for await (const event of source.events()) {
-      await writer.add(event);
+      await inDatabase(writer.add(event));
       if (++count % 100_000 === 0) options.progress?.(`${count} events read from ${source.description}`);
     }
-    const summary = await writer.finish(await source.finish());
+    const end = await source.finish();
+    const summary = await inDatabase(writer.finish(end));
     writer = undefined;
     return summary;
   } catch (error) {

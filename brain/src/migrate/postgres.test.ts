@@ -554,7 +554,7 @@ describe("brain migrate --to-postgres", () => {
       const before = await counts(database.pool);
       let written = 0;
       const failed = migrateToPostgres({ etcd: { endpoint: etcd.endpoint } }, database.url, { batchRows: 50, onBatch: (versions) => void (written = versions) });
-      await expect(failed).rejects.toThrow(/no_poison/);
+      await expect(failed).rejects.toThrow(/^PostgreSQL postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/migrate_\d+\?sslmode=disable: .*no_poison/);
       // Rows went in batch by batch before the failing one; none of them is there now.
       expect(written).toBeGreaterThanOrEqual(300);
       expect(await counts(database.pool)).toEqual(before);
