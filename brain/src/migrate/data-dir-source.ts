@@ -16,6 +16,7 @@ import { keyId } from "../mvcc/kv.js";
 import { metaNames } from "../mvcc/meta.js";
 import { parseRevisionKey } from "../mvcc/revision.js";
 import { MvccStore } from "../mvcc/store.js";
+import { copyDirectory } from "../replica/replica-node.js";
 import type { ReadView } from "../storage/engine.js";
 import { decodeUint64, metaKey, parseLeaseKey, Table, tableEnd, tableStart } from "../storage/keys.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
@@ -59,6 +60,9 @@ async function* keyRows(view: ReadView): AsyncGenerator<Row> {
 }
 
 export async function openDataDirSource(dataDir: string): Promise<MigrationSource> {
+  if (existsSync(join(dataDir, copyDirectory))) {
+    throw new MigrationError(`${dataDir} belongs to a brain run with --storage postgres: its data is in PostgreSQL already (${copyDirectory}/ is only a local copy)`);
+  }
   if (!existsSync(join(dataDir, "CURRENT"))) {
     throw new MigrationError(`${dataDir} is not a brain data dir (it holds no RocksDB database)`);
   }

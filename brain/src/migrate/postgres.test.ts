@@ -470,6 +470,11 @@ describe("brain migrate --to-postgres", () => {
           client.close();
         }
       }
+      // A member's data dir holds only its local copy: not a source.
+      const copyOnly = await brainMigrate(["--to-postgres", database.url, "--from-data-dir", set.members[0]!.dataDir]);
+      expect(copyOnly.code).toBe(1);
+      expect(copyOnly.stderr).toMatch(/belongs to a brain run with --storage postgres: its data is in PostgreSQL already/);
+
       // The first group after the migrated data: the next revision, seen by the leader too.
       const follower = rawEtcdClient(set.endpoints[1 - leader]!);
       const leaderClient = rawEtcdClient(set.endpoints[leader]!);
