@@ -31,7 +31,8 @@ panels = [
     for p in data.get("panels", [])
 ] or [(key, title, workloads, targets) for key, title in [
     ("opsPerSecond", "throughput (ops/s, higher is better)"), ("p50Ms", "p50 latency (ms)"), ("p99Ms", "p99 latency (ms)")]]
-fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+# At least 9 inches: the title (machine, date, run kind) must fit above one panel.
+fig, axes = plt.subplots(1, len(panels), figsize=(max(9, 6 * len(panels)), 5), squeeze=False)
 for axis, (key, title, shown, drawn) in zip(axes[0], panels):
     width = 0.8 / len(drawn)
     for i, target in enumerate(drawn):

@@ -166,7 +166,9 @@ async function trial(set: ReplicaSet, records: PutRecord[], kind: FailoverKind, 
       await set.settle(60_000);
       result.rejoinMs = performance.now() - resumedAt;
     } catch (error) {
-      result.error = [result.error, `after SIGCONT: ${(error as Error).message}`].filter(Boolean).join("; ");
+      // Its own account of why it did not come back, for the report.
+      const tail = old.brain.process.logTail(5).replaceAll("\n", " | ");
+      result.error = [result.error, `after SIGCONT: ${(error as Error).message}; ${old.name}'s log: ${tail}`].filter(Boolean).join("; ");
       await set.restart(old);
     }
   }
