@@ -105,6 +105,11 @@ function exited(server: BenchServer): string | undefined {
 
 /** Runs one row; false when the server died (the round's remaining rows for it are skipped). */
 async function runRow(server: BenchServer, row: RowSpec, round: number): Promise<boolean> {
+  // A replica set starts each row with every member caught up on the rows before, as a single server does.
+  const settled = await server.settle?.().then(
+    () => undefined,
+    (error: unknown) => `not every member had caught up before the row: ${(error as Error).message.split("\n")[0]}`,
+  );
   const epochBefore = await server.epoch?.();
   resetPeaksOf(server.processes);
   const before = usageOf(server.processes);
@@ -120,6 +125,7 @@ async function runRow(server: BenchServer, row: RowSpec, round: number): Promise
     const change = Number.isFinite(epochAfter) ? `leader epoch ${epochBefore} → ${epochAfter} during the row` : "no leader agreed after the row";
     measurement.detail = [measurement.detail, change].filter(Boolean).join("; ");
   }
+  if (settled) measurement.detail = [measurement.detail, settled].filter(Boolean).join("; ");
   const record: RunRecord = { ...measurement, row: row.name, server: server.name, round, cpuSeconds: after.cpu - before.cpu, rssMb: after.rssMb };
   records.push(record);
   const figure = row.better === "lower" ? `p99 ${record.p99Ms.toFixed(2)} ms` : `${record.opsPerSecond.toFixed(0)} ops/s, p99 ${record.p99Ms.toFixed(2)} ms`;
