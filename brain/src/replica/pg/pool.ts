@@ -61,6 +61,13 @@ export function openPool(url: string, options: PoolOptions = {}): pg.Pool {
   // reported here; without a listener that would end the process. The pool
   // replaces it on the next checkout.
   pool.on("error", (error) => log("warn", "an idle PostgreSQL connection failed", { url: redactUrl(url), error: error.message }));
+  // A checked-out client between two queries (a REPEATABLE READ snapshot
+  // being read) has no pool listener: its connection failing there would
+  // be an unhandled 'error' that ends the process. The next query on it
+  // fails instead, and its holder releases it as broken.
+  pool.on("connect", (client) => {
+    client.on("error", (error) => log("debug", "a PostgreSQL connection in use failed", { error: error.message }));
+  });
   clientConfigs.set(pool, config);
   return pool;
 }
