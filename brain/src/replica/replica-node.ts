@@ -73,6 +73,7 @@ export type Route = { local: true } | { local: false; url: string };
 
 export class ReplicaNode {
   private stopped = false;
+  private demoted = false;
   private promoting: Promise<void> | undefined;
   private promoted = false;
   private catchingUp: Promise<void> | undefined;
@@ -107,6 +108,9 @@ export class ReplicaNode {
     this.restart = new Promise((resolve) => {
       this.requestRestart = (reason) => {
         if (this.stopped) return;
+        // From now on this brain takes no writes: requests still arriving are
+        // answered "leader changed" until its servers close.
+        this.demoted = true;
         resolve(reason);
       };
     });
@@ -184,6 +188,7 @@ export class ReplicaNode {
    * promotion (it is about to take writes) rather than sending them to itself.
    */
   async route(avoid?: string): Promise<Route> {
+    if (this.demoted) throw errors.leaderChanged();
     if (this.stopped) throw errors.stopped();
     if (this.promoted) return { local: true };
     let leader = this.election.leader;
@@ -405,7 +410,8 @@ export class ReplicaNode {
     this.stopCompaction();
     this.lessor.stop();
     if (!this.promoted) return;
-    const pending = this.store.caughtUp();
+    // What the writer evaluated is durable, or failed (deposed meanwhile: nothing to hand over then).
+    const pending = this.store.caughtUp()?.catch(() => undefined);
     if (pending !== undefined) await Promise.race([pending, new Promise((resolve) => setTimeout(resolve, drainMs).unref())]);
     this.promoted = false;
     await this.election.resign().catch((error: unknown) => log("warn", "could not resign the leadership; it expires instead", { error: String(error) }));

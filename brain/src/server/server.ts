@@ -36,6 +36,8 @@ import { GrpcServer } from "./transport/grpc-server.js";
 import { watchStreamHandler } from "./watch-service.js";
 import { encodeHeader } from "./wire.js";
 
+/** How long a replica that stops goes on answering requests already sent to it before its listeners close. */
+const answerBeforeCloseMs = 100;
 /** gRPC framing on top of the largest request, as etcd allows. */
 const grpcOverheadBytes = 512 * 1024;
 
@@ -252,19 +254,36 @@ export async function startBrain(config: BrainConfig, options: StartOptions = {}
     restart: node?.restart ?? new Promise<string>(() => undefined),
     stop({ graceMs = 2000 } = {}) {
       stopping ??= (async () => {
+        // Each step runs whatever an earlier one met: a brain restarting as a
+        // follower must release its data dir and connections in any case.
+        let failure: unknown;
+        const step = async (what: string, run: () => unknown) => {
+          try {
+            await run();
+          } catch (error) {
+            log("warn", `stopping: ${what} failed`, { error: String(error) });
+            failure ??= error;
+          }
+        };
         stopCompaction();
         lessor.stop();
         for (const server of httpServers) server.close();
+        // A replica first reads what clients already sent (a leader resumed
+        // from a pause has a socket buffer of them) and answers it: refused
+        // by GOAWAY instead, those requests would be retried against a
+        // closed port and fail with a transport error rather than etcd's.
+        if (node !== undefined) await new Promise((resolve) => setTimeout(resolve, answerBeforeCloseMs));
         // Open watch streams would hold a graceful shutdown forever.
         const closing = Promise.all(servers.map((server) => server.close(graceMs)));
         // A leader hands over as soon as what its writer took is answered, not
         // after the streams' grace: the next leader is elected meanwhile.
-        await node?.resign(Math.min(graceMs, 1000));
-        await closing;
+        await step("resigning the leadership", () => node?.resign(Math.min(graceMs, 1000)));
+        await step("closing the client listeners", () => closing);
         forwarder?.close();
-        await node?.close();
-        await store.close();
-        await node?.end();
+        await step("leaving the replica set", () => node?.close());
+        await step("closing the store", () => store.close());
+        await step("closing the PostgreSQL pool", () => node?.end());
+        if (failure !== undefined) throw failure;
       })();
       return stopping;
     },
