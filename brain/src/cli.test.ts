@@ -28,6 +28,7 @@ describe("brain command", () => {
     [["--storage", "postgres", "--postgres-url", "mysql://u:secret@h/db"], /--postgres-url: must use postgres:\/\/ or postgresql:\/\//],
     [["--storage", "postgres", "--postgres-url", "postgres://h/db", "--unsafe-no-fsync"], /--unsafe-no-fsync cannot be used with --storage postgres/],
     [["--postgres-url", "postgres://h/db"], /--postgres-url needs --storage postgres/],
+    [["--storage", "postgres", "--postgres-url", "postgres://h/db", "--listen-client-urls", "http://0.0.0.0:2379"], /http:\/\/0\.0\.0\.0:2379 names no host; set --advertise-client-urls/],
     [["--storage", "postgres", "--postgres-url", "postgres://h/db", "--leader-lease-ttl", "500ms"], /--leader-lease-ttl=500ms: want at least 1s/],
     [["--storage", "postgres", "--postgres-url", "postgres://h/db", "--leader-lease-ttl", "soon"], /--leader-lease-ttl=soon: want a duration/],
   ])("refuses %j with a message naming the flag", async (args, message) => {
@@ -40,6 +41,11 @@ describe("brain command", () => {
 });
 
 describe("brain flags for PostgreSQL storage", () => {
+  it("takes a wildcard listen address when the advertised URL names the host", () => {
+    const args = ["--storage", "postgres", "--postgres-url", "postgres://db/brain", "--listen-client-urls", "http://0.0.0.0:2379"];
+    expect(parseConfig([...args, "--advertise-client-urls", "http://10.0.0.5:2379"], {})?.advertiseClientUrls).toEqual(["http://10.0.0.5:2379"]);
+  });
+
   it("defaults to RocksDB with a 3 s leader lease", () => {
     expect(parseConfig([], {})).toMatchObject({ storage: "rocksdb", postgresUrl: undefined, leaderLeaseTtlMs: 3000 });
   });

@@ -208,11 +208,19 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv = process.env
   if (leaderLeaseTtlMs < 1000) throw new ConfigError(`--leader-lease-ttl=${text("leader-lease-ttl")}: want at least 1s`);
 
   const advertised = text("advertise-client-urls");
+  const advertiseClientUrls = advertised ? advertised.split(",").map((u) => u.trim()) : listenClientUrls.map((u) => u.origin);
+  if (storage === "postgres") {
+    // The other members forward to the first advertised URL: it must name this host.
+    const first = new URL(advertiseClientUrls[0]!);
+    if (["0.0.0.0", "[::]"].includes(first.hostname)) {
+      throw new ConfigError(`--storage postgres: other members reach this one at its first client URL, and ${first.origin} names no host; set --advertise-client-urls`);
+    }
+  }
   return {
     name: text("name"),
     dataDir: text("data-dir"),
     listenClientUrls,
-    advertiseClientUrls: advertised ? advertised.split(",").map((u) => u.trim()) : listenClientUrls.map((u) => u.origin),
+    advertiseClientUrls,
     listenMetricsUrls: urls("listen-metrics-urls", ["http:"]),
     certFile,
     keyFile,
