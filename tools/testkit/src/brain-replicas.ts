@@ -22,8 +22,13 @@ export interface ReplicaMember {
   readonly dataDir: string;
   readonly logFile: string;
   process: RunningProcess;
-  /** Killed (and not restarted) or stopped with SIGSTOP (and not continued). */
-  state: "running" | "paused" | "dead";
+  /** How it ended, when it exited by itself. */
+  exitCode?: number | null;
+  /**
+   * Killed by the harness (and not restarted), stopped with SIGSTOP (and not
+   * continued), or "exited": it ended by itself, which a brain never should.
+   */
+  state: "running" | "paused" | "dead" | "exited";
 }
 
 export interface BrainReplicaSet {
@@ -62,6 +67,12 @@ export interface BrainReplicaSetOptions {
 }
 
 const statusTimeoutMs = 1000;
+/**
+ * A member that was down is asked again within half a second of being back:
+ * grpc-js would otherwise back off for up to two minutes, and the harness,
+ * not the brains, would decide how long a failover seems to take.
+ */
+export const quickReconnect = { "grpc.initial_reconnect_backoff_ms": 100, "grpc.max_reconnect_backoff_ms": 500 };
 type MaintenanceClient = Client & { status(request: object, options: { deadline: number }, callback: (error: ServiceError | null, response: StatusResponse) => void): void };
 const MaintenanceClientConstructor = makeGenericClientConstructor(serviceDefinition(Maintenance), "Maintenance");
 
@@ -81,7 +92,7 @@ export async function startBrainReplicaSet(options: BrainReplicaSetOptions = {})
 
   const launch = (index: number): RunningProcess => {
     const member = members[index]!;
-    return startProcess({
+    const started = startProcess({
       name: member.name,
       command: process.execPath,
       args: [
@@ -98,13 +109,20 @@ export async function startBrainReplicaSet(options: BrainReplicaSetOptions = {})
       logFile: member.logFile,
       echo: options.echo?.(member.name),
     });
+    void started.exited.then((code) => {
+      if (member.process === started && member.state !== "dead") {
+        member.state = "exited";
+        member.exitCode = code;
+      }
+    });
+    return started;
   };
   const healthy = (member: ReplicaMember) => waitUntilReady(member.process, async () => (await fetch(`${member.metricsAddress}/healthz`)).ok, 30_000);
 
   const status = (index: number): Promise<StatusResponse> => {
     let client = statusClients.get(index);
     if (!client) {
-      client = new MaintenanceClientConstructor(members[index]!.clientAddress.replace(/^http:\/\//, ""), credentials.createInsecure()) as unknown as MaintenanceClient;
+      client = new MaintenanceClientConstructor(members[index]!.clientAddress.replace(/^http:\/\//, ""), credentials.createInsecure(), quickReconnect) as unknown as MaintenanceClient;
       statusClients.set(index, client);
     }
     const ask = client;
@@ -114,6 +132,9 @@ export async function startBrainReplicaSet(options: BrainReplicaSetOptions = {})
   };
 
   const leaderIndex = async (): Promise<number> => {
+    for (const member of members) {
+      if (member.state === "exited") throw new Error(`${member.name} exited by itself (code ${member.exitCode}). Log ${member.logFile}:\n${member.process.logTail(40)}`);
+    }
     const live = members.map((member, index) => ({ member, index })).filter(({ member }) => member.state === "running");
     const answers = await Promise.all(
       live.map(async ({ member, index }) => {
@@ -145,7 +166,7 @@ export async function startBrainReplicaSet(options: BrainReplicaSetOptions = {})
         last = (error as Error).message;
       }
       if (Date.now() > deadline) {
-        const logs = members.map((member) => `--- ${member.name} (${member.state}) ${member.logFile}:\n${member.process.logTail(15)}`).join("\n");
+        const logs = members.map((member) => `--- ${member.name} (${member.state}) ${member.logFile}:\n${member.process.logTail(25)}`).join("\n");
         throw new Error(`no leader${excluding === undefined ? "" : ` other than ${members[excluding]!.name}`} after ${timeoutMs} ms (last: ${last})\n${logs}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -154,8 +175,8 @@ export async function startBrainReplicaSet(options: BrainReplicaSetOptions = {})
 
   const stopMember = async (member: ReplicaMember) => {
     if (member.state === "paused") member.process.child.kill("SIGCONT");
-    await member.process.stop();
     member.state = "dead";
+    await member.process.stop();
   };
 
   try {
@@ -201,14 +222,14 @@ export async function startBrainReplicaSet(options: BrainReplicaSetOptions = {})
       } else if (signal === "SIGTERM") {
         await stopMember(member);
       } else {
+        member.state = "dead";
         member.process.child.kill("SIGKILL");
         await member.process.exited;
-        member.state = "dead";
       }
     },
     async restart(index) {
       const member = members[index]!;
-      if (member.state !== "dead") throw new Error(`${member.name} is ${member.state}: kill it before restarting it`);
+      if (member.state !== "dead" && member.state !== "exited") throw new Error(`${member.name} is ${member.state}: kill it before restarting it`);
       statusClients.get(index)?.close();
       statusClients.delete(index);
       member.process = launch(index);

@@ -13,7 +13,7 @@ export { startPostgres, type Postgres, type PostgresOptions } from "./postgres.j
 export { startKubeApiserver, type KubeApiserver } from "./kube-apiserver.js";
 export { startEnvoy, type Envoy } from "./envoy.js";
 export { startBrainProcess, type Brain } from "./brain.js";
-export { startBrainReplicaSet, type BrainReplicaSet, type BrainReplicaSetOptions, type ReplicaMember } from "./brain-replicas.js";
+export { startBrainReplicaSet, quickReconnect, type BrainReplicaSet, type BrainReplicaSetOptions, type ReplicaMember } from "./brain-replicas.js";
 export { rawEtcdClient, etcdServices, type RawEtcdClient } from "./etcd-client.js";
 export { startGatewayEnvoy, type GatewayEnvoy, type GatewayEnvoyOptions } from "./gateway-envoy.js";
 export { waitFor } from "./wait.js";

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
-import { accessSync, constants, readFileSync, statSync } from "node:fs";
-import { chown } from "node:fs/promises";
+import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
+import { chown, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "./ports.js";
@@ -27,11 +27,13 @@ export interface Postgres {
    * down that long before starting it again (clients see refused connections).
    */
   restart(options?: { downMs?: number }): Promise<void>;
-  /** A fast shutdown (SIGINT: open sessions are ended), then the data dir is removed. */
+  /** A fast shutdown (SIGINT: open sessions are ended), then the data dir is removed (unless it was given). */
   stop(): Promise<void>;
 }
 
 export interface PostgresOptions {
+  /** Keep the data here (created by initdb if empty or missing, left on stop); a throwaway dir by default. */
+  dataDir?: string;
   port?: number;
   /** Extra `-c name=value` server settings. */
   settings?: Record<string, string>;
@@ -76,22 +78,28 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
   }
   const user = dropRoot();
   const workDir = await makeWorkDir("postgres");
-  const dataDir = join(workDir, "data");
+  const dataDir = options.dataDir ?? join(workDir, "data");
   if (user.uid !== undefined) await chown(workDir, user.uid, user.gid!);
-  const [initdb, initdbArgs] = user.wrap(serverBinary("initdb"), [
-    "--pgdata", dataDir,
-    "--username", "postgres",
-    "--auth", "trust",
-    "--encoding", "UTF8",
-    "--no-instructions",
-    "--no-sync",
-  ]);
-  try {
-    await run(initdb, initdbArgs);
-  } catch (error) {
-    await removeWorkDir(workDir);
-    const { stderr } = error as { stderr?: string };
-    throw new Error(`initdb failed: ${stderr ?? String(error)}`, { cause: error });
+  if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    if (user.uid !== undefined) await chown(dataDir, user.uid, user.gid!);
+    const [initdb, initdbArgs] = user.wrap(serverBinary("initdb"), [
+      "--pgdata", dataDir,
+      "--username", "postgres",
+      "--auth", "trust",
+      "--encoding", "UTF8",
+      "--no-instructions",
+      // A throwaway cluster need not be on disk before it is used (1.3 s instead of 3.3 s to start).
+      ...(options.dataDir === undefined ? ["--no-sync"] : []),
+    ]);
+    try {
+      await run(initdb, initdbArgs);
+    } catch (error) {
+      await removeWorkDir(workDir);
+      const { stderr } = error as { stderr?: string };
+      const hint = user.uid !== undefined ? ` (it runs as the postgres user, which must be able to reach ${dataDir})` : "";
+      throw new Error(`initdb failed${hint}: ${stderr ?? String(error)}`, { cause: error });
+    }
   }
 
   const port = options.port ?? (await freePort());
