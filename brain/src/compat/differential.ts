@@ -1,6 +1,10 @@
 // Runs the same scenario against the reference etcd and against brain and
 // records what each answered, normalised only where the two must differ
 // (cluster/member ids, absolute revisions of an instance, random lease ids).
+// "brain" is one of three targets (`brainTargets`): a single brain on
+// RocksDB, or a three-brain replica set on PostgreSQL reached through a
+// follower or through its leader; a test file runs its suites once per
+// target with `describe.each(brainTargets)`.
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import type { ClientDuplexStream, ServiceError } from "@grpc/grpc-js";
 import {
@@ -15,8 +19,9 @@ import {
   etcdServices,
   rawEtcdClient,
   startBrainProcess,
+  startBrainReplicaSet,
   startReferenceEtcd,
-  type Brain,
+  type BrainReplicaSet,
   type RawEtcdClient,
   type ReferenceEtcd,
 } from "@wharf/testkit";
@@ -25,33 +30,51 @@ export interface Target {
   name: "etcd" | "brain";
   endpoint: string;
   client: RawEtcdClient;
+  /** How many members its cluster has (1 when not given). */
+  members?: number;
+  /** Whether the member at `endpoint` leads its cluster (a single member does). */
+  leads?: boolean;
 }
+
+/** What "brain" is in a differential run. */
+export const brainTargets = ["brain", "brain replica set via a follower", "brain replica set via its leader"] as const;
+export type BrainTarget = (typeof brainTargets)[number];
 
 export interface Pair {
   etcd: Target;
   brain: Target;
-  brainProcess: Brain;
+  /** The replica set behind `brain`, for the replica targets. */
+  replicas?: BrainReplicaSet;
   stop(): Promise<void>;
 }
 
-/** A dedicated reference etcd and brain, both empty, for one test file. */
-export async function startPair(brainArgs: string[] = []): Promise<Pair> {
-  let reference: ReferenceEtcd | undefined;
-  let brain: Brain | undefined;
-  try {
-    [reference, brain] = await Promise.all([startReferenceEtcd(), startBrainProcess({ extraArgs: brainArgs })]);
-  } catch (error) {
-    await reference?.stop();
-    await brain?.stop();
-    throw error;
+/** Starts the brain side: a single brain, or a replica set and the endpoint of a follower or of its leader. */
+async function startBrainTarget(target: BrainTarget, brainArgs: string[]): Promise<{ endpoint: string; members: number; leads: boolean; replicas?: BrainReplicaSet; stop(): Promise<void> }> {
+  if (target === "brain") {
+    const brain = await startBrainProcess({ extraArgs: brainArgs });
+    return { endpoint: brain.endpoint, members: 1, leads: true, stop: () => brain.stop() };
   }
-  const etcdTarget: Target = { name: "etcd", endpoint: reference.endpoint, client: rawEtcdClient(reference.endpoint) };
-  const brainTarget: Target = { name: "brain", endpoint: brain.endpoint, client: rawEtcdClient(brain.endpoint) };
-  const started = { reference, brain };
+  const replicas = await startBrainReplicaSet({ replicas: 3, extraArgs: brainArgs });
+  const leader = await replicas.leaderIndex();
+  const index = target === "brain replica set via its leader" ? leader : (leader + 1) % replicas.members.length;
+  return { endpoint: replicas.endpoints[index]!, members: replicas.members.length, leads: index === leader, replicas, stop: () => replicas.stop() };
+}
+
+/** A dedicated reference etcd and brain target, both empty, for one test file (or one target's suites in it). */
+export async function startPair(brainArgs: string[] = [], target: BrainTarget = "brain"): Promise<Pair> {
+  const [reference, brain] = await Promise.allSettled([startReferenceEtcd(), startBrainTarget(target, brainArgs)]);
+  if (reference.status === "rejected" || brain.status === "rejected") {
+    if (reference.status === "fulfilled") await reference.value.stop();
+    if (brain.status === "fulfilled") await brain.value.stop();
+    throw reference.status === "rejected" ? reference.reason : (brain as PromiseRejectedResult).reason;
+  }
+  const started: { reference: ReferenceEtcd; brain: typeof brain.value } = { reference: reference.value, brain: brain.value };
+  const etcdTarget: Target = { name: "etcd", endpoint: started.reference.endpoint, client: rawEtcdClient(started.reference.endpoint) };
+  const brainTarget: Target = { name: "brain", endpoint: started.brain.endpoint, client: rawEtcdClient(started.brain.endpoint), members: started.brain.members, leads: started.brain.leads };
   return {
     etcd: etcdTarget,
     brain: brainTarget,
-    brainProcess: brain,
+    replicas: started.brain.replicas,
     async stop() {
       etcdTarget.client.close();
       brainTarget.client.close();
@@ -221,13 +244,17 @@ export async function differential(
 }
 
 /**
- * For a test file: a pair started before its tests and stopped after, and
- * `same(body)`, which runs a scenario on both and expects equal logs.
+ * For a test file (or a `describe.each(brainTargets)` block in it): a pair
+ * started before its tests and stopped after, and `same(body)`, which runs a
+ * scenario on both and expects equal logs.
  */
-export function differentialSuite(brainArgs: string[] = []): { pair: () => Pair; same: (body: (scenario: Scenario) => Promise<void>) => Promise<void> } {
+export function differentialSuite(
+  brainArgs: string[] = [],
+  target: BrainTarget = "brain",
+): { pair: () => Pair; same: (body: (scenario: Scenario) => Promise<void>) => Promise<void> } {
   let pair: Pair | undefined;
   beforeAll(async () => {
-    pair = await startPair(brainArgs);
+    pair = await startPair(brainArgs, target);
   });
   afterAll(async () => {
     await pair?.stop();

@@ -17,68 +17,84 @@ import {
   type WatchResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { create } from "@bufbuild/protobuf";
-import { etcdServices, makeWorkDir, rawEtcdClient, removeWorkDir, startBrainProcess, toolPath } from "@wharf/testkit";
-import { bytes, differentialSuite } from "./differential.js";
+import { etcdServices, makeWorkDir, rawEtcdClient, removeWorkDir, startBrainProcess, toolPath, waitFor } from "@wharf/testkit";
+import { brainTargets, bytes, differentialSuite } from "./differential.js";
 
 const run = promisify(execFile);
 
-const { pair, same } = differentialSuite();
+describe.each(brainTargets)("%s", (target) => {
+  const { pair, same } = differentialSuite([], target);
 
-describe("Maintenance against the reference etcd", () => {
-  it("defragment answers with a header", () =>
-    same(async (s) => {
-      await s.call("Maintenance", "Defragment", DefragmentRequestSchema, {});
-    }));
+  describe("Maintenance against the reference etcd", () => {
+    it("defragment answers with a header", () =>
+      same(async (s) => {
+        await s.call("Maintenance", "Defragment", DefragmentRequestSchema, {});
+      }));
 
-  it("HashKV refuses a future revision", () =>
-    same(async (s) => {
-      await s.call("Maintenance", "HashKV", HashKVRequestSchema, { revision: s.revision(1000) });
-    }));
+    it("HashKV refuses a future revision", () =>
+      same(async (s) => {
+        await s.call("Maintenance", "HashKV", HashKVRequestSchema, { revision: s.revision(1000) });
+      }));
 
-  it("a watch with fragment=true splits a revision larger than the request limit", () =>
-    same(async (s) => {
-      // Each request stays under the 1.5 MiB limit; with prev_kv the second
-      // revision's events carry 2.8 MiB, which etcd splits.
-      const big = (fill: string) => bytes(fill.repeat(700 * 1024));
-      for (const name of ["a", "b"]) await s.call("KV", "Put", PutRequestSchema, { key: s.key(name), value: big("x") });
-      const watch = s.watch();
-      watch.send({
-        requestUnion: { case: "createRequest", value: { key: s.key(""), rangeEnd: bytes(`${s.prefix}0`), fragment: true, prevKv: true, startRevision: s.revision(3) } },
-      });
-      await watch.until(1);
-      await s.call("KV", "Txn", TxnRequestSchema, {
-        success: ["a", "b"].map((name) => ({ request: { case: "requestPut" as const, value: { key: s.key(name), value: big("y") } } })),
-      });
-      const responses = (await watch.until(3)) as Array<{ fragment: boolean; events: unknown[] }>;
-      s.record("fragments", responses.slice(1).map((response) => ({ fragment: response.fragment, events: response.events.length })));
-      watch.close();
-    }));
-});
+    it("a watch with fragment=true splits a revision larger than the request limit", () =>
+      same(async (s) => {
+        // Each request stays under the 1.5 MiB limit; with prev_kv the second
+        // revision's events carry 2.8 MiB, which etcd splits.
+        const big = (fill: string) => bytes(fill.repeat(700 * 1024));
+        for (const name of ["a", "b"]) await s.call("KV", "Put", PutRequestSchema, { key: s.key(name), value: big("x") });
+        const watch = s.watch();
+        watch.send({
+          requestUnion: { case: "createRequest", value: { key: s.key(""), rangeEnd: bytes(`${s.prefix}0`), fragment: true, prevKv: true, startRevision: s.revision(3) } },
+        });
+        await watch.until(1);
+        await s.call("KV", "Txn", TxnRequestSchema, {
+          success: ["a", "b"].map((name) => ({ request: { case: "requestPut" as const, value: { key: s.key(name), value: big("y") } } })),
+        });
+        const responses = (await watch.until(3)) as Array<{ fragment: boolean; events: unknown[] }>;
+        s.record("fragments", responses.slice(1).map((response) => ({ fragment: response.fragment, events: response.events.length })));
+        watch.close();
+      }));
+  });
 
-describe("brain's own maintenance contract", () => {
-  it("HashKV is stable for a revision and moves with writes; etcdctl snapshot save accepts the stream", async () => {
-    const client = pair().brain.client;
-    const hash = async (revision: bigint) =>
-      ((await client.call(etcdServices.Maintenance, "HashKV", HashKVRequestSchema, { revision })) as unknown as { hash: number }).hash;
-    const put = (await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes("hash/a"), value: bytes("1") })) as unknown as {
-      header: { revision: bigint };
-    };
-    const at = put.header.revision;
-    const first = await hash(at);
-    expect(await hash(at)).toBe(first);
-    await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes("hash/a"), value: bytes("2") });
-    expect(await hash(at)).toBe(first);
-    expect(await hash(0n)).not.toBe(first);
+  describe("brain's own maintenance contract", () => {
+    it("HashKV is stable for a revision and moves with writes; etcdctl snapshot save accepts the stream", async () => {
+      const client = pair().brain.client;
+      const hash = async (revision: bigint) =>
+        ((await client.call(etcdServices.Maintenance, "HashKV", HashKVRequestSchema, { revision })) as unknown as { hash: number }).hash;
+      const put = (await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes("hash/a"), value: bytes("1") })) as unknown as {
+        header: { revision: bigint };
+      };
+      const at = put.header.revision;
+      const first = await hash(at);
+      expect(await hash(at)).toBe(first);
+      await client.call(etcdServices.KV, "Put", PutRequestSchema, { key: bytes("hash/a"), value: bytes("2") });
+      expect(await hash(at)).toBe(first);
+      expect(await hash(0n)).not.toBe(first);
+      // Every member of a replica set hashes a revision alike, once it has applied it.
+      for (const endpoint of pair().replicas?.endpoints ?? []) {
+        const member = rawEtcdClient(endpoint);
+        try {
+          await waitFor(
+            async () => ((await member.call(etcdServices.KV, "Range", RangeRequestSchema, { key: bytes("hash/a"), serializable: true })) as unknown as { header: { revision: bigint } }).header.revision > at,
+            10_000,
+            `${endpoint} to apply revision ${at + 1n}`,
+          );
+          expect(((await member.call(etcdServices.Maintenance, "HashKV", HashKVRequestSchema, { revision: at })) as unknown as { hash: number }).hash, endpoint).toBe(first);
+        } finally {
+          member.close();
+        }
+      }
 
-    const dir = await makeWorkDir("snapshot");
-    try {
-      const file = join(dir, "brain.snapshot");
-      const { stdout } = await run(toolPath("etcdctl"), [`--endpoints=${pair().brain.endpoint}`, "snapshot", "save", file]);
-      expect(stdout).toContain("Snapshot saved at");
-      expect((await stat(file)).size).toBeGreaterThan(32);
-    } finally {
-      await removeWorkDir(dir);
-    }
+      const dir = await makeWorkDir("snapshot");
+      try {
+        const file = join(dir, "brain.snapshot");
+        const { stdout } = await run(toolPath("etcdctl"), [`--endpoints=${pair().brain.endpoint}`, "snapshot", "save", file]);
+        expect(stdout).toContain("Snapshot saved at");
+        expect((await stat(file)).size).toBeGreaterThan(32);
+      } finally {
+        await removeWorkDir(dir);
+      }
+    });
   });
 });
 
