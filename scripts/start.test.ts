@@ -6,13 +6,14 @@
 // building again here would rewrite dist/ under the test files running
 // beside this one.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseDocument } from "yaml";
-import { freePort, freePortRange, httpsGet, kubectlOn, makeWorkDir, repoRoot, toolPath, upgradeRequest, waitFor } from "@wharf/testkit";
+import { StatusRequestSchema, type StatusResponse } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
+import { etcdServices, freePort, freePortRange, httpsGet, kubectlOn, makeWorkDir, rawEtcdClient, repoRoot, toolPath, upgradeRequest, waitFor } from "@wharf/testkit";
 
 const run = promisify(execFile);
 
@@ -294,4 +295,127 @@ describe("npm start", () => {
     const ports = components.flatMap(({ address }) => /:(\d+)$/.exec(address)?.[1] ?? []).map(Number);
     for (const port of ports) expect(await nothingListens(port), `port ${port} still open`).toBe(true);
   });
+});
+
+describe("npm start -- --postgres", () => {
+  let state: string;
+  let output = "";
+  let base: number;
+  let postgresPort: number;
+  let gatewayPort: number;
+  let env: NodeJS.ProcessEnv;
+  let stack: { child: ChildProcess; exited: Promise<number | null> } | undefined;
+
+  const readStack = async () => JSON.parse(await readFile(join(state, "stack.json"), "utf8")) as StackFile;
+  const brainEndpoints = () => [0, 10, 20].map((offset) => `http://127.0.0.1:${base + offset}`);
+  const kubectl = (...args: string[]) => kubectlOn(join(state, "kubeconfig"))(...args);
+  /** PostgreSQL is not in stack.json (it has no health URL): its data dir names its pid while it runs. */
+  const postmasterPid = async () => Number((await readFile(join(state, "postgres", "postmaster.pid"), "utf8").catch(() => "")).split("\n")[0] || 0);
+
+  /** Starts the stack as `npm start -- --postgres` does and waits until it says it is ready. */
+  async function startStack(): Promise<void> {
+    output = "";
+    const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot, "scripts", "start.ts"), "--postgres", "--apiservers", "1"], {
+      cwd: repoRoot,
+      env,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    stack = { child, exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))) };
+    const deadline = Date.now() + 150_000;
+    while (!/│ ready\./.test(output)) {
+      if (child.exitCode !== null) throw new Error(`npm start -- --postgres exited (${child.exitCode}):\n${output}`);
+      if (Date.now() > deadline) throw new Error(`npm start -- --postgres not ready after 150 s:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+
+  /** Ctrl-C: every process of the stack, PostgreSQL included, is gone and its port closed. */
+  async function stopStack(): Promise<void> {
+    const { components } = await readStack();
+    const postgresPid = await postmasterPid();
+    expect(postgresPid, "PostgreSQL's postmaster.pid").toBeGreaterThan(0);
+    process.kill(-stack!.child.pid!, "SIGINT");
+    const code = await Promise.race([stack!.exited, new Promise((resolve) => setTimeout(() => resolve("timeout"), 60_000))]);
+    expect(code, output.slice(-2000)).toBe(0);
+    for (const { name, pid } of components) expect(isRunning(pid), `${name} (pid ${pid}) still running`).toBe(false);
+    expect(isRunning(postgresPid), "postgres still running").toBe(false);
+    for (const port of [postgresPort, base, base + 10, base + 20]) expect(await nothingListens(port), `port ${port} still open`).toBe(true);
+    stack = undefined;
+  }
+
+  beforeAll(async () => {
+    state = await makeWorkDir("npm-start-postgres");
+    // As root PostgreSQL runs as the postgres user, which must reach .wharf/postgres (mkdtemp makes 0700 dirs).
+    await chmod(state, 0o755);
+    // brain N listens on the base ports + 10·(N-1): 23 ports from `base` cover every brain's client and metrics
+    // port, and PostgreSQL's (below the ephemeral range, where no outgoing connection takes one meanwhile).
+    base = await freePortRange(23);
+    postgresPort = base + 5;
+    gatewayPort = await freePort();
+    env = {
+      ...process.env,
+      WHARF_STATE_DIR: state,
+      WHARF_BRAIN_PORT: String(base),
+      WHARF_BRAIN_METRICS_PORT: String(base + 2),
+      WHARF_POSTGRES_PORT: String(postgresPort),
+      WHARF_APISERVER_PORT: String(await freePortRange(1)),
+      WHARF_GATEWAY_PORT: String(gatewayPort),
+      WHARF_ENVOY_ADMIN_PORT: String(await freePort()),
+      WHARF_XDS_PORT: String(await freePort()),
+      WHARF_ADMIN_PORT: String(await freePort()),
+      NO_COLOR: "1",
+    };
+    await startStack();
+  }, 180_000);
+
+  afterAll(async () => {
+    if (stack && stack.child.exitCode === null && stack.child.pid !== undefined) {
+      process.kill(-stack.child.pid, "SIGKILL");
+      for (const { pid } of (await readStack().catch(() => ({ components: [] }))).components) {
+        if (isRunning(pid)) process.kill(pid, "SIGKILL");
+      }
+    }
+    const pid = await postmasterPid();
+    if (pid > 0 && isRunning(pid)) process.kill(pid, "SIGKILL");
+    await rm(state, { recursive: true, force: true });
+  });
+
+  it("stores the cluster in three brains on one PostgreSQL, one of them the leader, and the apiserver lists all three", async () => {
+    for (const [i, endpoint] of brainEndpoints().entries()) expect(output).toMatch(new RegExp(`brain-${i + 1}\\s+${endpoint}\\s`));
+    expect(output).toContain(`postgres://postgres@127.0.0.1:${postgresPort}/postgres`);
+    await kubectl("create", "namespace", "kept");
+    await kubectl("-n", "kept", "create", "configmap", "across-restarts", "--from-literal=a=1");
+
+    const { stdout } = await run(process.execPath, [join(repoRoot, "control-plane", "dist", "cli.js"), "status", "--stack", join(state, "stack.json")]);
+    for (const name of ["brain-1", "brain-2", "brain-3", "kube-apiserver-1", "control-plane", "envoy"]) {
+      expect(stdout).toMatch(new RegExp(`^${name}\\s+\\S+.*\\s+healthy$`, "m"));
+    }
+    const apiserver = (await readStack()).components.find((component) => component.name === "kube-apiserver-1")!;
+    const args = (await readFile(`/proc/${apiserver.pid}/cmdline`, "utf8")).split("\0");
+    expect(args).toContain(`--etcd-servers=${brainEndpoints().join(",")}`);
+
+    const statuses = await Promise.all(
+      brainEndpoints().map(async (endpoint) => {
+        const client = rawEtcdClient(endpoint);
+        try {
+          return (await client.call(etcdServices.Maintenance, "Status", StatusRequestSchema, {})) as unknown as StatusResponse;
+        } finally {
+          client.close();
+        }
+      }),
+    );
+    const leaders = new Set(statuses.map((status) => status.leader));
+    expect(leaders.size, "every brain names the same leader").toBe(1);
+    expect(statuses.filter((status) => status.header!.memberId === statuses[0]!.leader).length, "the leader is one of the three").toBe(1);
+  });
+
+  it("stops everything on Ctrl-C, PostgreSQL included, and a second start serves the cluster kept in PostgreSQL", async () => {
+    await stopStack();
+    await startStack();
+    expect(await kubectl("-n", "kept", "get", "configmap", "across-restarts", "-o", "jsonpath={.data.a}")).toBe("1");
+    await stopStack();
+  }, 240_000);
 });

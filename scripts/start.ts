@@ -3,12 +3,15 @@
 //   kubectl ─TLS─▶ Envoy (gateway filter) ──▶ kube-apiserver ×N ──▶ brain (RocksDB)
 //                    └── xDS ◀── wharf control-plane (.wharf/wharf.yaml)
 //
+// With --postgres the store is three brains on one PostgreSQL (a replica
+// set: one leader, two followers), and every apiserver lists all three.
+//
 // Everything listens on 127.0.0.1 only. State lives in .wharf/ (git-ignored):
 // brain's (or etcd's) data, the cluster PKI, the control plane's config and
 // admin token, logs, and a kubeconfig that goes through Envoy. A second start
 // reuses all of it.
 //
-//   npm start -- [--apiservers N] [--etcd] [--verbose]
+//   npm start -- [--apiservers N] [--etcd | --postgres] [--verbose]
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
@@ -25,6 +28,7 @@ import {
   startEnvoy,
   startKubeApiserver,
   startProcess,
+  startPostgres,
   startReferenceEtcd,
   waitUntilReady,
   writeKubeconfig,
@@ -35,13 +39,15 @@ import { grantTokenReviews, defaultReviewer, upstreamKubeconfig } from "./stack/
 import { configuredReviewer, ensureStackConfig } from "./stack/sample-config.js";
 import { Supervised, type Started, type SupervisorEvents } from "./stack/supervisor.js";
 
-const usage = `Usage: npm start -- [--apiservers N] [--etcd] [--verbose]
+const usage = `Usage: npm start -- [--apiservers N] [--etcd | --postgres] [--verbose]
   --apiservers N  how many kube-apiservers behind the gateway (default 2, at most 9)
   --etcd          store the cluster in the reference etcd instead of brain (for comparison)
+  --postgres      store it in three brains sharing one PostgreSQL (a replica set) instead of one on RocksDB
   --verbose       also print info-level lines of kube-apiserver and Envoy (always in .wharf/logs/)
-Ports: WHARF_BRAIN_PORT (2379; etcd too), WHARF_BRAIN_METRICS_PORT (2381), WHARF_APISERVER_PORT
-(6443, then +1 per apiserver), WHARF_GATEWAY_PORT (7443), WHARF_ENVOY_ADMIN_PORT (9901),
-WHARF_XDS_PORT (18000), WHARF_ADMIN_PORT (18001). State: WHARF_STATE_DIR (.wharf).
+Ports: WHARF_BRAIN_PORT (2379; etcd too), WHARF_BRAIN_METRICS_PORT (2381; with --postgres brain N
+listens on both +10·(N-1)), WHARF_POSTGRES_PORT (15432), WHARF_APISERVER_PORT (6443, then +1 per
+apiserver), WHARF_GATEWAY_PORT (7443), WHARF_ENVOY_ADMIN_PORT (9901), WHARF_XDS_PORT (18000),
+WHARF_ADMIN_PORT (18001). State: WHARF_STATE_DIR (.wharf).
 `;
 
 function portFromEnv(name: string, fallback: number): number {
@@ -52,10 +58,16 @@ function portFromEnv(name: string, fallback: number): number {
   return port;
 }
 
-function parseFlags(): { apiservers: number; etcd: boolean; verbose: boolean } {
+function parseFlags(): { apiservers: number; etcd: boolean; postgres: boolean; verbose: boolean } {
   try {
     const { values } = parseArgs({
-      options: { apiservers: { type: "string", default: "2" }, etcd: { type: "boolean" }, verbose: { type: "boolean" }, help: { type: "boolean" } },
+      options: {
+        apiservers: { type: "string", default: "2" },
+        etcd: { type: "boolean" },
+        postgres: { type: "boolean" },
+        verbose: { type: "boolean" },
+        help: { type: "boolean" },
+      },
     });
     if (values.help) {
       process.stdout.write(usage);
@@ -63,7 +75,8 @@ function parseFlags(): { apiservers: number; etcd: boolean; verbose: boolean } {
     }
     const apiservers = Number(values.apiservers);
     if (!Number.isInteger(apiservers) || apiservers < 1 || apiservers > 9) throw new Error(`--apiservers ${values.apiservers}: want 1 to 9`);
-    return { apiservers, etcd: values.etcd ?? false, verbose: values.verbose ?? false };
+    if (values.etcd && values.postgres) throw new Error("--etcd and --postgres: choose one store");
+    return { apiservers, etcd: values.etcd ?? false, postgres: values.postgres ?? false, verbose: values.verbose ?? false };
   } catch (error) {
     process.stderr.write(`npm start: ${(error as Error).message}\n${usage}`);
     process.exit(2);
@@ -76,6 +89,7 @@ const firstApiserverPort = portFromEnv("WHARF_APISERVER_PORT", 6443);
 const ports = {
   store: portFromEnv("WHARF_BRAIN_PORT", 2379),
   storeMetrics: portFromEnv("WHARF_BRAIN_METRICS_PORT", 2381),
+  postgres: portFromEnv("WHARF_POSTGRES_PORT", 15432),
   apiservers: Array.from({ length: flags.apiservers }, (_, i) => firstApiserverPort + i),
   gateway: portFromEnv("WHARF_GATEWAY_PORT", 7443),
   envoyAdmin: portFromEnv("WHARF_ENVOY_ADMIN_PORT", 9901),
@@ -83,14 +97,19 @@ const ports = {
   admin: portFromEnv("WHARF_ADMIN_PORT", 18001),
 };
 const storeName = flags.etcd ? "etcd" : "brain";
+/** With --postgres: brain-1..3, each on the base ports + 10·(N-1). */
+const replicas = flags.postgres
+  ? [0, 1, 2].map((i) => ({ name: `brain-${i + 1}`, port: ports.store + 10 * i, metricsPort: ports.storeMetrics + 10 * i }))
+  : [];
+const storeNames = flags.postgres ? ["postgres", ...replicas.map((replica) => replica.name)] : [storeName];
 const apiserverNames = ports.apiservers.map((_, i) => `kube-apiserver-${i + 1}`);
 const logDir = join(state, "logs");
 await mkdir(logDir, { recursive: true });
-const out = new StackConsole(logDir, [storeName, ...apiserverNames, "control-plane", "envoy"], flags.verbose);
+const out = new StackConsole(logDir, [...storeNames, ...apiserverNames, "control-plane", "envoy"], flags.verbose);
 
 type ComponentInit = MessageInitShape<typeof StackComponentSchema>;
-/** Every supervised part, in start order, with how `wharf status` reaches it. */
-const parts: Array<{ supervised: Supervised; component: ComponentInit }> = [];
+/** Every supervised part, in start order, with how `wharf status` reaches it (PostgreSQL has no HTTP health URL: not listed). */
+const parts: Array<{ supervised: Supervised; component?: ComponentInit }> = [];
 let stopping = false;
 async function shutdown(code: number): Promise<never> {
   if (!stopping) {
@@ -121,7 +140,9 @@ async function writeStackFileNow(): Promise<void> {
   const stack = create(LocalStackSchema, {
     adminUrl,
     adminTokenFile: tokenFile,
-    components: parts.map(({ supervised, component }) => create(StackComponentSchema, { ...component, pid: supervised.current?.process.child.pid ?? 0 })),
+    components: parts.flatMap(({ supervised, component }) =>
+      component ? [create(StackComponentSchema, { ...component, pid: supervised.current?.process.child.pid ?? 0 })] : [],
+    ),
   });
   await writeFile(`${stackFile}.tmp`, toJsonString(LocalStackSchema, stack, { prettySpaces: 2 }) + "\n");
   await rename(`${stackFile}.tmp`, stackFile);
@@ -136,9 +157,9 @@ const events: SupervisorEvents = {
   },
 };
 
-function supervise(name: string, component: ComponentInit, launch: () => Promise<Started>): Supervised {
+function supervise(name: string, component: ComponentInit | undefined, launch: () => Promise<Started>): Supervised {
   const supervised = new Supervised(name, launch, events);
-  parts.push({ supervised, component: { ...component, logFile: join(logDir, `${name}.log`) } });
+  parts.push({ supervised, component: component && { ...component, logFile: join(logDir, `${name}.log`) } });
   return supervised;
 }
 
@@ -157,19 +178,48 @@ try {
   if (!existsSync(tokenFile)) await writeFile(tokenFile, randomBytes(24).toString("hex") + "\n", { mode: 0o600 });
 
   const storeEndpoint = `http://127.0.0.1:${ports.store}`;
-  const store = flags.etcd
-    ? supervise("etcd", { name: "etcd", address: storeEndpoint, healthUrl: `${storeEndpoint}/health` }, async () =>
-        startReferenceEtcd({ dataDir: join(state, "etcd"), port: ports.store, echo: out.sink("etcd") }))
-    : supervise(
-        "brain",
-        { name: "brain", address: storeEndpoint, healthUrl: `http://127.0.0.1:${ports.storeMetrics}/healthz` },
-        async () => {
-          const brain = await startBrainProcess({ dataDir: join(state, "brain"), port: ports.store, metricsPort: ports.storeMetrics, echo: out.sink("brain") });
-          return { process: brain.process, stop: () => brain.stop({ keepData: true }) };
-        },
-      );
-  out.phase(`starting ${storeName}`);
-  await store.start();
+  /** What the apiservers list as their etcd servers. */
+  let storeEndpoints = [storeEndpoint];
+  if (flags.postgres) {
+    // PostgreSQL keeps its data in .wharf/postgres; the brains' data dirs are local copies, reloaded from it at every start.
+    const postgresUrl = `postgres://postgres@127.0.0.1:${ports.postgres}/postgres?sslmode=disable`;
+    const postgres = supervise("postgres", undefined, async () => {
+      const server = await startPostgres({ dataDir: join(state, "postgres"), port: ports.postgres, echo: out.sink("postgres") });
+      return { process: server.process, stop: () => server.stop() };
+    });
+    out.phase("starting PostgreSQL");
+    await postgres.start();
+    const brains = replicas.map(({ name, port, metricsPort }) =>
+      supervise(name, { name, address: `http://127.0.0.1:${port}`, healthUrl: `http://127.0.0.1:${metricsPort}/healthz` }, async () => {
+        const brain = await startBrainProcess({
+          dataDir: join(state, name),
+          port,
+          metricsPort,
+          echo: out.sink(name),
+          extraArgs: ["--storage", "postgres", "--postgres-url", postgresUrl, "--name", name],
+        });
+        return { process: brain.process, stop: () => brain.stop({ keepData: true }) };
+      }),
+    );
+    out.phase("starting 3 brains on PostgreSQL");
+    // Together: one of them has to be elected leader.
+    await Promise.all(brains.map((part) => part.start()));
+    storeEndpoints = replicas.map(({ port }) => `http://127.0.0.1:${port}`);
+  } else {
+    const store = flags.etcd
+      ? supervise("etcd", { name: "etcd", address: storeEndpoint, healthUrl: `${storeEndpoint}/health` }, async () =>
+          startReferenceEtcd({ dataDir: join(state, "etcd"), port: ports.store, echo: out.sink("etcd") }))
+      : supervise(
+          "brain",
+          { name: "brain", address: storeEndpoint, healthUrl: `http://127.0.0.1:${ports.storeMetrics}/healthz` },
+          async () => {
+            const brain = await startBrainProcess({ dataDir: join(state, "brain"), port: ports.store, metricsPort: ports.storeMetrics, echo: out.sink("brain") });
+            return { process: brain.process, stop: () => brain.stop({ keepData: true }) };
+          },
+        );
+    out.phase(`starting ${storeName}`);
+    await store.start();
+  }
 
   const apiservers = ports.apiservers.map((port, i) => {
     const name = apiserverNames[i]!;
@@ -177,10 +227,10 @@ try {
     return supervise(
       name,
       { name, address: url, healthUrl: `${url}/readyz`, healthyBody: "ok", caFile: pki.ca.certFile, clientCertFile: pki.admin.certFile, clientKeyFile: pki.admin.keyFile },
-      () => startKubeApiserver({ etcdServers: [storeEndpoint], pki, port, echo: out.sink(name) }),
+      () => startKubeApiserver({ etcdServers: storeEndpoints, pki, port, echo: out.sink(name) }),
     );
   });
-  out.phase(`starting ${apiservers.length} kube-apiserver${apiservers.length > 1 ? "s" : ""} on ${storeName}`);
+  out.phase(`starting ${apiservers.length} kube-apiserver${apiservers.length > 1 ? "s" : ""} on ${flags.postgres ? "the brains" : storeName}`);
   await Promise.all(apiservers.map((part) => part.start()));
   out.phase("granting the gateway its TokenReviews");
   const adminKubeconfig = await writeKubeconfig(join(pkiDir, "admin-direct.kubeconfig"), `https://127.0.0.1:${ports.apiservers[0]}`, pki.ca.certFile, pki.admin);
@@ -237,7 +287,14 @@ try {
   const tenantCommand = `.tools/bin/wharf tenant create demo -o demo.kubeconfig${stackFlag}`;
   out.say(`ready. Everything listens on 127.0.0.1; state in ${here(state)}, logs in ${here(logDir)}.
   kubeconfig        ${here(kubeconfig)}   (server: ${gatewayUrl}, Envoy + the wharf gateway filter)
-  ${storeName.padEnd(17)} ${storeEndpoint}   ${flags.etcd ? "" : `metrics http://127.0.0.1:${ports.storeMetrics}/metrics`}
+${
+    flags.postgres
+      ? replicas
+          .map(({ name, port, metricsPort }) => `  ${name.padEnd(17)} http://127.0.0.1:${port}   metrics http://127.0.0.1:${metricsPort}/metrics`)
+          .concat(`  ${"postgres".padEnd(17)} postgres://postgres@127.0.0.1:${ports.postgres}/postgres   (data in ${here(join(state, "postgres"))})`)
+          .join("\n")
+      : `  ${storeName.padEnd(17)} ${storeEndpoint}   ${flags.etcd ? "" : `metrics http://127.0.0.1:${ports.storeMetrics}/metrics`}`
+  }
   kube-apiservers   ${ports.apiservers.map((port) => `https://127.0.0.1:${port}`).join("  ")}
   control plane     xDS 127.0.0.1:${ports.xds}, admin API ${adminUrl} (token: ${here(tokenFile)}), metrics ${adminUrl}/metrics
   Envoy admin       ${envoyAdmin}   (stats ${envoyAdmin}/stats/prometheus)
