@@ -548,6 +548,39 @@ describe("a store replicated through a group log", () => {
     confirmed = 3;
     await expect(leader.store.caughtUp()).rejects.toThrow("etcdserver: leader changed");
   });
+
+  it("on the leader a group that writes nothing is answered only once the log's ReadIndex confirms no other leader wrote", async () => {
+    // A deposed leader that has not noticed yet must not answer a read-only
+    // Txn from its stale copy (etcd serves those through ReadIndex).
+    let confirmed = 1;
+    let asked = 0;
+    let release: () => void = () => undefined;
+    const log = new InProcessLog();
+    const leader = await openReplica({
+      sync: true,
+      log,
+      readIndex: () => {
+        asked++;
+        return new Promise<number>((resolve) => (release = () => resolve(confirmed)));
+      },
+    });
+    const readOnly = leader.store.write(async (context) => context.revision);
+    await until(() => asked === 1, "the group to ask the log");
+    expect(await settledSoon(readOnly)).toBe(false);
+    release();
+    expect(await readOnly).toBe(1);
+    // Another leader committed revision 2: the answer would be stale.
+    confirmed = 2;
+    const stale = leader.store.write(async (context) => context.revision);
+    await until(() => asked === 2, "the group to ask the log");
+    release();
+    await expect(stale).rejects.toThrow("etcdserver: leader changed");
+    // Nothing of it was to be durable: the store is not failed (the election deposes it), and writes go to the log.
+    const write = leader.store.write(async (context) => context.put(Buffer.from("k"), Buffer.from("v"), 0n, undefined));
+    await write;
+    expect(log.groups.map((group) => group.sequence)).toEqual([1]);
+    expect(asked).toBe(2);
+  });
 });
 
 /** The key and lease tables and revision meta of a closed store's data dir. */

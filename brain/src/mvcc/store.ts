@@ -38,6 +38,8 @@ interface Inflight {
   bytes: number;
   /** Its sequence in the group log, when it went there. */
   sequence: number | undefined;
+  /** It wrote nothing and was answered only once the shared log's ReadIndex confirmed it (a replica's leader). */
+  confirmed: boolean;
   /** Settles once the group is answered (durable) or failed. */
   settled: Promise<void>;
 }
@@ -522,22 +524,57 @@ export class MvccStore implements MvccBackend, WriterReads {
     // Each group settles after the one before it, whatever order the log's
     // promises resolve in within one tick.
     const previous = this.inflight[this.inflight.length - 1]?.settled ?? Promise.resolve();
+    // A replica's leader may have been deposed without knowing it yet (its
+    // lease ended early on the database's clock, or its event loop stalled):
+    // another leader may have committed since. What a group that writes
+    // nothing read (a read-only or failed Txn, a DeleteRange of nothing) is
+    // then answered only once the shared log confirms it, as etcd serves a
+    // read-only Txn through ReadIndex; a write is fenced by its commit instead.
+    const confirm = record === undefined && replicated === undefined && this.groupLog !== undefined && this.options.readIndex !== undefined;
     const appended =
       record !== undefined && this.wal !== undefined
         ? this.wal.append(record)
         : replicated !== undefined && this.groupLog !== undefined
           ? appendTo(this.groupLog, replicated)
-          : Promise.resolve();
+          : confirm
+            ? this.confirmUnchanged(this.options.readIndex!)
+            : Promise.resolve();
     appended.catch(() => undefined); // handled below, once the previous group settled
-    const group: Inflight = { jobs, outcomes, result, bytes: record?.length ?? 0, sequence: replicated?.sequence, settled: Promise.resolve() };
+    const group: Inflight = { jobs, outcomes, result, bytes: record?.length ?? 0, sequence: replicated?.sequence, confirmed: confirm, settled: Promise.resolve() };
     group.settled = previous
       .then(() => appended)
       .then(
         () => this.durable(group),
-        (error: unknown) => this.fail(group, error),
+        (error: unknown) => (group.confirmed ? this.unconfirmed(group, error) : this.fail(group, error)),
       );
     this.inflight.push(group);
     return group;
+  }
+
+  /**
+   * Resolves when the shared log holds nothing this writer did not evaluate:
+   * no other leader has committed (the log's ReadIndex also checks the epoch).
+   * Asked when the group is evaluated, so after its requests arrived.
+   */
+  private async confirmUnchanged(readIndex: () => Promise<number>): Promise<void> {
+    const committed = await readIndex();
+    if (committed > this.newestRevision) throw errors.leaderChanged();
+  }
+
+  /**
+   * A group that wrote nothing could not be confirmed: its requests fail
+   * (UNAVAILABLE: clients retry elsewhere) and the store goes on, since
+   * nothing of it was meant to be durable; the election deposes this writer
+   * if another leads.
+   */
+  private unconfirmed(group: Inflight, error: unknown): void {
+    if (this.failure !== undefined) {
+      this.fail(group, this.failure);
+      return;
+    }
+    this.inflight.shift();
+    for (const job of group.jobs) job.reject(error);
+    if (this.inflight.length === 0) this.inflightLeases.clear();
   }
 
   /** A group is durable: it becomes what reads see, then it is answered, then applied. */

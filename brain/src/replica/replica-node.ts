@@ -438,11 +438,16 @@ export class ReplicaNode {
   }
 }
 
-/** ReadIndex for linearizable reads; PostgreSQL out of reach is UNAVAILABLE (clients retry elsewhere), not an internal error. */
+/**
+ * ReadIndex for linearizable reads; PostgreSQL out of reach is UNAVAILABLE
+ * (clients retry elsewhere), not an internal error. A leader's that finds
+ * another epoch fails "leader changed" as it is.
+ */
 async function confirmedRevision(groupLog: PgGroupLog): Promise<number> {
   try {
     return await groupLog.confirmedRevision();
   } catch (error) {
+    if (error instanceof EtcdError) throw error;
     throw new EtcdError(status.UNAVAILABLE, `brain: cannot confirm the current revision with PostgreSQL: ${error instanceof Error ? error.message : String(error)}`);
   }
 }

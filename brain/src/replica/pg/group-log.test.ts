@@ -186,6 +186,22 @@ describe("PgGroupLog", () => {
     }
   });
 
+  it("a leader's ReadIndex fails 'leader changed' once another epoch leads; a follower's is unaffected", async () => {
+    const { url, pool, log, close } = await openLog();
+    try {
+      await log.append({ sequence: 1, revision: 5, rows: [version(5, 0, "a", "v")], leases: [] });
+      await sql(url, "UPDATE brain_leader SET epoch = 1 WHERE id = 1");
+      log.epoch = 1;
+      expect(await log.confirmedRevision()).toBe(5);
+      // Another brain took over before this one's renewal noticed: its copy may be stale.
+      await sql(url, "UPDATE brain_leader SET epoch = 2 WHERE id = 1");
+      await expect(log.confirmedRevision()).rejects.toThrow(errors.leaderChanged().message);
+      expect(await new PgGroupLog(pool).confirmedRevision()).toBe(5);
+    } finally {
+      await close();
+    }
+  });
+
   it("delivers committed sequences to a LISTENer, and again after its connection is cut", async () => {
     const { url, log, close } = await openLog();
     const seen: number[] = [];

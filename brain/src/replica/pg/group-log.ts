@@ -231,12 +231,22 @@ export class PgGroupLog implements GroupLog {
     this.readIndexWaiters = [];
     this.readIndexRunning = true;
     this.readIndexQueries++;
+    // The leader's own ReadIndex also confirms it still leads: another leader
+    // may have taken over (and committed) before this one's renewal noticed.
+    const epoch = this.epoch;
     // READ COMMITTED, one statement: sees every transaction committed before it began.
     this.pool
-      .query<{ revision: bigint }>({ name: "brain_read_index", text: "SELECT revision FROM brain_state WHERE id = 1" })
+      .query<{ revision: bigint; epoch: bigint }>({
+        name: "brain_read_index",
+        text: "SELECT s.revision, l.epoch FROM brain_state s CROSS JOIN brain_leader l WHERE s.id = 1 AND l.id = 1",
+      })
       .then(
         ({ rows }) => {
           const revision = toNumber(rows[0]!.revision);
+          if (epoch > 0 && toNumber(rows[0]!.epoch) !== epoch) {
+            for (const waiter of waiters) waiter.reject(errors.leaderChanged());
+            return;
+          }
           for (const waiter of waiters) waiter.resolve(revision);
         },
         (error: unknown) => {
