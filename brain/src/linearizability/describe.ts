@@ -48,7 +48,7 @@ export function describeRequest(request: Request): string {
 export function describeOperation(id: number, op: Operation): string {
   const when = `[${op.call.toFixed(3)}, ${op.return === Infinity ? "unknown" : op.return.toFixed(3)}] ms`;
   const outcome = op.response ? `→ revision ${op.response.revision}` : `→ failed (${op.error ?? "no response"}), may or may not have happened`;
-  return `op #${id} (client ${op.client}, ${when}) ${describeRequest(op.request)} ${outcome}`;
+  return `op #${id} (client ${op.client}${op.member === undefined ? "" : ` on member ${op.member}`}, ${when}) ${describeRequest(op.request)} ${outcome}`;
 }
 
 function sameKv(a: KeyValue | undefined, b: KeyValue | undefined): boolean {

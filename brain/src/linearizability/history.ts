@@ -102,6 +102,8 @@ export interface Operation {
   error?: string;
   /** When the client saw the failure (an operation wholly inside a downtime did not happen). */
   failedAt?: number;
+  /** Which server answered (or not), when the history was recorded against several: its endpoint's index. */
+  member?: number;
 }
 
 export interface WatchEvent {
@@ -120,6 +122,8 @@ export interface WatchSegment {
   responses: Array<{ revision: number; events: WatchEvent[] }>;
   /** Why the stream ended early (error, cancel), if it did. */
   ended?: string;
+  /** Which server the stream was open on, when there were several: its endpoint's index. */
+  member?: number;
 }
 
 /** A watch from revision 1, possibly over several streams (reconnects). */

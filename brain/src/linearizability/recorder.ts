@@ -4,7 +4,10 @@
 // back; watches from revision 1 (the whole key space, and a prefix) log every event and progress notification,
 // reconnecting from the revision after the last one seen when their stream
 // breaks. A failed or timed-out request is logged as "may or may not have
-// happened".
+// happened". Against several endpoints (the members of a replica set) the
+// connections are spread over them, each pinned to one member; a client
+// whose request failed, and a watch whose stream broke, carry on through a
+// connection to the next member, as etcd's client moves to another endpoint.
 import { create } from "@bufbuild/protobuf";
 import type {
   RequestOpSchema} from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
@@ -33,6 +36,13 @@ import { ClientWorkload, prefixEnd, type WorkloadOptions } from "./workload.js";
 
 export interface RecordOptions extends WorkloadOptions {
   endpoint: string;
+  /**
+   * Every member's endpoint (`endpoint` is then ignored): connection i goes to
+   * member i mod n. A client that moves to another member after a failure is
+   * logged as a new client from then on, since only what one member answered
+   * must never go back in revision (a serializable read elsewhere may be older).
+   */
+  endpoints?: string[];
   /** Opens a client on a connection of its own (testkit's rawEtcdClient with channel options). */
   connect: (endpoint: string, channelOptions: Record<string, number>) => RawEtcdClient;
   clients: number;
@@ -78,9 +88,13 @@ const defaultWatches: WatchSpec[] = [
 ];
 
 export async function recordHistory(options: RecordOptions): Promise<History> {
-  const connections = Array.from({ length: options.connections }, () =>
-    options.connect(options.endpoint, channelOptions),
+  const endpoints = options.endpoints ?? [options.endpoint];
+  const connections = Array.from({ length: options.connections }, (_, i) =>
+    options.connect(endpoints[i % endpoints.length]!, channelOptions),
   );
+  // The next connection on another member (the same one when there is one member).
+  const failover = (connection: number) => (endpoints.length > 1 ? (connection + 1) % connections.length : connection);
+  const memberOf = (connection: number) => (endpoints.length > 1 ? { member: connection % endpoints.length } : {});
   const operations: Operation[] = [];
   const downtimes: History["downtimes"] = [];
   const watchers: Watcher[] = [];
@@ -97,7 +111,7 @@ export async function recordHistory(options: RecordOptions): Promise<History> {
       while (watchers.length < specs.length && issued >= specs[watchers.length]!.at * options.operations) {
         const spec = specs[watchers.length]!;
         const range = spec.prefix === undefined ? undefined : { key: options.prefix + spec.prefix, end: prefixEnd(options.prefix + spec.prefix) };
-        watchers.push(new Watcher(`w${watchers.length}`, connections[watchers.length % connections.length]!, spec.prevKv, range));
+        watchers.push(new Watcher(`w${watchers.length}`, connections, watchers.length % connections.length, failover, memberOf, spec.prevKv, range));
       }
     };
     let issued = 0;
@@ -105,9 +119,12 @@ export async function recordHistory(options: RecordOptions): Promise<History> {
     // Progress requests now and then: each answer promises that every event up to its revision was sent.
     progressTimer = setInterval(() => watchers.forEach((watcher) => watcher.requestProgress()), 200);
     let faultDone: Promise<void> | undefined;
+    // Ids of clients that moved to another member; the final read is client `options.clients`.
+    let nextSession = options.clients + 1;
     const client = async (id: number) => {
       const workload = new ClientWorkload(id, options);
-      const connection = connections[id % connections.length]!;
+      let at = id % connections.length;
+      let session = id;
       let backoff = 0;
       while (issued < options.operations) {
         issued++;
@@ -118,12 +135,16 @@ export async function recordHistory(options: RecordOptions): Promise<History> {
         const request = workload.next();
         const call = performance.now();
         try {
-          const response = await send(connection, request, timeoutMs);
-          operations.push({ client: id, call, return: performance.now(), request, response });
+          const response = await send(connections[at]!, request, timeoutMs);
+          operations.push({ client: session, call, return: performance.now(), request, response, ...memberOf(at) });
           workload.observe(request, response);
           backoff = 0;
         } catch (error) {
-          operations.push({ client: id, call, return: Infinity, failedAt: performance.now(), request, error: describeError(error) });
+          operations.push({ client: session, call, return: Infinity, failedAt: performance.now(), request, error: describeError(error), ...memberOf(at) });
+          if (failover(at) !== at) {
+            at = failover(at);
+            session = nextSession++;
+          }
           // Back off while the server is away, so the history does not fill with failed requests.
           backoff = Math.min(400, backoff ? backoff * 2 : 25);
           await new Promise((resolve) => setTimeout(resolve, backoff));
@@ -134,17 +155,19 @@ export async function recordHistory(options: RecordOptions): Promise<History> {
     await faultDone;
     // A last read of everything pins the final revision; retried until the server answers.
     let finalRevision = 0;
+    let finalAt = 0;
     await waitFor(
       async () => {
         const request: Request = { type: "range", key: "\0", end: "\0" };
         const call = performance.now();
         try {
-          const response = await send(connections[0]!, request, timeoutMs);
+          const response = await send(connections[finalAt]!, request, timeoutMs);
           operations.push({ client: options.clients, call, return: performance.now(), request, response });
           finalRevision = response.revision;
           return true;
         } catch (error) {
           operations.push({ client: options.clients, call, return: Infinity, failedAt: performance.now(), request, error: describeError(error) });
+          finalAt = failover(finalAt);
           return false;
         }
       },
@@ -315,7 +338,11 @@ class Watcher {
 
   constructor(
     name: string,
-    private readonly client: RawEtcdClient,
+    private readonly connections: RawEtcdClient[],
+    /** The connection in use; a broken stream resumes on `failover(at)`. */
+    private at: number,
+    private readonly failover: (at: number) => number,
+    private readonly memberOf: (at: number) => { member?: number },
     private readonly prevKv: boolean,
     private readonly range: KeyRange | undefined,
   ) {
@@ -329,9 +356,9 @@ class Watcher {
 
   private open(): void {
     if (this.stopped) return;
-    const segment: WatchSegment = { startRevision: this.lastRevision + 1, responses: [] };
+    const segment: WatchSegment = { startRevision: this.lastRevision + 1, responses: [], ...this.memberOf(this.at) };
     this.history.segments.push(segment);
-    const stream = this.client.stream<WatchRequest, WatchResponse>(etcdServices.Watch, "Watch");
+    const stream = this.connections[this.at]!.stream<WatchRequest, WatchResponse>(etcdServices.Watch, "Watch");
     this.stream = stream;
     this.created = false;
     let ended = false;
@@ -342,6 +369,7 @@ class Watcher {
       segment.ended = reason;
       stream.removeAllListeners("data");
       stream.cancel();
+      this.at = this.failover(this.at);
       if (!this.stopped) setTimeout(() => this.open(), 100);
     };
     stream.on("data", (response: WatchResponse) => {
