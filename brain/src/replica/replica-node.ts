@@ -13,6 +13,7 @@ import type { Lessor } from "../lease/lessor.js";
 import { log } from "../log.js";
 import { startAutoCompaction } from "../mvcc/auto-compactor.js";
 import { MvccStore } from "../mvcc/store.js";
+import type { StorageEngine } from "../storage/engine.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
 import { LeaderElection } from "./pg/election.js";
 import { LogTruncated, PgGroupLog } from "./pg/group-log.js";
@@ -124,16 +125,14 @@ export class ReplicaNode {
   static async start(config: BrainConfig, lessor: Lessor, counters: ReplicaCounters): Promise<ReplicaNode> {
     const url = config.postgresUrl!;
     const pool = openPool(url, { name: config.name });
+    let engine: StorageEngine | undefined;
     let store: MvccStore | undefined;
     try {
       await migrate(pool);
       const clientUrls = config.advertiseClientUrls;
       const memberId = await registerMember(pool, config.name, clientUrls);
-      const engine = await openRocksEngine(await freshCopyDirectory(config.dataDir));
-      const loaded = await loadReplica(pool, engine, memberId).catch(async (error: unknown) => {
-        await engine.close();
-        throw error;
-      });
+      engine = await openRocksEngine(await freshCopyDirectory(config.dataDir));
+      const loaded = await loadReplica(pool, engine, memberId);
       const groupLog = new PgGroupLog(pool);
       store = await MvccStore.open(
         engine,
@@ -155,7 +154,9 @@ export class ReplicaNode {
       node.elect();
       return node;
     } catch (error) {
-      await store?.close().catch(() => undefined);
+      // The engine's lock must go with this attempt, or the next start could not open the copy.
+      if (store !== undefined) await store.close().catch(() => undefined);
+      else await engine?.close().catch(() => undefined);
       await pool.end().catch(() => undefined);
       throw error;
     }
