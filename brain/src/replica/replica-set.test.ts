@@ -90,6 +90,9 @@ describe("a replica set of three brains on PostgreSQL", () => {
     expect(followerMetrics).toMatch(/^etcd_server_is_leader 0$/m);
     expect(followerMetrics).toMatch(/^etcd_server_has_leader 1$/m);
     expect(followerMetrics).toMatch(/^brain_follower_apply_seconds_count [1-9]\d*$/m);
+    // Caught up (every member applied the write above, and nothing was written since).
+    expect(followerMetrics).toMatch(/^brain_follower_lag_revisions 0$/m);
+    expect(followerMetrics).toMatch(/^etcd_server_leader_changes_seen_total [1-9]\d*$/m);
     const leaderMetrics = await metrics(leader);
     expect(leaderMetrics).toMatch(/^etcd_server_is_leader 1$/m);
     expect(leaderMetrics).not.toMatch(/^brain_forwarded_requests_total\{/m);
