@@ -6,8 +6,10 @@
 // committed writes, also across its move to another member when its own dies
 // or stalls. Faults in the middle: kill -9 of the leader, SIGSTOP of the
 // leader past its lease then SIGCONT while clients still run (the resumed old
-// leader must neither commit nor answer from its stale copy). A request in flight across a fault is "may or may not
-// have happened"; a client whose request failed moves to the next member.
+// leader must neither commit nor answer from its stale copy), and a
+// PostgreSQL restart (down 0.5 s). A request in flight across a fault is "may
+// or may not have happened"; a client whose request failed moves to the next
+// member.
 import { describe, expect, it } from "vitest";
 import pg from "pg";
 import {
@@ -151,6 +153,35 @@ describe("linearizability of a 3-member brain replica set on PostgreSQL", { time
       expect(next).not.toBe(leader);
       console.log(`[linearizability] paused the leader at revision ${pausedAt}; resumed it once the new leader was at ${movedTo}`);
       expectClean(report, coverage, history, leader);
+    } finally {
+      await set.stop();
+    }
+  });
+
+  it("seed 24: PostgreSQL restarted in the middle", async () => {
+    const set = await startBrainReplicaSet({ replicas: 3 });
+    try {
+      const { report, coverage, history } = await recordAndCheck({
+        label: "replicas seed 24 with a PostgreSQL restart",
+        endpoint: set.endpoints[0]!,
+        endpoints: set.endpoints,
+        seed: 24,
+        clients: 18,
+        connections: 6,
+        operations: 2400,
+        watches,
+        fault: {
+          atOperation: 800,
+          async inject() {
+            await set.postgres.restart({ downMs: 500 });
+            await set.waitForLeader(undefined, 20_000);
+            return noDowntime();
+          },
+        },
+      });
+      // The restart reached the clients (requests failed across it), and the set served on after it.
+      expect(history.operations.filter((op) => !op.response).length).toBeGreaterThan(0);
+      expectClean(report, coverage, history);
     } finally {
       await set.stop();
     }
