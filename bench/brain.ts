@@ -224,7 +224,7 @@ for (let round = 1; round <= rounds; round++) {
       const message = (error as Error).message.split("\n")[0]!;
       log(`  failover round ${round} did not run: ${message}`);
       failoverRuns.push({
-        trials: [{ round, trial: 0, kind: "kill", from: "?", epochBefore: NaN, firstWriteMs: NaN, newLeaderMs: NaN, writeGapMs: NaN, failedPuts: 0, error: `did not run: ${message}` }],
+        trials: [{ round, trial: 0, kind: "kill", from: "?", epochBefore: NaN, firstWriteMs: NaN, newLeaderMs: NaN, writeGapMs: NaN, sentPuts: 0, failedPuts: 0, error: `did not run: ${message}` }],
         acknowledged: 0, lost: 0, putRate: NaN, putDeadlineMs: NaN,
       });
     }

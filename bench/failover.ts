@@ -25,7 +25,9 @@ export interface FailoverTrial {
   newLeaderMs: number;
   /** Last put acknowledged before the signal → first acknowledged after it: the gap a client saw. */
   writeGapMs: number;
-  /** Puts sent in the trial that failed (the killed member's share, forwards to it, deadlines). */
+  /** Puts sent from the signal to the end of the trial (the set back to three members, caught up). */
+  sentPuts: number;
+  /** Of those, the ones that failed (the signalled member's share, deadlines). */
   failedPuts: number;
   /** pause only: SIGCONT → the old leader serving again as a follower at the leader's revision. */
   rejoinMs?: number;
@@ -124,7 +126,7 @@ async function trial(set: ReplicaSet, records: PutRecord[], kind: FailoverKind, 
     return first;
   };
   const result: FailoverTrial = {
-    round, trial: number, kind, from: old.name, epochBefore: before.epoch, firstWriteMs: NaN, newLeaderMs: NaN, writeGapMs: NaN, failedPuts: 0,
+    round, trial: number, kind, from: old.name, epochBefore: before.epoch, firstWriteMs: NaN, newLeaderMs: NaN, writeGapMs: NaN, sentPuts: 0, failedPuts: 0,
   };
   while (performance.now() - signalledAt < trialTimeoutMs && (newLeaderAt === undefined || firstAck() === undefined)) {
     if (newLeaderAt === undefined) {
@@ -174,10 +176,12 @@ async function trial(set: ReplicaSet, records: PutRecord[], kind: FailoverKind, 
   }
   await set.settle();
   const end = performance.now();
-  result.failedPuts = records.filter((record) => record.sentAt >= signalledAt && record.sentAt < end && record.ok === false).length;
+  const during = records.filter((record) => record.sentAt >= signalledAt && record.sentAt < end);
+  result.sentPuts = during.length;
+  result.failedPuts = during.filter((record) => record.ok === false).length;
   log(
     `  ${kind} ${number}: ${old.name} → ${result.to ?? "?"}: first write ${result.firstWriteMs.toFixed(0)} ms, ` +
-      `new leader in Status ${result.newLeaderMs.toFixed(0)} ms, write gap ${result.writeGapMs.toFixed(0)} ms` +
+      `new leader in Status ${result.newLeaderMs.toFixed(0)} ms, write gap ${result.writeGapMs.toFixed(0)} ms, ${result.failedPuts} of ${result.sentPuts} puts failed` +
       `${result.rejoinMs !== undefined ? `, rejoined ${result.rejoinMs.toFixed(0)} ms after SIGCONT` : ""}${result.error ? ` (${result.error})` : ""}`,
   );
   return result;
@@ -198,7 +202,7 @@ export async function runFailover(round: number, kills: number, pauses: number, 
         // The set could not be brought back: the remaining trials would measure nothing.
         const message = (error as Error).message.split("\n")[0]!;
         log(`  ${kind} ${index + 1}: failed: ${message}`);
-        trials.push({ round, trial: index + 1, kind, from: "?", epochBefore: NaN, firstWriteMs: NaN, newLeaderMs: NaN, writeGapMs: NaN, failedPuts: 0, error: message });
+        trials.push({ round, trial: index + 1, kind, from: "?", epochBefore: NaN, firstWriteMs: NaN, newLeaderMs: NaN, writeGapMs: NaN, sentPuts: 0, failedPuts: 0, error: message });
         break;
       }
     }

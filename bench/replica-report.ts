@@ -149,13 +149,13 @@ export function replicaMarkdown(
       "",
       `Acknowledged puts over all failover trials: ${acknowledged}; missing from a linearizable read afterwards: ${lost}.`,
       "",
-      "Each trial (signal → first write / new leader in Status / client's gap; failed puts in the trial):",
+      "Each trial (signal → first write / new leader in Status / client's gap; puts sent from the signal until the set was whole and caught up again, and how many failed):",
       "",
     );
     for (const trial of trials) {
       lines.push(
         `- round ${trial.round}, ${trial.kind} ${trial.trial}: ${trial.from} → ${trial.to ?? "?"} (epoch ${trial.epochBefore} → ${trial.epochAfter ?? "?"}): ` +
-          `${ms(trial.firstWriteMs)} / ${ms(trial.newLeaderMs)} / ${ms(trial.writeGapMs)}; ${trial.failedPuts} failed puts` +
+          `${ms(trial.firstWriteMs)} / ${ms(trial.newLeaderMs)} / ${ms(trial.writeGapMs)}; ${trial.failedPuts} of ${trial.sentPuts} puts failed` +
           `${trial.rejoinMs !== undefined ? `; rejoined ${ms(trial.rejoinMs)} after SIGCONT` : ""}${trial.error ? `; ${trial.error}` : ""}`,
       );
     }
