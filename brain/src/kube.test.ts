@@ -4,7 +4,8 @@
 // the apiserver reaches through a follower, then through the leader.
 import { execFile, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { kubectlOn, startBrainProcess, startBrainReplicaSet, startKubeApiserver, toolPath, type Brain, type BrainReplicaSet, type KubeApiserver, waitFor } from "@wharf/testkit";
+import { join } from "node:path";
+import { kubectlOn, makeWorkDir, removeWorkDir, startBrainProcess, startBrainReplicaSet, startKubeApiserver, toolPath, type Brain, type BrainReplicaSet, type KubeApiserver, waitFor } from "@wharf/testkit";
 
 /** The store under test, as the apiserver and these tests reach it. */
 interface Store {
@@ -16,7 +17,9 @@ interface Store {
 }
 
 async function singleBrain(): Promise<Store> {
-  let brain: Brain = await startBrainProcess();
+  // Its data outlives a restart, in a dir of the test's own (removed at stop).
+  const dir = await makeWorkDir("kube-brain");
+  let brain: Brain = await startBrainProcess({ dataDir: join(dir, "data") });
   return {
     endpoint: brain.endpoint,
     get metricsUrl() {
@@ -27,7 +30,10 @@ async function singleBrain(): Promise<Store> {
       await brain.stop({ keepData: true });
       brain = await startBrainProcess({ dataDir, port: Number(new URL(endpoint).port), metricsPort: Number(new URL(metricsUrl).port) });
     },
-    stop: () => brain.stop(),
+    async stop() {
+      await brain.stop();
+      await removeWorkDir(dir);
+    },
   };
 }
 

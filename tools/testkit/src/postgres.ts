@@ -123,7 +123,13 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     await waitUntilReady(postmaster, async () => readFileSync(logFile).subarray(from).toString().includes(readyLine), 30_000);
     return postmaster;
   };
-  let postmaster = await startPostmaster();
+  let postmaster: RunningProcess;
+  try {
+    postmaster = await startPostmaster();
+  } catch (error) {
+    await removeWorkDir(workDir);
+    throw error;
+  }
   /** Fast shutdown: SIGTERM is a "smart" one that waits for every client to leave. */
   const shutdown = async () => {
     if (postmaster.child.exitCode === null && postmaster.child.signalCode === null) {
