@@ -37,4 +37,5 @@ export const errors = {
   leaderChanged: make(status.UNAVAILABLE, "etcdserver: leader changed"),
   notLeader: make(status.UNAVAILABLE, "etcdserver: not leader"),
   noLeader: make(status.UNAVAILABLE, "etcdserver: no leader"),
+  requestTimedOut: make(status.UNAVAILABLE, "etcdserver: request timed out"),
 };

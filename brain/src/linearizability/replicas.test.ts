@@ -255,3 +255,52 @@ describe("a leader deposed before it knows it (its lease ended early on PostgreS
     }
   });
 });
+
+describe("a follower cut off from PostgreSQL while the leader commits", { timeout: 90_000 }, () => {
+  // Its sessions are terminated as fast as it opens them, so it cannot read
+  // the log; a write sent to it still reaches the leader, which commits it.
+  // The follower must not answer it with a revision it has not applied (the
+  // client's next read there would go back in time): etcd's member answers
+  // a write it proposed only once applied, or fails "request timed out".
+  it("does not acknowledge a forwarded write at a revision it has not applied", async () => {
+    const set = await startBrainReplicaSet({ replicas: 3 });
+    const clients = set.endpoints.map((endpoint) => rawEtcdClient(endpoint, { "grpc.use_local_subchannel_pool": 1 }));
+    // Three sessions terminating in turn: a new session of the follower's rarely lives to finish a query.
+    const cutters = [0, 1, 2].map(() => new pg.Client({ connectionString: set.postgres.url }));
+    await Promise.all(cutters.map((cutter) => cutter.connect()));
+    let cutting = true;
+    let cut: Promise<unknown> | undefined;
+    try {
+      const leader = await set.leaderIndex();
+      const follower = (leader + 1) % 3;
+      const key = Buffer.from("/cut/k");
+      cut = Promise.all(
+        cutters.map(async (cutter) => {
+          while (cutting) {
+            await cutter.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [`brain/${set.members[follower]!.name}`]);
+          }
+        }),
+      );
+      const settle = <T>(promise: Promise<T>) => promise.then((value) => ({ value }), (error: Error) => ({ error: error.message }));
+      const put = await settle(clients[follower]!.call(etcdServices.KV, "Put", PutRequestSchema, { key, value: Buffer.from("v") }) as unknown as Promise<PutResponse>);
+      const read = (await clients[follower]!.call(etcdServices.KV, "Range", RangeRequestSchema, { key, serializable: true })) as unknown as RangeResponse;
+      console.log(`[linearizability] write through a follower cut off from PostgreSQL: ${"value" in put ? `acknowledged at ${put.value.header!.revision}` : put.error}; its next serializable read: revision ${read.header!.revision}`);
+      if ("value" in put) expect(Number(read.header!.revision), "the follower's read after it acknowledged the write").toBeGreaterThanOrEqual(Number(put.value.header!.revision));
+      else expect(put.error).toMatch(/etcdserver: request timed out/);
+      cutting = false;
+      await cut;
+      // Reconnected, it applies the write the leader committed.
+      await waitFor(
+        async () => ((await clients[follower]!.call(etcdServices.KV, "Range", RangeRequestSchema, { key, serializable: true })) as unknown as RangeResponse).kvs.length === 1,
+        15_000,
+        "the follower to apply the write once reconnected",
+      );
+    } finally {
+      cutting = false;
+      await cut?.catch(() => undefined);
+      await Promise.all(cutters.map((cutter) => cutter.end()));
+      for (const client of clients) client.close();
+      await set.stop();
+    }
+  });
+});

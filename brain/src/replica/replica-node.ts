@@ -89,7 +89,7 @@ export class ReplicaNode {
   private readonly notified: Array<{ sequence: number; at: number }> = [];
   private lastCatchUpError = "";
   /** Forwarded writes waiting for this copy to apply them. */
-  private readonly appliedWaiters = new Set<{ revision: number; compactRevision: number; resolve: () => void }>();
+  private readonly appliedWaiters = new Set<{ revision: number; compactRevision: number; settle: (error?: EtcdError) => void }>();
   /** The newest epoch seen: the term headers and Status report. */
   private knownEpoch = 0;
   /** Resolves with why this brain must stop and start again as a follower. */
@@ -206,22 +206,28 @@ export class ReplicaNode {
 
   /**
    * Resolves once the local copy has applied `revision` and a compaction at
-   * `compactRevision` (or after `timeoutMs`, or when it leads): a write this
-   * member forwarded is answered only then, so the client reads its own
-   * write on this member, as from an etcd member that proposed it.
+   * `compactRevision` (or when it leads): a write this member forwarded is
+   * answered only then, so the client reads its own write on this member, as
+   * from an etcd member that proposed it. A copy that cannot apply it within
+   * `timeoutMs` (cut off from PostgreSQL) or stops first fails the request as
+   * etcd's proposer does ("request timed out", "server stopped"; the write
+   * may have happened): answering would hand the client a revision this
+   * member has not applied, and its next read here would go back in time.
    */
   applied(revision: number, compactRevision = 0, timeoutMs = appliedWaitMs): Promise<void> {
     if (this.caughtUpTo(revision, compactRevision)) return Promise.resolve();
-    return new Promise((resolve) => {
-      const waiter = { revision, compactRevision, resolve: () => undefined as void };
+    if (this.stopped) return Promise.reject(errors.stopped());
+    return new Promise((resolve, reject) => {
+      const waiter = { revision, compactRevision, settle: (_error?: EtcdError) => undefined as void };
       const timer = setTimeout(() => {
         this.appliedWaiters.delete(waiter);
-        log("debug", "answering a forwarded write before this copy applied it", { revision, compactRevision, applied: this.store.revision });
-        resolve();
+        log("warn", "a forwarded write was committed but this copy did not apply it in time; the client is told it timed out", { revision, compactRevision, applied: this.store.revision });
+        reject(errors.requestTimedOut());
       }, timeoutMs);
-      waiter.resolve = () => {
+      waiter.settle = (error) => {
         clearTimeout(timer);
-        resolve();
+        if (error === undefined) resolve();
+        else reject(error);
       };
       this.appliedWaiters.add(waiter);
       // The NOTIFY is on its way; asking now saves its latency when it is not.
@@ -230,14 +236,15 @@ export class ReplicaNode {
   }
 
   private caughtUpTo(revision: number, compactRevision: number): boolean {
-    return this.promoted || this.stopped || (this.store.revision >= revision && this.store.compactRevision >= compactRevision);
+    return this.promoted || (this.store.revision >= revision && this.store.compactRevision >= compactRevision);
   }
 
   private wakeApplied(): void {
     for (const waiter of this.appliedWaiters) {
-      if (!this.caughtUpTo(waiter.revision, waiter.compactRevision)) continue;
+      const applied = this.caughtUpTo(waiter.revision, waiter.compactRevision);
+      if (!applied && !this.stopped) continue;
       this.appliedWaiters.delete(waiter);
-      waiter.resolve();
+      waiter.settle(applied ? undefined : errors.stopped());
     }
   }
 
