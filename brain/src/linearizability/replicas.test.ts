@@ -18,10 +18,12 @@ import {
   DeleteRangeRequestSchema,
   PutRequestSchema,
   RangeRequestSchema,
+  StatusRequestSchema,
   TxnRequestSchema,
   type DeleteRangeResponse,
   type PutResponse,
   type RangeResponse,
+  type StatusResponse,
   type TxnResponse,
 } from "@wharf/proto/etcd/api/etcdserverpb/rpc_pb.js";
 import { etcdServices, rawEtcdClient, startBrainReplicaSet, waitFor, type BrainReplicaSet } from "@wharf/testkit";
@@ -158,6 +160,43 @@ describe("linearizability of a 3-member brain replica set on PostgreSQL", { time
     }
   });
 
+  it("seed 25: a follower paused with SIGSTOP, then the leader killed for good; the follower resumed once the last member leads", async () => {
+    const set = await startBrainReplicaSet({ replicas: 3, leaseTtl: "2s" });
+    try {
+      const leader = await set.leaderIndex();
+      const follower = (leader + 1) % 3;
+      let next = -1;
+      const { report, coverage, history } = await recordAndCheck({
+        label: "replicas seed 25 with a paused follower and a killed leader",
+        endpoint: set.endpoints[0]!,
+        endpoints: set.endpoints,
+        seed: 25,
+        clients: 18,
+        connections: 6,
+        operations: 2400,
+        watches,
+        fault: {
+          atOperation: 800,
+          async inject() {
+            await set.kill(follower, "SIGSTOP");
+            await set.kill(leader, "SIGKILL");
+            // The only member left running leads alone (PostgreSQL, not a quorum of brains, decides).
+            next = await set.waitForLeader(leader, 15_000);
+            const from = await appliedRevision(set, next);
+            await waitFor(async () => (await appliedRevision(set, next)) > from + 20, 15_000, "the last member to commit writes");
+            await set.kill(follower, "SIGCONT");
+            return noDowntime();
+          },
+        },
+      });
+      expect(next).toBe((leader + 2) % 3);
+      expectClean(report, coverage, history, leader);
+      expect(set.members[leader]!.state).toBe("dead");
+    } finally {
+      await set.stop();
+    }
+  });
+
   it("seed 24: PostgreSQL restarted in the middle", async () => {
     const set = await startBrainReplicaSet({ replicas: 3 });
     try {
@@ -236,10 +275,10 @@ describe("a leader deposed before it knows it (its lease ended early on PostgreS
         settle(clients[old]!.call(etcdServices.KV, "DeleteRange", DeleteRangeRequestSchema, { key: Buffer.from("/stale/none") }) as unknown as Promise<DeleteRangeResponse>),
         settle(clients[old]!.call(etcdServices.KV, "Range", RangeRequestSchema, { key }) as unknown as Promise<RangeResponse>),
       ]);
-      // The old leader had not noticed yet when these were sent (else this test shows nothing).
-      const stillLeading = (await db.query<{ epoch: string }>("SELECT epoch::text FROM brain_leader WHERE id = 1")).rows[0]!.epoch === after.epoch;
+      // The old leader had not noticed yet when it answered (else this test shows nothing): it still names itself.
+      const status = (await clients[old]!.call(etcdServices.Maintenance, "Status", StatusRequestSchema, {})) as unknown as StatusResponse;
       console.log(`[linearizability] deposed leader's answers after the new leader's write at ${acknowledged}: ${JSON.stringify({ txn, deleted, range }, (_, v: unknown) => (typeof v === "bigint" ? Number(v) : v instanceof Uint8Array ? Buffer.from(v).toString() : v))}`);
-      expect(stillLeading).toBe(true);
+      expect(status.leader, "the old leader still believed it led").toBe(status.header!.memberId);
       if ("value" in txn) {
         expect(txn.value.succeeded, "a Txn comparing against the value before the new leader's write").toBe(false);
         expect(Number(txn.value.header!.revision)).toBeGreaterThanOrEqual(acknowledged);
