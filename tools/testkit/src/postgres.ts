@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { accessSync, constants, existsSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, realpathSync, existsSync, readFileSync, statSync } from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -42,8 +42,19 @@ export interface PostgresOptions {
 
 const run = promisify(execFile);
 
+/**
+ * The installed binary behind the .tools/bin link. As root the server runs as
+ * the postgres user, who may not be able to enter the checkout (a clone in a
+ * 0700 directory such as mktemp -d's); and initdb looks for postgres beside
+ * its own real path.
+ */
 function serverBinary(name: "postgres" | "initdb"): string {
-  return join(repoRoot, ".tools", "bin", name);
+  const link = join(repoRoot, ".tools", "bin", name);
+  try {
+    return realpathSync(link);
+  } catch {
+    return link;
+  }
 }
 
 /**
