@@ -2,6 +2,7 @@
 // the targets, what kine refused and why.
 import type { Measurement, RowSpec } from "./brain-load.js";
 import type { ServerName } from "./servers.js";
+import { median } from "./report.js";
 
 export interface Cell {
   row: string;
@@ -25,13 +26,6 @@ interface RunLike extends Measurement {
   server: ServerName;
   cpuSeconds: number;
   rssMb: number;
-}
-
-function median(values: number[]): number {
-  const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 export function summarize(runs: RunLike[], rows: RowSpec[], servers: ServerName[]): Cell[] {

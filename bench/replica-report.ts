@@ -1,15 +1,8 @@
 // bench:brain's replica sections: read throughput as replicas are added
 // (medians over rounds) and failover times (median and max over trials).
 import type { FailoverKind, FailoverResult, FailoverTrial } from "./failover.js";
-import type { Row } from "./report.js";
+import { median, type Row } from "./report.js";
 import { maxReplicas, scalingRows, type ScalingRecord } from "./read-scaling.js";
-
-export function median(values: number[]): number {
-  const sorted = values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
 
 export interface ScalingCell {
   row: string;

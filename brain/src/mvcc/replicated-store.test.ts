@@ -7,6 +7,7 @@ import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { seededRandom } from "@wharf/testkit";
 import { EtcdError, errors } from "../errors.js";
 import { Lessor } from "../lease/lessor.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
@@ -141,17 +142,6 @@ class InProcessLog implements GroupLog {
   }
 }
 
-/** A small seeded generator (mulberry32), so a failing run can be repeated. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Puts, deletes, multi-op transactions (some failing halfway), lease grants
@@ -159,7 +149,7 @@ function random(seed: number): () => number {
  * so groups are pipelined. Returns once every request settled.
  */
 async function workload(leader: Replica, seed: number, rounds: number): Promise<void> {
-  const next = random(seed);
+  const next = seededRandom(seed);
   const pick = <T>(items: T[]): T => items[Math.floor(next() * items.length)]!;
   const keys = Array.from({ length: 24 }, (_, i) => Buffer.from(`key/${String.fromCharCode(97 + (i % 6))}/${i}`));
   const leases: bigint[] = [];
