@@ -66,14 +66,23 @@ export interface StoreOptions {
   sequence?: number;
   /**
    * For linearizable reads on a replica: the revision the shared log has
-   * committed (etcd's ReadIndex). A linearizable read waits until this
-   * store's revision reaches it.
+   * committed (etcd's ReadIndex), with the sequence of its newest group when
+   * known. A linearizable read waits until this store's revision reaches it
+   * and it has applied that group: a compact-only group moves no revision.
    */
-  readIndex?: () => Promise<number>;
+  readIndex?: () => Promise<number | ReadIndex>;
 }
 
 
 const noPending = new Map<string, Uint8Array>();
+
+/** Where the shared log stands: its revision and the sequence of its newest group. */
+export interface ReadIndex {
+  revision: number;
+  sequence: number;
+}
+
+const readIndexOf = (index: number | ReadIndex): ReadIndex => (typeof index === "number" ? { revision: index, sequence: 0 } : index);
 
 /** For a store used without leases (tools and tests): none exist. */
 const noLeases: LeaseLedger = { restore: () => {}, attach: () => {}, has: () => false, apply: () => {} };
@@ -108,7 +117,7 @@ export class MvccStore implements MvccBackend, WriterReads {
   private walSequence = 0;
   private walBytesSinceSync = 0;
   /** Linearizable reads waiting for a revision to become durable. */
-  private readonly readWaiters: Array<{ revision: number; resume: () => void; reject: (error: unknown) => void }> = [];
+  private readonly readWaiters: Array<{ revision: number; sequence: number; resume: () => void; reject: (error: unknown) => void }> = [];
   /** Where groups become durable when it is not the write-ahead log. */
   private groupLog: GroupLog | undefined;
   /** Sequence of the last group handed to the group log (the last applied one, on a follower). */
@@ -556,9 +565,9 @@ export class MvccStore implements MvccBackend, WriterReads {
    * no other leader has committed (the log's ReadIndex also checks the epoch).
    * Asked when the group is evaluated, so after its requests arrived.
    */
-  private async confirmUnchanged(readIndex: () => Promise<number>): Promise<void> {
-    const committed = await readIndex();
-    if (committed > this.newestRevision) throw errors.leaderChanged();
+  private async confirmUnchanged(readIndex: () => Promise<number | ReadIndex>): Promise<void> {
+    const committed = readIndexOf(await readIndex());
+    if (committed.revision > this.newestRevision || committed.sequence > this.logSequence) throw errors.leaderChanged();
   }
 
   /**
@@ -677,32 +686,34 @@ export class MvccStore implements MvccBackend, WriterReads {
    * On a replica: what the writer evaluated so far (on the leader) and what
    * the shared log has committed (on any replica) must both be here first.
    */
-  private async readIndexed(readIndex: () => Promise<number>): Promise<void> {
+  private async readIndexed(readIndex: () => Promise<number | ReadIndex>): Promise<void> {
     if (this.closed) throw errors.stopped();
     if (this.failure !== undefined) throw this.failedError();
     const evaluated = this.newestRevision;
-    const committed = await readIndex();
-    if (!this.following && committed > this.newestRevision) {
-      // Only the leader writes to the log: a revision past everything this
-      // writer evaluated was committed by a newer leader.
+    const committed = readIndexOf(await readIndex());
+    if (!this.following && (committed.revision > this.newestRevision || committed.sequence > this.logSequence)) {
+      // Only the leader writes to the log: a revision or group past
+      // everything this writer made was committed by a newer leader.
       throw errors.leaderChanged();
     }
-    const revision = Math.max(evaluated, committed);
-    if (this.revision >= revision) return;
+    const revision = Math.max(evaluated, committed.revision);
+    // The committed group too: a compaction moves no revision, and a read
+    // after an acknowledged Compact must find the revisions below it gone.
+    if (this.revision >= revision && this.durableSequence >= committed.sequence) return;
     if (this.closed) throw errors.stopped();
     if (this.failure !== undefined) throw this.failedError();
-    await this.waitFor(revision);
+    await this.waitFor(revision, committed.sequence);
   }
 
-  private waitFor(revision: number): Promise<void> {
-    return new Promise((resume, reject) => this.readWaiters.push({ revision, resume, reject }));
+  private waitFor(revision: number, sequence = 0): Promise<void> {
+    return new Promise((resume, reject) => this.readWaiters.push({ revision, sequence, resume, reject }));
   }
 
   private resumeReads(): void {
     if (this.readWaiters.length === 0) return;
     let kept = 0;
     for (const waiter of this.readWaiters) {
-      if (waiter.revision <= this.revision) waiter.resume();
+      if (waiter.revision <= this.revision && waiter.sequence <= this.durableSequence) waiter.resume();
       else this.readWaiters[kept++] = waiter;
     }
     this.readWaiters.length = kept;

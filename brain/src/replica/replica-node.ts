@@ -16,7 +16,7 @@ import { MvccStore } from "../mvcc/store.js";
 import type { StorageEngine } from "../storage/engine.js";
 import { openRocksEngine } from "../storage/rocks-engine.js";
 import { LeaderElection } from "./pg/election.js";
-import { LogTruncated, PgGroupLog } from "./pg/group-log.js";
+import { LogTruncated, PgGroupLog, type LogPosition } from "./pg/group-log.js";
 import { loadReplica } from "./pg/loader.js";
 import { heartbeat, listMembers, registerMember } from "./pg/members.js";
 import { migrate } from "./pg/migrations.js";
@@ -136,7 +136,7 @@ export class ReplicaNode {
       const groupLog = new PgGroupLog(pool);
       store = await MvccStore.open(
         engine,
-        { sync: false, log: groupLog, follower: true, sequence: loaded.sequence, readIndex: () => confirmedRevision(groupLog) },
+        { sync: false, log: groupLog, follower: true, sequence: loaded.sequence, readIndex: () => confirmedPosition(groupLog) },
         lessor,
       );
       lessor.bind(store);
@@ -451,9 +451,9 @@ export class ReplicaNode {
  * (clients retry elsewhere), not an internal error. A leader's that finds
  * another epoch fails "leader changed" as it is.
  */
-async function confirmedRevision(groupLog: PgGroupLog): Promise<number> {
+async function confirmedPosition(groupLog: PgGroupLog): Promise<LogPosition> {
   try {
-    return await groupLog.confirmedRevision();
+    return await groupLog.confirmedPosition();
   } catch (error) {
     if (error instanceof EtcdError) throw error;
     throw new EtcdError(status.UNAVAILABLE, `brain: cannot confirm the current revision with PostgreSQL: ${error instanceof Error ? error.message : String(error)}`);

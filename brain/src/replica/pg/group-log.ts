@@ -41,6 +41,12 @@ function sqlState(error: unknown): string | undefined {
   return typeof error === "object" && error !== null && "code" in error && typeof error.code === "string" ? error.code : undefined;
 }
 
+/** Where the log stands: the revision after its newest group, and that group's sequence. */
+export interface LogPosition {
+  revision: number;
+  sequence: number;
+}
+
 interface GroupRow {
   sequence: bigint;
   base_revision: bigint;
@@ -68,7 +74,7 @@ export class PgGroupLog implements GroupLog {
   /** Set once an append failed: every later one fails without a round trip. */
   private failure: unknown;
   private readIndexRunning = false;
-  private readIndexWaiters: Array<{ resolve: (revision: number) => void; reject: (error: unknown) => void }> = [];
+  private readIndexWaiters: Array<{ resolve: (position: LogPosition) => void; reject: (error: unknown) => void }> = [];
   /** ReadIndex queries sent, for tests and metrics. */
   readIndexQueries = 0;
 
@@ -219,7 +225,16 @@ export class PgGroupLog implements GroupLog {
    * while it runs share the next one (the running one may have started
    * before their write was acknowledged).
    */
-  confirmedRevision(): Promise<number> {
+  async confirmedRevision(): Promise<number> {
+    return (await this.confirmedPosition()).revision;
+  }
+
+  /**
+   * The same ReadIndex with the sequence of the newest committed group: a
+   * replica that has applied it has every group acknowledged so far, also
+   * those that move no revision (compactions, leases).
+   */
+  confirmedPosition(): Promise<LogPosition> {
     return new Promise((resolve, reject) => {
       this.readIndexWaiters.push({ resolve, reject });
       if (!this.readIndexRunning) this.runReadIndex();
@@ -236,18 +251,18 @@ export class PgGroupLog implements GroupLog {
     const epoch = this.epoch;
     // READ COMMITTED, one statement: sees every transaction committed before it began.
     this.pool
-      .query<{ revision: bigint; epoch: bigint }>({
+      .query<{ revision: bigint; sequence: bigint; epoch: bigint }>({
         name: "brain_read_index",
-        text: "SELECT s.revision, l.epoch FROM brain_state s CROSS JOIN brain_leader l WHERE s.id = 1 AND l.id = 1",
+        text: "SELECT s.revision, s.sequence, l.epoch FROM brain_state s CROSS JOIN brain_leader l WHERE s.id = 1 AND l.id = 1",
       })
       .then(
         ({ rows }) => {
-          const revision = toNumber(rows[0]!.revision);
+          const position = { revision: toNumber(rows[0]!.revision), sequence: toNumber(rows[0]!.sequence) };
           if (epoch > 0 && toNumber(rows[0]!.epoch) !== epoch) {
             for (const waiter of waiters) waiter.reject(errors.leaderChanged());
             return;
           }
-          for (const waiter of waiters) waiter.resolve(revision);
+          for (const waiter of waiters) waiter.resolve(position);
         },
         (error: unknown) => {
           for (const waiter of waiters) waiter.reject(error);
