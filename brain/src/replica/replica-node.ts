@@ -31,6 +31,8 @@ const heartbeatMs = 5000;
 const appliedWaitMs = 5000;
 /** A write waits for an election this much longer than the lease TTL before failing "no leader". */
 const leaderWaitSlackMs = 2000;
+/** Compacted versions stay in PostgreSQL this long, for followers still applying the groups before the compaction. */
+const compactedRowsKeptMs = 10_000;
 /** The local copy lives here inside --data-dir; nothing else there is touched. */
 export const copyDirectory = "postgres-copy";
 
@@ -133,7 +135,7 @@ export class ReplicaNode {
       const memberId = await registerMember(pool, config.name, clientUrls);
       engine = await openRocksEngine(await freshCopyDirectory(config.dataDir));
       const loaded = await loadReplica(pool, engine, memberId);
-      const groupLog = new PgGroupLog(pool);
+      const groupLog = new PgGroupLog(pool, { pruneDelayMs: compactedRowsKeptMs });
       store = await MvccStore.open(
         engine,
         { sync: false, log: groupLog, follower: true, sequence: loaded.sequence, readIndex: () => confirmedPosition(groupLog) },

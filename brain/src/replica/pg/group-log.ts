@@ -78,7 +78,16 @@ export class PgGroupLog implements GroupLog {
   /** ReadIndex queries sent, for tests and metrics. */
   readIndexQueries = 0;
 
-  constructor(private readonly pool: pg.Pool) {}
+  /**
+   * `pruneDelayMs`: how long after a compaction its rows are removed here. A
+   * follower a group or two behind still reads rows below the compact
+   * revision to apply those groups; removing them at once would make it
+   * reload its whole copy (LogTruncated).
+   */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly options: { pruneDelayMs?: number } = {},
+  ) {}
 
   /**
    * Commits `group` as one transaction (one round trip) at this log's epoch.
@@ -358,6 +367,8 @@ export class PgGroupLog implements GroupLog {
    * already durable (its group), so any brain may finish this.
    */
   async compacted(revision: number): Promise<void> {
+    const delayMs = this.options.pruneDelayMs ?? 0;
+    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
     const { rows } = await this.pool.query<{ pruned_revision: bigint }>(
       "UPDATE brain_state SET pruned_revision = greatest(pruned_revision, least($1, compact_revision)) WHERE id = 1 RETURNING pruned_revision",
       [revision],
