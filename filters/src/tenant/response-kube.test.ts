@@ -99,11 +99,26 @@ function viaFilter(tenantPath: string, answer: Answer, method = "GET", requestBo
 
 const volatile = new Set(["uid", "resourceVersion", "creationTimestamp", "time", "lastTransitionTime", "firstTimestamp", "lastTimestamp", "eventTime", "continue", "storageVersionHash"]);
 
+/**
+ * The apiserver orders managedFields by their (whole-second) times, which are
+ * volatile: two entries made in the same second or in two can come in either
+ * order, on the reference as through the filter.
+ */
+function byManager(entries: unknown[]): unknown[] {
+  const key = (entry: unknown) => JSON.stringify(entry);
+  return [...entries].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
 /** uid, resourceVersion and timestamps blanked; resource versions inside messages too. */
 function normalise(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(normalise);
   if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, volatile.has(key) && inner !== null ? "<volatile>" : normalise(inner)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, inner]) => [
+        key,
+        volatile.has(key) && inner !== null ? "<volatile>" : key === "managedFields" && Array.isArray(inner) ? byManager(inner.map(normalise)) : normalise(inner),
+      ]),
+    );
   }
   // Table Age and Created At cells ("5s", "2m3s", an RFC 3339 time) depend on when each object was created.
   if (typeof value === "string") {
