@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { accessSync, constants, realpathSync, existsSync, readFileSync, statSync } from "node:fs";
 import { chown, mkdir } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { freePort } from "./ports.js";
 import { startProcess, waitUntilReady, type LineSink, type RunningProcess } from "./process.js";
@@ -79,6 +79,29 @@ function dropRoot(): { wrap: (command: string, args: string[]) => [string, strin
   };
 }
 
+/**
+ * As root the server runs as the postgres user, who must be able to enter
+ * every directory above a data dir of the caller's choosing (npm start keeps
+ * one in the checkout's .wharf): a checkout under /root, or in a 0700
+ * directory, is not. Says which directory and what to do, before initdb
+ * fails with "could not change directory" or "invalid binary".
+ */
+function unreachableBy(uid: number, gid: number, directory: string): void {
+  for (let at = directory; ; at = dirname(at)) {
+    if (existsSync(at)) {
+      const { mode, uid: owner, gid: group } = statSync(at);
+      const searchable = owner === uid ? mode & 0o100 : group === gid ? mode & 0o010 : mode & 0o001;
+      if (!searchable) {
+        throw new Error(
+          `PostgreSQL runs as the postgres user, which cannot enter ${at} (mode ${(mode & 0o777).toString(8)}) to reach its data under ${directory}. ` +
+            "Keep the data elsewhere (npm start: WHARF_STATE_DIR=/var/tmp/wharf) or let others search that directory (chmod o+x).",
+        );
+      }
+    }
+    if (at === dirname(at)) return;
+  }
+}
+
 export async function startPostgres(options: PostgresOptions = {}): Promise<Postgres> {
   for (const name of ["postgres", "initdb"] as const) {
     try {
@@ -88,10 +111,13 @@ export async function startPostgres(options: PostgresOptions = {}): Promise<Post
     }
   }
   const user = dropRoot();
+  if (options.dataDir !== undefined && user.uid !== undefined) unreachableBy(user.uid, user.gid!, dirname(resolve(options.dataDir)));
   const workDir = await makeWorkDir("postgres");
   const dataDir = options.dataDir ?? join(workDir, "data");
   if (user.uid !== undefined) await chown(workDir, user.uid, user.gid!);
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    // Only the data dir itself is private (PostgreSQL requires it); directories made above it must stay searchable.
+    await mkdir(dirname(dataDir), { recursive: true });
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     if (user.uid !== undefined) await chown(dataDir, user.uid, user.gid!);
     const [initdb, initdbArgs] = user.wrap(serverBinary("initdb"), [
