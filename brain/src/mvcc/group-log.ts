@@ -27,6 +27,12 @@ export interface ReplicatedGroup {
   compactRevision?: number;
 }
 
+/** Where the shared log stands: its committed revision and the sequence of its newest group. */
+export interface LogPosition {
+  revision: number;
+  sequence: number;
+}
+
 /**
  * Where a leader's groups become durable instead of brain's own write-ahead
  * log. `append` is called once per group, in sequence order, with the next

@@ -487,7 +487,7 @@ describe("a store replicated through a group log", () => {
     };
     const leader = await openReplica({ sync: true, log: holding });
     let confirmed = 0;
-    const follower = await openReplica({ sync: true, follower: true, readIndex: async () => confirmed });
+    const follower = await openReplica({ sync: true, follower: true, readIndex: async () => ({ revision: confirmed, sequence: 0 }) });
     // Without a readIndex a follower has nothing pending.
     const plain = await openReplica({ sync: true, follower: true });
     expect(plain.store.caughtUp()).toBeUndefined();
@@ -526,7 +526,7 @@ describe("a store replicated through a group log", () => {
         return gate;
       },
     };
-    const leader = await openReplica({ sync: true, log, readIndex: async () => confirmed });
+    const leader = await openReplica({ sync: true, log, readIndex: async () => ({ revision: confirmed, sequence: 0 }) });
     const write = leader.store.write(async (context) => context.put(Buffer.from("k"), Buffer.from("v"), 0n, undefined));
     await until(() => appended === 1, "the write to reach the log");
     const read = leader.store.caughtUp()!;
@@ -551,7 +551,7 @@ describe("a store replicated through a group log", () => {
       log,
       readIndex: () => {
         asked++;
-        return new Promise<number>((resolve) => (release = () => resolve(confirmed)));
+        return new Promise((resolve) => (release = () => resolve({ revision: confirmed, sequence: 0 })));
       },
     });
     const readOnly = leader.store.write(async (context) => context.revision);

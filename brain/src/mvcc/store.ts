@@ -7,7 +7,7 @@ import { log } from "../log.js";
 import type { Commit, LeaseLedger, MvccBackend, RangeRows } from "./backend.js";
 import { TreeIndex, type Dropped, type Located } from "./key-index.js";
 import { SortedKeySet } from "./key-set.js";
-import type { GroupLog, ReplicatedGroup, VersionRow } from "./group-log.js";
+import type { GroupLog, LogPosition, ReplicatedGroup, VersionRow } from "./group-log.js";
 import { keyId, type KeyRange, type KeyValue, type WatchEvent } from "./kv.js";
 import { decodeKeyValue } from "./kv-wire.js";
 import { formatVersion, metaNames } from "./meta.js";
@@ -66,23 +66,15 @@ export interface StoreOptions {
   sequence?: number;
   /**
    * For linearizable reads on a replica: the revision the shared log has
-   * committed (etcd's ReadIndex), with the sequence of its newest group when
-   * known. A linearizable read waits until this store's revision reaches it
+   * committed (etcd's ReadIndex) and the sequence of its newest group. A linearizable read waits until this store's revision reaches it
    * and it has applied that group: a compact-only group moves no revision.
    */
-  readIndex?: () => Promise<number | ReadIndex>;
+  readIndex?: () => Promise<LogPosition>;
 }
 
 
 const noPending = new Map<string, Uint8Array>();
 
-/** Where the shared log stands: its revision and the sequence of its newest group. */
-export interface ReadIndex {
-  revision: number;
-  sequence: number;
-}
-
-const readIndexOf = (index: number | ReadIndex): ReadIndex => (typeof index === "number" ? { revision: index, sequence: 0 } : index);
 
 /** For a store used without leases (tools and tests): none exist. */
 const noLeases: LeaseLedger = { restore: () => {}, attach: () => {}, has: () => false, apply: () => {} };
@@ -565,8 +557,8 @@ export class MvccStore implements MvccBackend, WriterReads {
    * no other leader has committed (the log's ReadIndex also checks the epoch).
    * Asked when the group is evaluated, so after its requests arrived.
    */
-  private async confirmUnchanged(readIndex: () => Promise<number | ReadIndex>): Promise<void> {
-    const committed = readIndexOf(await readIndex());
+  private async confirmUnchanged(readIndex: () => Promise<LogPosition>): Promise<void> {
+    const committed = await readIndex();
     if (committed.revision > this.newestRevision || committed.sequence > this.logSequence) throw errors.leaderChanged();
   }
 
@@ -686,11 +678,11 @@ export class MvccStore implements MvccBackend, WriterReads {
    * On a replica: what the writer evaluated so far (on the leader) and what
    * the shared log has committed (on any replica) must both be here first.
    */
-  private async readIndexed(readIndex: () => Promise<number | ReadIndex>): Promise<void> {
+  private async readIndexed(readIndex: () => Promise<LogPosition>): Promise<void> {
     if (this.closed) throw errors.stopped();
     if (this.failure !== undefined) throw this.failedError();
     const evaluated = this.newestRevision;
-    const committed = readIndexOf(await readIndex());
+    const committed = await readIndex();
     if (!this.following && (committed.revision > this.newestRevision || committed.sequence > this.logSequence)) {
       // Only the leader writes to the log: a revision or group past
       // everything this writer made was committed by a newer leader.

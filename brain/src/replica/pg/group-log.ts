@@ -4,7 +4,7 @@
 import type pg from "pg";
 import { errors } from "../../errors.js";
 import { log } from "../../log.js";
-import type { GroupLog, ReplicatedGroup, VersionRow } from "../../mvcc/group-log.js";
+import type { GroupLog, LogPosition, ReplicatedGroup, VersionRow } from "../../mvcc/group-log.js";
 import type { LeaseChange } from "../../mvcc/write-context.js";
 import { dedicatedClient } from "./pool.js";
 
@@ -42,11 +42,6 @@ function sqlState(error: unknown): string | undefined {
 }
 
 /** Where the log stands: the revision after its newest group, and that group's sequence. */
-export interface LogPosition {
-  revision: number;
-  sequence: number;
-}
-
 interface GroupRow {
   sequence: bigint;
   base_revision: bigint;
